@@ -1,0 +1,108 @@
+/* Configuration: environment variables, read once at load.
+ *
+ * OpenTelemetry's variables (reference: OTel SDK environment variables), the
+ * LLM DevOps standard's (ENVIRONMENT, OTLP_ENDPOINT_HTTP, LOG_FORMAT, ...) and
+ * OTELSHIM_* for what neither covers. Parsing follows the OTel rules: empty
+ * means unset, an invalid value is reported once and replaced by the default.
+ *
+ * osh_config_load() runs in the constructor (cheap: getenv and copies); the
+ * result is read-only afterwards and shared by every thread and the OTLP
+ * module. Strings are owned by the config (heap copies: the host may change
+ * its environment later).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum osh_exporter_kind {
+	OSH_EXPORTER_OTLP = 0,
+	OSH_EXPORTER_CONSOLE,
+	OSH_EXPORTER_NONE,
+};
+
+enum osh_sampler_kind {
+	OSH_SAMPLER_ALWAYS_ON = 0,
+	OSH_SAMPLER_ALWAYS_OFF,
+	OSH_SAMPLER_TRACEIDRATIO,
+	OSH_SAMPLER_PARENTBASED_ALWAYS_ON,
+	OSH_SAMPLER_PARENTBASED_ALWAYS_OFF,
+	OSH_SAMPLER_PARENTBASED_TRACEIDRATIO,
+};
+
+/* One resource attribute taken from the environment (key and value owned). */
+struct osh_kv {
+	char *key;
+	char *value;
+};
+
+struct osh_config {
+	bool disabled;			/* OTEL_SDK_DISABLED=true: pure pass-through */
+	enum osh_exporter_kind exporter; /* OTEL_TRACES_EXPORTER */
+	bool log_json;			/* LOG_FORMAT=json */
+	int log_level;			/* enum osh_log_level; OTEL_LOG_LEVEL, silent if unset */
+
+	enum osh_sampler_kind sampler;	/* OTEL_TRACES_SAMPLER */
+	double sampler_ratio;		/* OTEL_TRACES_SAMPLER_ARG, [0, 1] */
+
+	bool propagate_tracecontext;	/* OTEL_PROPAGATORS */
+	bool propagate_baggage;
+
+	uint32_t bsp_max_queue;		/* OTEL_BSP_MAX_QUEUE_SIZE */
+	uint32_t bsp_max_batch;		/* OTEL_BSP_MAX_EXPORT_BATCH_SIZE (<= queue) */
+	uint32_t bsp_delay_ms;		/* OTEL_BSP_SCHEDULE_DELAY */
+	uint32_t bsp_export_timeout_ms; /* OTEL_BSP_EXPORT_TIMEOUT (0 = no limit -> large) */
+
+	char *traces_url;		/* resolved OTLP/HTTP traces URL (precedence rules) */
+	char *otlp_headers;		/* OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, raw */
+	bool otlp_gzip;			/* OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION=gzip */
+	uint32_t otlp_timeout_ms;	/* OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT */
+	char *otlp_certificate;		/* OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE */
+	char *otlp_client_key;
+	char *otlp_client_certificate;
+	enum osh_exporter_kind fallback; /* OTEL_FALLBACK_EXPORTER (console or none) */
+
+	uint32_t exit_timeout_ms;	/* OTELSHIM_EXIT_TIMEOUT_MS: flush budget at exit (2000) */
+	uint32_t retry_initial_ms;	/* OTELSHIM_RETRY_INITIAL_MS: first backoff step (1000) */
+
+	uint32_t attr_value_limit;	/* OTEL_(SPAN_)ATTRIBUTE_VALUE_LENGTH_LIMIT, 0 = none */
+	uint32_t attr_count_limit;	/* OTEL_(SPAN_)ATTRIBUTE_COUNT_LIMIT */
+
+	/* Resource inputs (the resource itself is built on the exporter thread). */
+	char *service_name;		/* OTEL_SERVICE_NAME */
+	char *service_version;		/* OTEL_SERVICE_VERSION / SERVICE_VERSION */
+	char *environment;		/* ENVIRONMENT */
+	char *service_namespace;	/* SERVICE_NAMESPACE */
+	char *service_instance_id;	/* SERVICE_INSTANCE_ID */
+	char *hostname;			/* HOSTNAME */
+	char *k8s_namespace, *k8s_pod_name, *k8s_pod_uid, *k8s_node_name;
+	char *k8s_deployment_name, *k8s_cluster_name;
+	char *cloud_provider, *cloud_region, *cloud_availability_zone, *cloud_account_id;
+	struct osh_kv *resource_attrs;	/* OTEL_RESOURCE_ATTRIBUTES, decoded */
+	size_t n_resource_attrs;
+
+	/* Environment carrier (TRACEPARENT / TRACESTATE / BAGGAGE), raw values. */
+	char *env_traceparent;
+	char *env_tracestate;
+	char *env_baggage;
+};
+
+extern struct osh_config osh_cfg;
+
+/* Fill @cfg from the process environment. Always succeeds: bad values are
+ * reported (through diag, once) and replaced by defaults. */
+void osh_config_load(struct osh_config *cfg);
+
+/* Same, reading variables through @get (tests pass a fake environment). */
+void osh_config_load_from(struct osh_config *cfg, const char *(*get)(const char *name));
+
+/* Free what osh_config_load allocated (tests only). */
+void osh_config_finish(struct osh_config *cfg);
+
+/* Parse OTEL_RESOURCE_ATTRIBUTES-style "k=v,k2=v2" with percent-decoding.
+ * Returns 0 and a heap array in *ret (caller frees with osh_kv_free), or
+ * -EINVAL when any member is malformed (the whole value is then discarded, as
+ * the OTel spec asks). An empty string yields 0 members. */
+int osh_config_parse_kv_list(const char *text, struct osh_kv **ret, size_t *ret_n);
+void osh_kv_free(struct osh_kv *kv, size_t n);

@@ -1,0 +1,22 @@
+/* OTLP protobuf encoding of a batch of spans (module side, protobuf-c).
+ * Exporter thread only; allocates with malloc. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct osh_resource;
+struct osh_span;
+
+/* Encode an ExportTraceServiceRequest holding one ResourceSpans (@res), one
+ * ScopeSpans (scope "otelshim", the project version, semconv schema URL) and
+ * the @n spans. On success returns 0 and a malloc'd buffer in *ret_buf
+ * (caller frees) with its size in *ret_len; -ENOMEM otherwise. */
+int osh_otlp_encode(const struct osh_resource *res, struct osh_span *const *spans, size_t n,
+		    uint8_t **ret_buf, size_t *ret_len);
+
+/* Parse an ExportTraceServiceResponse body. Returns 0 and the rejected span
+ * count (0 when partial_success is unset) or -EINVAL for an undecodable
+ * body. @msg (may be NULL) gets the error_message, truncated. */
+int osh_otlp_decode_response(const uint8_t *buf, size_t len, int64_t *ret_rejected, char *msg,
+			     size_t msgsz);

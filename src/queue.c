@@ -1,0 +1,90 @@
+/* Bounded MPSC queue (see queue.h and docs/ARCHITECTURE.md, "The span
+ * queue"). Each cell's sequence number tells whose turn it is: a producer
+ * may fill cell i when seq == position, the consumer may take it when
+ * seq == position + 1, and hands it back for the next lap with
+ * seq == position + capacity. */
+#include "buildconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "queue.h"
+
+int osh_queue_init(struct osh_queue *q, uint32_t capacity)
+{
+	if (capacity == 0)
+		capacity = 1;
+	q->cells = calloc(capacity, sizeof(*q->cells));
+	if (!q->cells)
+		return -ENOMEM;
+	q->capacity = capacity;
+	osh_queue_reset(q);
+	return 0;
+}
+
+void osh_queue_finish(struct osh_queue *q)
+{
+	free(q->cells);
+	q->cells = NULL;
+	q->capacity = 0;
+}
+
+void osh_queue_reset(struct osh_queue *q)
+{
+	for (uint64_t i = 0; i < q->capacity; i++) {
+		atomic_store_explicit(&q->cells[i].seq, i, memory_order_relaxed);
+		q->cells[i].span = NULL;
+	}
+	atomic_store_explicit(&q->head, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->tail, 0, memory_order_release);
+}
+
+bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
+{
+	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+
+	for (;;) {
+		struct osh_queue_cell *cell = &q->cells[pos % q->capacity];
+		uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+		int64_t diff = (int64_t)(seq - pos);
+
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed)) {
+				cell->span = span;
+				atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
+				return true;
+			}
+			/* pos was reloaded by the failed exchange */
+		} else if (diff < 0) {
+			return false; /* the consumer has not freed this cell: full */
+		} else {
+			pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		}
+	}
+}
+
+struct osh_span *osh_queue_pop(struct osh_queue *q)
+{
+	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+	struct osh_queue_cell *cell = &q->cells[pos % q->capacity];
+	uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+	struct osh_span *span;
+
+	if (seq != pos + 1)
+		return NULL;
+	span = cell->span;
+	cell->span = NULL;
+	atomic_store_explicit(&q->head, pos + 1, memory_order_relaxed);
+	atomic_store_explicit(&cell->seq, pos + q->capacity, memory_order_release);
+	return span;
+}
+
+uint64_t osh_queue_size(const struct osh_queue *q)
+{
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+
+	return tail > head ? tail - head : 0;
+}

@@ -1,0 +1,45 @@
+/* Bounded multi-producer, single-consumer queue of finished spans.
+ *
+ * Producers are app threads (any number, lock-free, never block, never
+ * allocate); the consumer is the exporter thread. A full queue refuses the
+ * span: the caller frees it and counts the drop. Cells carry a sequence
+ * number (Vyukov's bounded queue), so a producer preempted mid-push delays
+ * the consumer only at that cell.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct osh_span;
+
+struct osh_queue_cell {
+	_Atomic uint64_t seq;
+	struct osh_span *span;
+};
+
+struct osh_queue {
+	struct osh_queue_cell *cells;
+	uint64_t capacity;
+	_Alignas(64) _Atomic uint64_t tail; /* next position to claim (producers) */
+	_Alignas(64) _Atomic uint64_t head; /* next position to read (consumer) */
+};
+
+/* Allocate @capacity cells (>= 1). 0 or -ENOMEM. */
+int osh_queue_init(struct osh_queue *q, uint32_t capacity);
+void osh_queue_finish(struct osh_queue *q);
+
+/* App threads: false when the queue is full (span not taken). */
+bool osh_queue_push(struct osh_queue *q, struct osh_span *span);
+
+/* Exporter thread only: next span or NULL when none is ready. */
+struct osh_span *osh_queue_pop(struct osh_queue *q);
+
+/* Approximate number of queued spans (racy by nature). */
+uint64_t osh_queue_size(const struct osh_queue *q);
+
+/* In a fork child: forget every cell (the parent's spans are never
+ * re-sent; their records are left to the child's copy-on-write heap).
+ * Async-signal-safe. */
+void osh_queue_reset(struct osh_queue *q);

@@ -1,0 +1,143 @@
+/* Resolution of the real libc entry points (see real.h). */
+#include "buildconf.h"
+
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "real.h"
+
+struct osh_real osh_real;
+bool osh_real_ready;
+
+/* Fallbacks when dlsym cannot give us libc's symbol (static oddities, or a
+ * lookup that lands on our own hook): the raw system call. */
+static int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	return (int)syscall(SYS_connect, fd, addr, len);
+}
+static int sys_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+static ssize_t sys_write(int fd, const void *buf, size_t len)
+{
+	return syscall(SYS_write, fd, buf, len);
+}
+static ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	return syscall(SYS_writev, fd, iov, iovcnt);
+}
+static ssize_t sys_send(int fd, const void *buf, size_t len, int flags)
+{
+	return syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
+}
+static ssize_t sys_sendto(int fd, const void *buf, size_t len, int flags,
+			  const struct sockaddr *addr, socklen_t addrlen)
+{
+	return syscall(SYS_sendto, fd, buf, len, flags, addr, addrlen);
+}
+static ssize_t sys_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	return syscall(SYS_sendmsg, fd, msg, flags);
+}
+static ssize_t sys_read(int fd, void *buf, size_t len)
+{
+	return syscall(SYS_read, fd, buf, len);
+}
+static ssize_t sys_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	return syscall(SYS_readv, fd, iov, iovcnt);
+}
+static ssize_t sys_recv(int fd, void *buf, size_t len, int flags)
+{
+	return syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+}
+static ssize_t sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+			    socklen_t *addrlen)
+{
+	return syscall(SYS_recvfrom, fd, buf, len, flags, addr, addrlen);
+}
+static ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	return syscall(SYS_recvmsg, fd, msg, flags);
+}
+/* The fortified variants only add a buffer-size check before the call. */
+static ssize_t sys_read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		__builtin_trap();
+	return sys_read(fd, buf, len);
+}
+static ssize_t sys_recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	if (len > buflen)
+		__builtin_trap();
+	return sys_recv(fd, buf, len, flags);
+}
+static ssize_t sys_recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+				struct sockaddr *addr, socklen_t *addrlen)
+{
+	if (len > buflen)
+		__builtin_trap();
+	return sys_recvfrom(fd, buf, len, flags, addr, addrlen);
+}
+
+/* dlsym(RTLD_NEXT) finds the next definition after libotelshim.so in the
+ * lookup order: libc's. A failed lookup allocates (dlerror state), which is
+ * why this runs once and never on a hot path. */
+static void *next_symbol(const char *name, void *self, void *fallback)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+
+	if (!p || p == self)
+		return fallback;
+	return p;
+}
+
+/* Our own hooks, to reject a lookup that resolves to ourselves. */
+extern int connect(int, const struct sockaddr *, socklen_t);
+extern ssize_t __read_chk(int, void *, size_t, size_t);
+extern ssize_t __recv_chk(int, void *, size_t, size_t, int);
+extern ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+
+static void resolve(void)
+{
+	struct osh_real r;
+	int saved = errno;
+
+#define RESOLVE(field, name, fb) \
+	r.field = next_symbol(#name, (void *)(name), (void *)(fb))
+	RESOLVE(connect, connect, sys_connect);
+	RESOLVE(close, close, sys_close);
+	RESOLVE(write, write, sys_write);
+	RESOLVE(writev, writev, sys_writev);
+	RESOLVE(send, send, sys_send);
+	RESOLVE(sendto, sendto, sys_sendto);
+	RESOLVE(sendmsg, sendmsg, sys_sendmsg);
+	RESOLVE(read, read, sys_read);
+	RESOLVE(readv, readv, sys_readv);
+	RESOLVE(recv, recv, sys_recv);
+	RESOLVE(recvfrom, recvfrom, sys_recvfrom);
+	RESOLVE(recvmsg, recvmsg, sys_recvmsg);
+	RESOLVE(read_chk, __read_chk, sys_read_chk);
+	RESOLVE(recv_chk, __recv_chk, sys_recv_chk);
+	RESOLVE(recvfrom_chk, __recvfrom_chk, sys_recvfrom_chk);
+#undef RESOLVE
+	osh_real = r;
+	errno = saved;
+}
+
+void osh_real_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (__atomic_load_n(&osh_real_ready, __ATOMIC_ACQUIRE))
+		return;
+	pthread_once(&once, resolve);
+	__atomic_store_n(&osh_real_ready, true, __ATOMIC_RELEASE);
+}

@@ -1,0 +1,113 @@
+/* A finished-or-in-progress span as one fixed-size record.
+ *
+ * Everything a span carries lives inside the record: ids, times, up to
+ * OSH_SPAN_MAX_ATTRS attributes and an arena holding every string (name,
+ * tracestate, string attribute values). Attribute keys are static strings
+ * (string literals in the shim), never copied. A record is created on an app
+ * thread when a sampled exchange starts, filled as the exchange progresses,
+ * pushed onto the queue when it ends, and freed by the exporter thread.
+ *
+ * Setters never fail: a value that does not fit is truncated (at a UTF-8
+ * character boundary) and an attribute beyond the count limit is dropped and
+ * counted in dropped_attrs.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OSH_SPAN_MAX_ATTRS 32
+#define OSH_SPAN_ARENA 1600
+
+enum osh_span_kind {
+	OSH_SPAN_INTERNAL = 1,
+	OSH_SPAN_SERVER = 2,
+	OSH_SPAN_CLIENT = 3,
+};
+
+enum osh_status_code {
+	OSH_STATUS_UNSET = 0,
+	OSH_STATUS_OK = 1,
+	OSH_STATUS_ERROR = 2,
+};
+
+enum osh_attr_type {
+	OSH_ATTR_STRING = 1,
+	OSH_ATTR_INT,
+	OSH_ATTR_DOUBLE,
+	OSH_ATTR_BOOL,
+};
+
+/* A string inside the span's arena. */
+struct osh_sref {
+	uint16_t off;
+	uint16_t len;
+};
+
+struct osh_attr {
+	const char *key; /* static storage */
+	uint8_t type;	 /* enum osh_attr_type */
+	union {
+		struct osh_sref s;
+		int64_t i;
+		double d;
+		bool b;
+	} v;
+};
+
+struct osh_span {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t parent_span_id[8];
+	uint8_t trace_flags;   /* W3C flags as propagated (bit 0 sampled) */
+	bool has_parent;
+	bool parent_remote;    /* parent came from a carrier (header or env) */
+	uint8_t kind;	       /* enum osh_span_kind */
+	uint8_t status_code;   /* enum osh_status_code */
+	uint8_t n_attrs;
+	uint16_t arena_used;
+	uint32_t dropped_attrs;
+	uint64_t start_ns;     /* CLOCK_REALTIME, ns since the epoch */
+	uint64_t end_ns;
+	struct osh_sref name;
+	struct osh_sref trace_state;
+	struct osh_sref status_message;
+	struct osh_attr attrs[OSH_SPAN_MAX_ATTRS];
+	char arena[OSH_SPAN_ARENA];
+};
+
+/* Limits applied by the setters, from OTEL_(SPAN_)ATTRIBUTE_* (0 = no length
+ * limit beyond the arena). Set once at init. */
+void osh_span_set_limits(uint32_t value_length_limit, uint32_t count_limit);
+
+/* Heap record, header zeroed. NULL when memory is short. Any thread. */
+struct osh_span *osh_span_create(void);
+void osh_span_destroy(struct osh_span *span); /* accepts NULL */
+
+/* Reset @span to an empty record (ids, attributes, arena). */
+void osh_span_init(struct osh_span *span);
+
+void osh_span_set_name(struct osh_span *span, const char *s, size_t len);
+void osh_span_set_trace_state(struct osh_span *span, const char *s, size_t len);
+void osh_span_set_status(struct osh_span *span, enum osh_status_code code, const char *msg);
+
+/* @key must have static storage duration. */
+void osh_span_set_str(struct osh_span *span, const char *key, const char *s, size_t len);
+void osh_span_set_cstr(struct osh_span *span, const char *key, const char *s);
+void osh_span_set_int(struct osh_span *span, const char *key, int64_t v);
+void osh_span_set_double(struct osh_span *span, const char *key, double v);
+void osh_span_set_bool(struct osh_span *span, const char *key, bool v);
+
+/* Arena string access: pointer to @ref.len bytes (not NUL-terminated). */
+static inline const char *osh_span_str(const struct osh_span *span, struct osh_sref ref)
+{
+	return span->arena + ref.off;
+}
+
+/* Find an attribute by key (tests, console); NULL if absent. */
+const struct osh_attr *osh_span_find(const struct osh_span *span, const char *key);
+
+/* Reserve @len bytes of arena for a string the caller writes in place
+ * (url building). Returns NULL when the arena is full; *ret gets the ref. */
+char *osh_span_reserve(struct osh_span *span, size_t len, struct osh_sref *ret);
