@@ -13,14 +13,18 @@
 #include <stddef.h>
 
 /* True when @s looks like a credential: OpenAI keys (sk-..., sk-proj-...),
- * Anthropic keys (sk-ant-...), AWS access key ids (AKIA + 16 upper/digits),
+ * Anthropic keys (sk-ant-...), AWS access key ids (AKIA/ASIA + 16 upper/digits),
  * JWTs (three base64url parts, first starting "eyJ"), Google API keys
- * (AIza + 35 chars), GitHub tokens (ghp_/gho_/ghs_/github_pat_), Slack tokens
- * (xox[abprs]-). Runs in well under 500 ns for ordinary values. */
+ * (AIza + 35 chars), GitHub tokens (ghp_/gho_/ghu_/ghs_/ghr_/github_pat_), Slack
+ * tokens (xox[abprs]-), "Bearer <token of 8+ chars>". The value must start
+ * with the credential (no search inside it); raw bytes, no percent-decoding.
+ * Runs in well under 500 ns for ordinary values. */
 bool osh_redact_is_secret(const char *s, size_t len);
 
-/* Copy @url (absolute or origin-form) into @out with secrets redacted.
- * Returns the length written (truncated to @outsz - 1, NUL-terminated). */
+/* Copy @url (absolute or origin-form) into @out with secrets redacted. The
+ * fragment gets the query's treatment (OAuth "#access_token=..."); anything
+ * else is copied byte for byte. Returns the length written (truncated to
+ * @outsz - 1, NUL-terminated when @outsz > 0). */
 size_t osh_redact_url(const char *url, size_t len, char *out, size_t outsz);
 
 /* Same for a query string alone (without '?'), for url.query. */

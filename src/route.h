@@ -14,5 +14,7 @@ bool osh_route_segment_is_id(const char *seg, size_t len);
 
 /* Write the template of @path (origin-form target; a query or fragment is
  * cut off; an absolute-form target is reduced to its path) into @out,
- * NUL-terminated, truncated to @outsz - 1. Returns the length. "" -> "/". */
+ * NUL-terminated, truncated to @outsz - 1. Returns the length. "" -> "/";
+ * authority-form ("host:443") and "*" -> "/". Segments that are ids or that
+ * osh_redact_is_secret() flags become "{id}"; empty segments are kept. */
 size_t osh_route_template(const char *path, size_t len, char *out, size_t outsz);

@@ -11,7 +11,8 @@ struct osh_span;
 /* Encode an ExportTraceServiceRequest holding one ResourceSpans (@res), one
  * ScopeSpans (scope "otelshim", the project version, semconv schema URL) and
  * the @n spans. On success returns 0 and a malloc'd buffer in *ret_buf
- * (caller frees) with its size in *ret_len; -ENOMEM otherwise. */
+ * (caller frees) with its size in *ret_len; -ENOMEM otherwise. An empty batch
+ * encodes as an empty request (zero bytes, *ret_buf still freeable). */
 int osh_otlp_encode(const struct osh_resource *res, struct osh_span *const *spans, size_t n,
 		    uint8_t **ret_buf, size_t *ret_len);
 
@@ -20,3 +21,17 @@ int osh_otlp_encode(const struct osh_resource *res, struct osh_span *const *span
  * body. @msg (may be NULL) gets the error_message, truncated. */
 int osh_otlp_decode_response(const uint8_t *buf, size_t len, int64_t *ret_rejected, char *msg,
 			     size_t msgsz);
+
+/* A reusable encoder: the resource is copied once at creation and the
+ * scratch memory (message structs, NUL-terminated string copies, output
+ * buffer) is kept across batches, so a steady exporter does not allocate. */
+struct osh_otlp_encoder;
+
+/* NULL when memory is short. @res is copied; the caller may free it. */
+struct osh_otlp_encoder *osh_otlp_encoder_create(const struct osh_resource *res);
+void osh_otlp_encoder_destroy(struct osh_otlp_encoder *enc); /* accepts NULL */
+
+/* Same message as osh_otlp_encode(), but *ret_buf points into the encoder
+ * and stays valid until the next call or destroy. 0 or -ENOMEM. */
+int osh_otlp_encoder_encode(struct osh_otlp_encoder *enc, struct osh_span *const *spans,
+			    size_t n, const uint8_t **ret_buf, size_t *ret_len);

@@ -1,0 +1,272 @@
+/* Hooks on socket I/O: the write family may get header lines spliced in
+ * (src/http_client.c plans them), the read family is observed only.
+ *
+ * Every hook starts with the fast path: osh_conn_get() is NULL for any fd
+ * the shim does not track (files, pipes, non-HTTP sockets), and the real
+ * function is called straight away.
+ */
+#include "buildconf.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "hook.h"
+
+/* ---- writes ------------------------------------------------------------- */
+
+enum send_kind {
+	SEND_WRITE,
+	SEND_WRITEV,
+	SEND_SEND,
+	SEND_SENDTO,
+	SEND_SENDMSG,
+};
+
+struct send_call {
+	enum send_kind kind;
+	int fd;
+	int flags;
+	const struct iovec *iov;
+	int iovcnt;
+	const struct sockaddr *to;	/* sendto */
+	socklen_t tolen;
+	const struct msghdr *msg;	/* sendmsg */
+};
+
+static ssize_t real_send_unchanged(const struct osh_real *r, const struct send_call *s)
+{
+	switch (s->kind) {
+	case SEND_WRITE:
+		return r->write(s->fd, s->iov[0].iov_base, s->iov[0].iov_len);
+	case SEND_WRITEV:
+		return r->writev(s->fd, s->iov, s->iovcnt);
+	case SEND_SEND:
+		return r->send(s->fd, s->iov[0].iov_base, s->iov[0].iov_len, s->flags);
+	case SEND_SENDTO:
+		return r->sendto(s->fd, s->iov[0].iov_base, s->iov[0].iov_len, s->flags, s->to,
+				 s->tolen);
+	case SEND_SENDMSG:
+	default:
+		return r->sendmsg(s->fd, s->msg, s->flags);
+	}
+}
+
+/* The same call with the plan's iovec: write/writev become writev, the send
+ * family becomes sendmsg with the caller's flags, address and control data. */
+static ssize_t real_send_planned(const struct osh_real *r, const struct send_call *s,
+				 struct osh_tx_plan *plan)
+{
+	struct msghdr m;
+
+	if (s->kind == SEND_WRITE || s->kind == SEND_WRITEV)
+		return r->writev(s->fd, plan->iov, plan->iovcnt);
+	if (s->kind == SEND_SENDMSG) {
+		m = *s->msg;
+	} else {
+		memset(&m, 0, sizeof(m));
+		if (s->kind == SEND_SENDTO) {
+			m.msg_name = (void *)s->to;
+			m.msg_namelen = s->tolen;
+		}
+	}
+	m.msg_iov = plan->iov;
+	m.msg_iovlen = (size_t)plan->iovcnt;
+	return r->sendmsg(s->fd, &m, s->flags);
+}
+
+static ssize_t traced_send(const struct osh_real *r, struct osh_conn *c, const struct send_call *s)
+{
+	struct osh_tx_plan plan;
+	ssize_t ret;
+	int err;
+
+	osh_client_tx_prepare(c, s->fd, s->iov, s->iovcnt, &plan);
+	ret = plan.changed ? real_send_planned(r, s, &plan) : real_send_unchanged(r, s);
+	err = errno;
+	ret = osh_client_tx_commit(c, &plan, s->iov, s->iovcnt, ret, err);
+	errno = err;
+	return ret;
+}
+
+OSH_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { (void *)buf, len };
+	struct send_call s = { .kind = SEND_WRITE, .fd = fd, .iov = &iov, .iovcnt = 1 };
+	ssize_t ret;
+
+	if (__builtin_expect(!c, 1) || !osh_guard_enter())
+		return r->write(fd, buf, len);
+	ret = traced_send(r, c, &s);
+	osh_guard_leave();
+	return ret;
+}
+
+OSH_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct send_call s = { .kind = SEND_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt };
+	ssize_t ret;
+
+	if (__builtin_expect(!c, 1) || iovcnt <= 0 || !osh_guard_enter())
+		return r->writev(fd, iov, iovcnt);
+	ret = traced_send(r, c, &s);
+	osh_guard_leave();
+	return ret;
+}
+
+OSH_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { (void *)buf, len };
+	struct send_call s = { .kind = SEND_SEND, .fd = fd, .flags = flags, .iov = &iov,
+			       .iovcnt = 1 };
+	ssize_t ret;
+
+	if (__builtin_expect(!c, 1) || (flags & MSG_OOB) || !osh_guard_enter())
+		return r->send(fd, buf, len, flags);
+	ret = traced_send(r, c, &s);
+	osh_guard_leave();
+	return ret;
+}
+
+OSH_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+			  const struct sockaddr *addr, socklen_t addrlen)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { (void *)buf, len };
+	struct send_call s = { .kind = SEND_SENDTO, .fd = fd, .flags = flags, .iov = &iov,
+			       .iovcnt = 1, .to = addr, .tolen = addrlen };
+	ssize_t ret;
+
+	if (__builtin_expect(!c, 1) || (flags & MSG_OOB) || !osh_guard_enter())
+		return r->sendto(fd, buf, len, flags, addr, addrlen);
+	ret = traced_send(r, c, &s);
+	osh_guard_leave();
+	return ret;
+}
+
+OSH_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct send_call s = { .kind = SEND_SENDMSG, .fd = fd, .flags = flags, .msg = msg };
+	ssize_t ret;
+
+	if (__builtin_expect(!c, 1) || !msg || msg->msg_iovlen == 0 || msg->msg_iovlen > 1024 ||
+	    (flags & MSG_OOB) || !osh_guard_enter())
+		return r->sendmsg(fd, msg, flags);
+	s.iov = msg->msg_iov;
+	s.iovcnt = (int)msg->msg_iovlen;
+	ret = traced_send(r, c, &s);
+	osh_guard_leave();
+	return ret;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+/* After a real read: hand what it returned to the response parser.
+ * MSG_PEEK data will be read again; MSG_TRUNC on a stream discards bytes we
+ * never get to see, so the connection's framing is lost. */
+static void observe(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err,
+		    int flags)
+{
+	if (flags & MSG_PEEK)
+		return;
+	if (flags & MSG_TRUNC) {
+		osh_conn_release(c, OSH_END_DESYNC);
+		return;
+	}
+	osh_client_rx(c, iov, iovcnt, ret, err);
+}
+
+#define READ_HOOK_BODY(real_call, iovp, iovc, flags)            \
+	do {                                                      \
+		ssize_t ret_;                                     \
+		int err_;                                         \
+		if (__builtin_expect(!c, 1) || !osh_guard_enter()) \
+			return real_call;                         \
+		ret_ = real_call;                                 \
+		err_ = errno;                                     \
+		observe(c, iovp, iovc, ret_, err_, flags);        \
+		errno = err_;                                     \
+		osh_guard_leave();                                \
+		return ret_;                                      \
+	} while (0)
+
+OSH_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { buf, len };
+
+	READ_HOOK_BODY(r->read(fd, buf, len), &iov, 1, 0);
+}
+
+OSH_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { buf, len };
+
+	READ_HOOK_BODY(r->read_chk(fd, buf, len, buflen), &iov, 1, 0);
+}
+
+OSH_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+
+	READ_HOOK_BODY(r->readv(fd, iov, iovcnt), iov, iovcnt, 0);
+}
+
+OSH_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { buf, len };
+
+	READ_HOOK_BODY(r->recv(fd, buf, len, flags), &iov, 1, flags);
+}
+
+OSH_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { buf, len };
+
+	READ_HOOK_BODY(r->recv_chk(fd, buf, len, buflen, flags), &iov, 1, flags);
+}
+
+OSH_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+			    socklen_t *addrlen)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { buf, len };
+
+	READ_HOOK_BODY(r->recvfrom(fd, buf, len, flags, addr, addrlen), &iov, 1, flags);
+}
+
+OSH_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+				  struct sockaddr *addr, socklen_t *addrlen)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	struct iovec iov = { buf, len };
+
+	READ_HOOK_BODY(r->recvfrom_chk(fd, buf, len, buflen, flags, addr, addrlen), &iov, 1,
+		       flags);
+}
+
+OSH_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+
+	READ_HOOK_BODY(r->recvmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen, flags);
+}

@@ -1,0 +1,157 @@
+/* The per-fd connection table (see conn.h). */
+#include "buildconf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "conn.h"
+#include "diag.h"
+
+struct osh_conn *_Atomic osh_conn_chunks[OSH_CONN_TOP];
+
+struct osh_conn *osh_conn_slot(int fd)
+{
+	unsigned top = (unsigned)fd >> OSH_CONN_CHUNK_BITS;
+	struct osh_conn *chunk;
+	struct osh_conn *expected = NULL;
+
+	if (fd < 0 || (unsigned)fd >= OSH_CONN_MAX_FD)
+		return NULL;
+	chunk = atomic_load_explicit(&osh_conn_chunks[top], memory_order_acquire);
+	if (!chunk) {
+		/* Anonymous memory is zeroed and only the pages of slots
+		 * actually used are ever touched. */
+		chunk = mmap(NULL, sizeof(struct osh_conn) * OSH_CONN_CHUNK,
+			     PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			     -1, 0);
+		if (chunk == MAP_FAILED)
+			return NULL;
+		if (!atomic_compare_exchange_strong(&osh_conn_chunks[top], &expected, chunk)) {
+			munmap(chunk, sizeof(struct osh_conn) * OSH_CONN_CHUNK);
+			chunk = expected;
+		}
+	}
+	return &chunk[(unsigned)fd & (OSH_CONN_CHUNK - 1)];
+}
+
+bool osh_conn_lock(struct osh_conn *c)
+{
+	/* Critical sections are a few microseconds of parsing: spin briefly,
+	 * then yield in case the holder was preempted, then give up rather
+	 * than ever block the host. */
+	for (unsigned i = 0; i < 4096; i++) {
+		if (!atomic_load_explicit(&c->locked, memory_order_relaxed) &&
+		    !atomic_exchange_explicit(&c->locked, true, memory_order_acquire))
+			return true;
+		if (i < 256)
+			__builtin_ia32_pause();
+		else
+			sched_yield();
+	}
+	osh_diag_once(OSH_ONCE_CONN_LOCK, OSH_LOG_WARN,
+		      "connection state busy for too long; that connection is no longer traced");
+	return false;
+}
+
+void osh_conn_unlock(struct osh_conn *c)
+{
+	atomic_store_explicit(&c->locked, false, memory_order_release);
+}
+
+static bool socket_identity(int fd, uint64_t *ret_dev, uint64_t *ret_ino)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	*ret_dev = st.st_dev;
+	*ret_ino = st.st_ino;
+	return true;
+}
+
+bool osh_conn_same_socket(const struct osh_conn *c, int fd)
+{
+	uint64_t dev, ino;
+
+	return socket_identity(fd, &dev, &ino) && dev == c->dev && ino == c->ino;
+}
+
+void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct osh_conn *c = osh_conn_slot(fd);
+	struct osh_peer peer = { 0 };
+	uint64_t dev, ino;
+
+	if (!c)
+		return;
+	if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		peer.family = AF_INET;
+		peer.port = ntohs(in->sin_port);
+		memcpy(peer.addr, &in->sin_addr, 4);
+	} else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+		peer.family = AF_INET6;
+		peer.port = ntohs(in6->sin6_port);
+		memcpy(peer.addr, &in6->sin6_addr, 16);
+	} else {
+		return;
+	}
+	if (!socket_identity(fd, &dev, &ino))
+		return;
+	/* A slot still marked from an fd closed behind our back (fclose,
+	 * dup2, close_range): drop what it held. */
+	if (atomic_load(&c->role) != OSH_ROLE_NONE)
+		osh_conn_release(c, OSH_END_DESYNC);
+	if (!osh_conn_lock(c))
+		return;
+	osh_client_reset(&c->client);
+	c->peer = peer;
+	c->dev = dev;
+	c->ino = ino;
+	c->exporter_closed = false;
+	atomic_store_explicit(&c->role, OSH_ROLE_CLIENT, memory_order_release);
+	osh_conn_unlock(c);
+}
+
+void osh_conn_mark_exporter(int fd, bool owned)
+{
+	struct osh_conn *c = osh_conn_slot(fd);
+
+	if (!c)
+		return;
+	if (owned && atomic_load(&c->role) == OSH_ROLE_CLIENT)
+		osh_conn_release(c, OSH_END_DESYNC);
+	c->exporter_closed = false;
+	atomic_store_explicit(&c->role, owned ? OSH_ROLE_EXPORTER : OSH_ROLE_NONE,
+			      memory_order_release);
+}
+
+void osh_conn_release(struct osh_conn *c, int why)
+{
+	if (atomic_load(&c->role) != OSH_ROLE_CLIENT)
+		return;
+	if (!osh_conn_lock(c)) {
+		/* Cannot take the state safely: at least stop tracking. */
+		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+		return;
+	}
+	atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+	osh_client_abandon(&c->client, (enum osh_end_reason)why, 0);
+	osh_client_reset(&c->client);
+	osh_conn_unlock(c);
+}
+
+size_t osh_peer_format(const struct osh_peer *p, char *out, size_t outsz)
+{
+	if (!inet_ntop(p->family, p->addr, out, (socklen_t)outsz)) {
+		if (outsz)
+			out[0] = '\0';
+		return 0;
+	}
+	return strlen(out);
+}

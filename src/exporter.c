@@ -1,0 +1,387 @@
+/* The export pipeline (see exporter.h and docs/ARCHITECTURE.md, "Export").
+ *
+ * App threads only push span pointers onto a lock-free bounded queue and,
+ * when a full batch is waiting, wake the exporter with a futex. The
+ * exporter thread (started on the first span, all signals blocked, holding
+ * the re-entrancy guard for life) owns everything else: the resource, the
+ * OTLP module and its libcurl state, batching, retries, formatting.
+ */
+#include "buildconf.h"
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "diag.h"
+#include "export/console.h"
+#include "export/module.h"
+#include "exporter.h"
+#include "guard.h"
+#include "loader.h"
+#include "queue.h"
+#include "real.h"
+#include "resource.h"
+#include "span.h"
+
+enum { Q_NONE = 0, Q_INIT, Q_READY, Q_FAILED };
+enum { T_NONE = 0, T_RUNNING, T_FAILED };
+
+static struct osh_queue queue;
+static _Atomic int queue_state;
+static _Atomic int thread_state;
+
+/* Futex words: the exporter sleeps on wake_word; a flusher sleeps on
+ * flush_done until it reaches its flush_req ticket. */
+static _Atomic uint32_t wake_word;
+static _Atomic uint32_t flush_req;
+static _Atomic uint32_t flush_done;
+static _Atomic bool shutdown_started;
+static _Atomic bool shutting_down;
+static _Atomic uint64_t shutdown_deadline;
+
+static _Atomic uint64_t st_submitted, st_dropped, st_exported, st_failed;
+
+/* Exporter-thread state (the module table survives fork: same mappings). */
+static const struct osh_otlp_module *module;
+static void *_Atomic module_exp;
+static bool atexit_registered;
+
+static void futex_wake(_Atomic uint32_t *word, int n)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns)
+{
+	struct timespec ts = { (time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u) };
+
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+}
+
+static bool ensure_queue(void)
+{
+	int st = atomic_load_explicit(&queue_state, memory_order_acquire);
+	int expected = Q_NONE;
+
+	if (__builtin_expect(st == Q_READY, 1))
+		return true;
+	if (st == Q_NONE && atomic_compare_exchange_strong(&queue_state, &expected, Q_INIT)) {
+		st = osh_queue_init(&queue, osh_cfg.bsp_max_queue) == 0 ? Q_READY : Q_FAILED;
+		atomic_store_explicit(&queue_state, st, memory_order_release);
+		return st == Q_READY;
+	}
+	/* Another thread is allocating the queue: a calloc, so wait a moment. */
+	for (int i = 0; i < 100000 && atomic_load(&queue_state) == Q_INIT; i++)
+		__builtin_ia32_pause();
+	return atomic_load_explicit(&queue_state, memory_order_acquire) == Q_READY;
+}
+
+static void wake_exporter(void)
+{
+	atomic_fetch_add(&wake_word, 1);
+	futex_wake(&wake_word, 1);
+}
+
+/* ---- exporter thread ----------------------------------------------------- */
+
+static void host_log(int level, const char *msg)
+{
+	osh_diag((enum osh_log_level)level, "%s", msg);
+}
+
+static void host_own_fd(int fd, bool owned)
+{
+	osh_conn_mark_exporter(fd, owned);
+}
+
+static const struct osh_otlp_host otlp_host = {
+	.log = host_log,
+	.own_fd = host_own_fd,
+};
+
+static void atexit_flush(void)
+{
+	osh_exporter_shutdown();
+}
+
+/* Write all of @buf to stderr through the real write(2); a broken stderr
+ * is not worth more than a few attempts. */
+static void write_stderr(const char *buf, size_t len)
+{
+	for (int tries = 0; len > 0 && tries < 64; tries++) {
+		ssize_t n = osh_real_get()->write(2, buf, len);
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			return;
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+		}
+	}
+}
+
+static void console_export(struct osh_span **spans, size_t n, const struct osh_resource *res)
+{
+	static char buf[64 * 1024];
+	size_t used = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (sizeof(buf) - used < 8192) {
+			write_stderr(buf, used);
+			used = 0;
+		}
+		used += osh_console_format(spans[i], res, osh_cfg.log_json, buf + used,
+					   sizeof(buf) - used);
+	}
+	write_stderr(buf, used);
+}
+
+struct sink {
+	enum osh_exporter_kind kind;
+	struct osh_resource res;
+	bool unreachable;	/* shutting down and the collector is not there */
+};
+
+static uint64_t ms_to_ns(uint64_t ms)
+{
+	return ms * 1000000ull;
+}
+
+static void export_batch(struct sink *sk, struct osh_span **spans, size_t n)
+{
+	bool final = atomic_load(&shutting_down);
+	void *exp = atomic_load(&module_exp);
+	int r = OSH_EXPORT_DROPPED;
+
+	switch (sk->kind) {
+	case OSH_EXPORTER_CONSOLE:
+		console_export(spans, n, &sk->res);
+		r = OSH_EXPORT_OK;
+		break;
+	case OSH_EXPORTER_OTLP: {
+		uint64_t limit = osh_cfg.otlp_timeout_ms < osh_cfg.bsp_export_timeout_ms
+					 ? osh_cfg.otlp_timeout_ms
+					 : osh_cfg.bsp_export_timeout_ms;
+		uint64_t deadline = osh_clock_monotonic_ns() + ms_to_ns(limit);
+
+		if (!exp || sk->unreachable)
+			break;
+		if (final) {
+			uint64_t sd = atomic_load(&shutdown_deadline);
+			if (sd && sd < deadline)
+				deadline = sd;
+		}
+		r = module->export_spans(exp, spans, n, deadline, final);
+		if (r == OSH_EXPORT_UNREACHABLE && final)
+			sk->unreachable = true; /* no collector: don't hold up exit */
+		if (r != OSH_EXPORT_OK && osh_cfg.fallback == OSH_EXPORTER_CONSOLE)
+			console_export(spans, n, &sk->res);
+		break;
+	}
+	case OSH_EXPORTER_NONE:
+	default:
+		break;
+	}
+	if (r == OSH_EXPORT_OK)
+		atomic_fetch_add(&st_exported, n);
+	else
+		atomic_fetch_add(&st_failed, n);
+	for (size_t i = 0; i < n; i++)
+		osh_span_destroy(spans[i]);
+}
+
+static void drain(struct sink *sk, struct osh_span **spans, size_t batch)
+{
+	size_t n;
+
+	do {
+		struct osh_span *s;
+		n = 0;
+		while (n < batch && (s = osh_queue_pop(&queue)))
+			spans[n++] = s;
+		if (n)
+			export_batch(sk, spans, n);
+	} while (n == batch);
+}
+
+static void *exporter_main(void *arg)
+{
+	struct sink sk = { .kind = osh_cfg.exporter };
+	struct osh_process_info *proc;
+	size_t batch = osh_cfg.bsp_max_batch ? osh_cfg.bsp_max_batch : 512;
+	struct osh_span **spans;
+	uint32_t flushed = 0;
+	uint64_t next;
+
+	(void)arg;
+	/* Everything this thread does is the shim's own business. */
+	osh_guard_hold_forever();
+	pthread_setname_np(pthread_self(), "otelshim-exp");
+
+	spans = calloc(batch, sizeof(*spans));
+	proc = calloc(1, sizeof(*proc));
+	if (proc) {
+		osh_resource_probe(proc);
+		if (osh_resource_build(&sk.res, &osh_cfg, proc) < 0)
+			memset(&sk.res, 0, sizeof(sk.res));
+		free(proc);
+	}
+	if (sk.kind == OSH_EXPORTER_OTLP) {
+		if (!module)
+			module = osh_loader_otlp();
+		if (module)
+			atomic_store(&module_exp, module->create(&osh_cfg, &sk.res, &otlp_host));
+		if (!atomic_load(&module_exp))
+			osh_diag_once(OSH_ONCE_EXPORT_FAILED, OSH_LOG_ERROR,
+				      "OTLP exporter unavailable; spans are dropped");
+	}
+	/* Registered after libcurl (and OpenSSL) initialised, so that at exit
+	 * our flush runs before their cleanup handlers. */
+	if (!atexit_registered) {
+		atexit_registered = true;
+		atexit(atexit_flush);
+	}
+	if (!spans) {
+		osh_diag(OSH_LOG_ERROR, "out of memory in the exporter; spans are dropped");
+		sk.kind = OSH_EXPORTER_NONE;
+		spans = (struct osh_span *[1]){ NULL };
+		batch = 1;
+	}
+
+	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
+	for (;;) {
+		uint32_t req = atomic_load(&flush_req);
+		bool flush = req != flushed;
+		uint64_t now = osh_clock_monotonic_ns();
+
+		if (!flush && osh_queue_size(&queue) < batch && now < next) {
+			uint32_t w = atomic_load(&wake_word);
+			/* Re-check after sampling the word: a producer that
+			 * bumped it meanwhile makes the wait return at once. */
+			if (atomic_load(&flush_req) == flushed && osh_queue_size(&queue) < batch)
+				futex_wait(&wake_word, w, next - now);
+			continue;
+		}
+		drain(&sk, spans, batch);
+		next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
+		if (flush) {
+			flushed = req;
+			atomic_store(&flush_done, req);
+			futex_wake(&flush_done, INT_MAX);
+		}
+	}
+	return NULL;
+}
+
+static void start_thread(void)
+{
+	int expected = T_NONE;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int err;
+
+	if (!atomic_compare_exchange_strong(&thread_state, &expected, T_RUNNING))
+		return;
+	/* Signals meant for the host must never land on our thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(&tid, &attr, exporter_main, NULL);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		atomic_store(&thread_state, T_FAILED);
+		osh_diag(OSH_LOG_ERROR, "cannot start the exporter thread (%s); spans are dropped",
+			 strerror(err));
+	}
+}
+
+/* ---- app-thread side ------------------------------------------------------ */
+
+void osh_exporter_submit(struct osh_span *span)
+{
+	uint64_t size;
+
+	atomic_fetch_add_explicit(&st_submitted, 1, memory_order_relaxed);
+	if (atomic_load(&thread_state) == T_FAILED || !ensure_queue() ||
+	    !osh_queue_push(&queue, span)) {
+		atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+		osh_diag_once(OSH_ONCE_QUEUE_FULL, OSH_LOG_WARN,
+			      "span queue full (OTEL_BSP_MAX_QUEUE_SIZE=%u); dropping spans",
+			      osh_cfg.bsp_max_queue);
+		osh_span_destroy(span);
+		return;
+	}
+	if (__builtin_expect(atomic_load_explicit(&thread_state, memory_order_relaxed) == T_NONE, 0))
+		start_thread();
+	size = osh_queue_size(&queue);
+	if (osh_cfg.bsp_max_batch && size % osh_cfg.bsp_max_batch == 0)
+		wake_exporter();
+}
+
+void osh_exporter_shutdown(void)
+{
+	uint64_t deadline;
+	uint32_t req;
+	void *exp;
+
+	if (atomic_exchange(&shutdown_started, true))
+		return;
+	if (atomic_load(&thread_state) != T_RUNNING)
+		return;
+	deadline = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.exit_timeout_ms);
+	atomic_store(&shutdown_deadline, deadline);
+	atomic_store(&shutting_down, true);
+	req = atomic_fetch_add(&flush_req, 1) + 1;
+	wake_exporter();
+	exp = atomic_load(&module_exp);
+	if (exp && module)
+		module->interrupt(exp, deadline);
+	for (;;) {
+		uint32_t done = atomic_load(&flush_done);
+		uint64_t now = osh_clock_monotonic_ns();
+
+		if ((int32_t)(done - req) >= 0 || now >= deadline)
+			break;
+		futex_wait(&flush_done, done, deadline - now);
+	}
+	if (atomic_load(&st_dropped))
+		osh_diag(OSH_LOG_WARN, "%llu spans dropped because the queue was full",
+			 (unsigned long long)atomic_load(&st_dropped));
+}
+
+void osh_exporter_after_fork_child(void)
+{
+	atomic_store(&thread_state, T_NONE);
+	atomic_store(&module_exp, NULL); /* the parent's transfer state: never touched */
+	if (atomic_load(&queue_state) == Q_READY)
+		osh_queue_reset(&queue);
+	else if (atomic_load(&queue_state) == Q_INIT)
+		atomic_store(&queue_state, Q_NONE);
+	atomic_store(&flush_req, 0);
+	atomic_store(&flush_done, 0);
+	atomic_store(&wake_word, 0);
+	atomic_store(&shutdown_started, false);
+	atomic_store(&shutting_down, false);
+	atomic_store(&shutdown_deadline, 0);
+}
+
+void osh_exporter_stats(struct osh_exporter_stats *ret)
+{
+	ret->submitted = atomic_load(&st_submitted);
+	ret->dropped_queue_full = atomic_load(&st_dropped);
+	ret->exported = atomic_load(&st_exported);
+	ret->failed = atomic_load(&st_failed);
+}

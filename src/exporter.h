@@ -1,0 +1,33 @@
+/* The export pipeline: the bounded span queue and the background thread
+ * that drains it in batches to the configured exporter (OTLP module,
+ * console or none). See docs/ARCHITECTURE.md, "Export".
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct osh_span;
+
+/* App threads: hand over a finished span (ownership passes). Never blocks:
+ * when the queue is full the span is freed and counted as dropped. The first
+ * call starts the exporter thread. */
+void osh_exporter_submit(struct osh_span *span);
+
+/* Flush what is queued and wait for it, within OTELSHIM_EXIT_TIMEOUT_MS at
+ * most (2 s by default). Idempotent; runs at exit. */
+void osh_exporter_shutdown(void);
+
+/* In a fork child: the parent's exporter thread does not exist here and
+ * its queued spans are the parent's to send. Forget both; the child's first
+ * span starts its own exporter. Async-signal-safe. */
+void osh_exporter_after_fork_child(void);
+
+struct osh_exporter_stats {
+	uint64_t submitted;
+	uint64_t dropped_queue_full;
+	uint64_t exported;
+	uint64_t failed;
+};
+
+void osh_exporter_stats(struct osh_exporter_stats *ret);

@@ -1,0 +1,1111 @@
+/* Client-side HTTP/1.x exchange tracking (see http_client.h and
+ * docs/ARCHITECTURE.md, "Writes and injection").
+ *
+ * The write side keeps a parser position (struct osh_tx_parse) over the
+ * program's outgoing byte stream. Each send call is first parsed as a dry
+ * run on a copy of that position: requests that start get an exchange (a
+ * ring slot, published at once so that a response read on another thread
+ * always finds it), heads that complete get their trace context decided
+ * and, unless the program sent its own traceparent, an injection point in
+ * the stream. After the real call, the position is advanced over exactly
+ * the program bytes that were accepted (re-parsing the prefix when the
+ * call was partial) and exchanges whose first byte never left are dropped.
+ */
+#include "buildconf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "diag.h"
+#include "exporter.h"
+#include "http_client.h"
+#include "ids.h"
+#include "propagation.h"
+#include "redact.h"
+#include "route.h"
+#include "sampler.h"
+#include "span.h"
+
+enum tx_state {
+	TX_IDLE = 0,	/* between requests */
+	TX_HEAD,	/* inside a request head */
+	TX_BODY,	/* inside a request body */
+	TX_TUNNEL,	/* after CONNECT/Upgrade: opaque bytes */
+	TX_DEAD,	/* not HTTP or lost track: pass through */
+};
+
+enum rx_state {
+	RX_HEAD = 0,
+	RX_BODY,
+	RX_DEAD,
+};
+
+/* Values longer than these are cut before they reach a span. */
+#define URL_MAX 1024
+#define UA_MAX 256
+
+/* The tracestate/baggage lines injected with the environment context:
+ * "tracestate: ...\r\nbaggage: ...\r\n", built once at load. A request
+ * that already has one of the headers gets only the other line. */
+static char *env_lines;
+static size_t env_ts_len;	/* length of the tracestate line (first) */
+static size_t env_bg_len;	/* length of the baggage line (after it) */
+
+void osh_client_init(void)
+{
+	size_t ts = osh_cfg.propagate_tracecontext ? osh_env_ctx.tracestate_len : 0;
+	size_t bg = osh_cfg.propagate_baggage ? osh_env_ctx.baggage_len : 0;
+	size_t n = 0;
+
+	if (!ts && !bg)
+		return;
+	env_lines = malloc((ts ? ts + 14 : 0) + (bg ? bg + 11 : 0) + 1);
+	if (!env_lines)
+		return;
+	if (ts) {
+		n += (size_t)sprintf(env_lines + n, "tracestate: %.*s\r\n", (int)ts,
+				     osh_env_ctx.tracestate);
+		env_ts_len = n;
+	}
+	if (bg) {
+		n += (size_t)sprintf(env_lines + n, "baggage: %.*s\r\n", (int)bg,
+				     osh_env_ctx.baggage);
+		env_bg_len = n - env_ts_len;
+	}
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static struct osh_exchange *ring_at(struct osh_client *cl, uint64_t seq)
+{
+	return &cl->ring[seq % OSH_CLIENT_RING];
+}
+
+static bool buf_append(struct osh_buf *b, uint32_t at, const char *p, size_t len)
+{
+	size_t need = (size_t)at + len;
+
+	if (need > OSH_HTTP_MAX_HEAD)
+		return false;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *np;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > OSH_HTTP_MAX_HEAD)
+			cap = OSH_HTTP_MAX_HEAD;
+		np = realloc(b->p, cap);
+		if (!np) {
+			osh_diag_once(OSH_ONCE_ALLOC, OSH_LOG_WARN,
+				      "out of memory for a split HTTP head; connection not traced");
+			return false;
+		}
+		b->p = np;
+		b->cap = (uint32_t)cap;
+	}
+	memcpy(b->p + at, p, len);
+	return true;
+}
+
+static void buf_free(struct osh_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static const char *error_type_for_errno(int err)
+{
+	switch (err) {
+	case ECONNRESET:
+		return "connection_reset";
+	case EPIPE:
+		return "broken_pipe";
+	case ETIMEDOUT:
+		return "timeout";
+	case ECONNREFUSED:
+		return "connection_refused";
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return "unreachable";
+	case 0:
+		return "no_response";
+	default:
+		return "_OTHER";
+	}
+}
+
+/* ---- span attributes -------------------------------------------------- */
+
+static const char *const known_methods[] = {
+	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+};
+
+static const char *known_method(struct osh_str m)
+{
+	for (size_t i = 0; i < sizeof(known_methods) / sizeof(known_methods[0]); i++)
+		if (strlen(known_methods[i]) == m.len && memcmp(known_methods[i], m.p, m.len) == 0)
+			return known_methods[i];
+	return NULL;
+}
+
+/* Split "host[:port]" / "[v6]:port" (Host header or URL authority). */
+static bool split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port)
+{
+	const char *p = a.p, *end = a.p + a.len;
+	const char *colon = NULL;
+	int port = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (p == end)
+		return false;
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(end - p));
+		if (!close)
+			return false;
+		ret_host->p = p + 1;
+		ret_host->len = (size_t)(close - p - 1);
+		if (close + 1 < end && close[1] == ':')
+			colon = close + 1;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		ret_host->p = p;
+		ret_host->len = (size_t)((colon ? colon : end) - p);
+	}
+	if (colon) {
+		for (const char *q = colon + 1; q < end; q++) {
+			if (*q < '0' || *q > '9' || port > 65535)
+				return false;
+			port = port * 10 + (*q - '0');
+		}
+		if (port > 65535)
+			return false;
+	}
+	*ret_port = port;
+	return ret_host->len > 0;
+}
+
+static bool has_prefix_ci(struct osh_str s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if (s.len < n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s.p[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c + 32);
+		if (c != lit[i])
+			return false;
+	}
+	return true;
+}
+
+static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
+			      const struct osh_http_request *req)
+{
+	const char *method = known_method(req->method);
+	struct osh_str target = req->target;
+	struct osh_str host = { 0 }, path = target;
+	int port = 0;
+	char peer[64];
+	size_t peer_len = osh_peer_format(&c->peer, peer, sizeof(peer));
+	char name[300];
+	char tmpl[256];
+	char raw[URL_MAX + 300];
+	size_t raw_len = 0;
+	bool absolute = has_prefix_ci(target, "http://") || has_prefix_ci(target, "https://");
+	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
+
+	/* Method, normalised per semconv: unknown methods are _OTHER. */
+	if (method) {
+		osh_span_set_cstr(rec, "http.request.method", method);
+	} else {
+		osh_span_set_cstr(rec, "http.request.method", "_OTHER");
+		osh_span_set_str(rec, "http.request.method_original", req->method.p,
+				 req->method.len);
+	}
+
+	/* Where the request goes: the URL authority, else Host, else the peer. */
+	if (absolute) {
+		const char *a = memchr(target.p, '/', target.len);
+		const char *auth = a + 2;
+		const char *tend = target.p + target.len;
+		const char *slash = memchr(auth, '/', (size_t)(tend - auth));
+		const char *q = memchr(auth, '?', (size_t)(tend - auth));
+		const char *aend = slash ? slash : (q ? q : tend);
+		const char *at = memchr(auth, '@', (size_t)(aend - auth));
+		struct osh_str authority = { at ? at + 1 : auth, (size_t)(aend - (at ? at + 1 : auth)) };
+
+		if (!split_authority(authority, &host, &port))
+			host.len = 0;
+		path.p = aend;
+		path.len = (size_t)(tend - aend);
+	} else if (authority_form) {
+		if (!split_authority(target, &host, &port))
+			host.len = 0;
+		path.len = 0;
+	} else if (req->host.len) {
+		if (!split_authority(req->host, &host, &port))
+			host.len = 0;
+	}
+	if (!host.len) {
+		host.p = peer;
+		host.len = peer_len;
+		port = c->peer.port;
+	}
+	if (!port)
+		port = has_prefix_ci(target, "https://") ? 443 : 80;
+
+	/* url.full, redacted; built from the Host header for origin-form. */
+	if (absolute) {
+		raw_len = target.len < URL_MAX ? target.len : URL_MAX;
+		memcpy(raw, target.p, raw_len);
+	} else if (!authority_form) {
+		bool v6 = memchr(host.p, ':', host.len) != NULL;
+		int n = snprintf(raw, sizeof(raw), "http://%s%.*s%s", v6 ? "[" : "", (int)host.len,
+				 host.p, v6 ? "]" : "");
+		if (n > 0 && (size_t)n < sizeof(raw))
+			raw_len = (size_t)n;
+		if (port != 80)
+			raw_len += (size_t)snprintf(raw + raw_len, sizeof(raw) - raw_len, ":%d",
+						    port);
+		if (target.p[0] == '/') {
+			size_t t = target.len < URL_MAX ? target.len : URL_MAX;
+			memcpy(raw + raw_len, target.p, t);
+			raw_len += t;
+		}
+	}
+	if (raw_len) {
+		char red[URL_MAX + 1];
+		size_t n = osh_redact_url(raw, raw_len, red, sizeof(red));
+		osh_span_set_str(rec, "url.full", red, n);
+	}
+	osh_span_set_cstr(rec, "url.scheme", has_prefix_ci(target, "https://") ? "https" : "http");
+	if (path.len && path.p[0] == '/') {
+		char red[URL_MAX + 1];
+		const char *qm = memchr(path.p, '?', path.len);
+		size_t plen = qm ? (size_t)(qm - path.p) : path.len;
+		size_t n = osh_redact_url(path.p, plen < URL_MAX ? plen : URL_MAX, red, sizeof(red));
+		osh_span_set_str(rec, "url.path", red, n);
+	}
+	osh_span_set_str(rec, "server.address", host.p, host.len);
+	osh_span_set_int(rec, "server.port", port);
+	osh_span_set_str(rec, "network.peer.address", peer, peer_len);
+	osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	if (req->user_agent.len)
+		osh_span_set_str(rec, "user_agent.original", req->user_agent.p,
+				 req->user_agent.len < UA_MAX ? req->user_agent.len : UA_MAX);
+	if (req->body == OSH_BODY_LENGTH)
+		osh_span_set_int(rec, "http.request.body.size", (int64_t)req->content_length);
+
+	/* Name: "{METHOD} {templated path}"; "HTTP" for unknown methods. */
+	if (authority_form || (target.len == 1 && target.p[0] == '*')) {
+		snprintf(name, sizeof(name), "%s", method ? method : "HTTP");
+	} else {
+		osh_route_template(path.len ? path.p : "/", path.len ? path.len : 1, tmpl,
+				   sizeof(tmpl));
+		snprintf(name, sizeof(name), "%s %s", method ? method : "HTTP", tmpl);
+	}
+	osh_span_set_name(rec, name, strlen(name));
+}
+
+/* ---- exchange lifecycle ----------------------------------------------- */
+
+/* The current parent for requests that carry none of their own. Server
+ * spans (thread context) slot in here later; today it is the environment
+ * carrier or nothing. */
+static const struct osh_trace_ctx *current_parent(void)
+{
+	return osh_env_ctx.parent.valid ? &osh_env_ctx.parent : NULL;
+}
+
+static void finish(struct osh_client *cl, struct osh_exchange *ex, const char *error_type)
+{
+	struct osh_span *rec = ex->rec;
+
+	ex->rec = NULL;
+	if (cl->ring_head == ex->seq)
+		cl->ring_head++;
+	if (!rec)
+		return;
+	rec->end_ns = osh_clock_realtime_ns();
+	if (ex->got_response) {
+		char v[8];
+		osh_span_set_int(rec, "http.response.status_code", cl->rx_status);
+		snprintf(v, sizeof(v), "1.%d", cl->rx_minor);
+		osh_span_set_cstr(rec, "network.protocol.version", v);
+		osh_span_set_int(rec, "http.response.body.size", (int64_t)cl->rx_body.payload);
+		if (cl->rx_status >= 400 && !error_type) {
+			char code[16];
+			snprintf(code, sizeof(code), "%d", cl->rx_status);
+			osh_span_set_cstr(rec, "error.type", code);
+			osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
+		}
+	}
+	if (ex->req_chunked_done)
+		osh_span_set_int(rec, "http.request.body.size", (int64_t)ex->req_chunked_size);
+	if (error_type) {
+		osh_span_set_cstr(rec, "error.type", error_type);
+		osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
+	}
+	osh_exporter_submit(rec);
+}
+
+/* Decide the trace context of a request whose head is complete, create its
+ * span record, and plan its injection. @head_call_off: where the head
+ * starts relative to this call's first byte (negative when earlier calls
+ * carried its beginning); @call_pos: stream offset of this call. */
+static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh_http_request *req,
+		   int64_t head_call_off, uint64_t call_pos)
+{
+	struct osh_trace_ctx app = { 0 };
+	const struct osh_trace_ctx *parent = NULL;
+	bool app_has_tp = req->traceparent_count > 0;
+	bool sampled;
+	struct osh_span *rec = NULL;
+	const char *extra = NULL;
+	size_t extra_len = 0;
+
+	if (app_has_tp) {
+		if (req->traceparent_count == 1 &&
+		    osh_traceparent_parse(req->traceparent.p, req->traceparent.len, &app))
+			parent = &app;
+	} else {
+		parent = current_parent();
+	}
+	if (parent)
+		memcpy(ex->trace_id, parent->trace_id, 16);
+	else
+		osh_ids_trace_id(ex->trace_id);
+	sampled = osh_sampler_decide(osh_cfg.sampler, osh_cfg.sampler_ratio, parent, ex->trace_id);
+	ex->flags = (uint8_t)((sampled ? OSH_FLAG_SAMPLED : 0) |
+			      (parent ? (parent->flags & OSH_FLAG_RANDOM) : 0));
+	ex->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+	ex->is_connect = req->method.len == 7 && memcmp(req->method.p, "CONNECT", 7) == 0;
+	ex->head_parsed = true;
+
+	if (sampled && osh_cfg.exporter != OSH_EXPORTER_NONE)
+		rec = osh_span_create();
+	if (rec) {
+		memcpy(rec->trace_id, ex->trace_id, 16);
+		memcpy(rec->span_id, ex->span_id, 8);
+		rec->trace_flags = ex->flags;
+		rec->kind = OSH_SPAN_CLIENT;
+		rec->start_ns = ex->start_ns;
+		if (parent) {
+			rec->has_parent = true;
+			rec->parent_remote = parent->remote;
+			memcpy(rec->parent_span_id, parent->span_id, 8);
+			if (parent == &app) {
+				if (req->tracestate_count == 1 &&
+				    osh_tracestate_valid(req->tracestate.p, req->tracestate.len))
+					osh_span_set_trace_state(rec, req->tracestate.p,
+								 req->tracestate.len);
+			} else if (osh_env_ctx.tracestate_len) {
+				osh_span_set_trace_state(rec, osh_env_ctx.tracestate,
+							 osh_env_ctx.tracestate_len);
+			}
+		}
+		set_request_attrs(rec, c, req);
+		ex->rec = rec;
+	}
+
+	/* Injection: never when the program propagates by itself. */
+	if (app_has_tp || (!osh_cfg.propagate_tracecontext && !osh_cfg.propagate_baggage))
+		return;
+	if (env_lines && parent == &osh_env_ctx.parent) {
+		bool ts = env_ts_len && req->tracestate_count == 0;
+		bool bg = env_bg_len && req->baggage_count == 0;
+		extra = env_lines + (ts ? 0 : env_ts_len);
+		extra_len = (ts ? env_ts_len : 0) + (bg ? env_bg_len : 0);
+	} else if (env_lines && env_bg_len && req->baggage_count == 0) {
+		/* Baggage is independent of the trace context. */
+		extra = env_lines + env_ts_len;
+		extra_len = env_bg_len;
+	}
+	ex->tp_len = 0;
+	if (osh_cfg.propagate_tracecontext) {
+		memcpy(ex->tp_line, "traceparent: ", 13);
+		osh_traceparent_format(ex->trace_id, ex->span_id, ex->flags, ex->tp_line + 13);
+		memcpy(ex->tp_line + 13 + OSH_TRACEPARENT_LEN, "\r\n", 2);
+		ex->tp_len = 13 + OSH_TRACEPARENT_LEN + 2;
+	}
+	if (!ex->tp_len && !extra_len)
+		return;
+	ex->extra = extra;
+	ex->extra_len = (uint16_t)extra_len;
+	ex->ins_len = (uint16_t)(ex->tp_len + extra_len);
+	ex->ins_sent = 0;
+	/* Right after the request line when that is still to be sent, else
+	 * just before the empty line that ends the head. */
+	if (head_call_off + (int64_t)req->line_len >= 0) {
+		ex->ins_pos = (uint64_t)((int64_t)call_pos + head_call_off + (int64_t)req->line_len);
+		ex->inject = true;
+	} else if (head_call_off + (int64_t)req->blank_line_off >= 0) {
+		ex->ins_pos =
+			(uint64_t)((int64_t)call_pos + head_call_off + (int64_t)req->blank_line_off);
+		ex->inject = true;
+	} else {
+		osh_diag_once(OSH_ONCE_INJECT_SKIPPED, OSH_LOG_DEBUG,
+			      "a request head ended in a split the shim cannot inject into; "
+			      "that request goes without traceparent");
+	}
+}
+
+/* ---- the write-side parser -------------------------------------------- */
+
+struct tx_run {
+	struct osh_conn *c;
+	int fd;
+	bool replay;		/* re-walking bytes the dry run already saw */
+	bool stale;		/* the fd no longer is our socket */
+	bool checked;		/* identity checked during this call */
+	uint64_t call_pos;	/* stream offset of this call's first byte */
+	uint64_t now;
+	uint64_t next_seq;	/* replay: the next exchange to revisit */
+};
+
+static struct osh_exchange *tx_new_exchange(struct tx_run *r, struct osh_tx_parse *t)
+{
+	struct osh_client *cl = &r->c->client;
+	struct osh_exchange *ex;
+
+	if (r->replay) {
+		if (r->next_seq >= cl->ring_tail)
+			return NULL;
+		return ring_at(cl, r->next_seq++);
+	}
+	/* A new request on a connection that already carried one: make sure
+	 * the fd is still that socket (a close we did not see, then reuse). */
+	if (t->sniffed && !r->checked) {
+		r->checked = true;
+		if (!osh_conn_same_socket(r->c, r->fd)) {
+			r->stale = true;
+			return NULL;
+		}
+	}
+	if (cl->ring_tail - cl->ring_head >= OSH_CLIENT_RING)
+		return NULL;
+	ex = ring_at(cl, cl->ring_tail);
+	memset(ex, 0, offsetof(struct osh_exchange, tp_line));
+	ex->seq = cl->ring_tail++;
+	ex->start_ns = r->now;
+	ex->head_pos = t->pos;
+	osh_ids_span_id(ex->span_id);
+	return ex;
+}
+
+/* The exchange whose request is being written (the newest). */
+static struct osh_exchange *tx_current(struct tx_run *r)
+{
+	struct osh_client *cl = &r->c->client;
+	uint64_t seq = r->replay ? r->next_seq : cl->ring_tail;
+
+	return seq ? ring_at(cl, seq - 1) : NULL;
+}
+
+/* A complete head at @head (len @h): parse, decide, set up body framing. */
+static void tx_head_done(struct tx_run *r, struct osh_tx_parse *t, const char *head, size_t h)
+{
+	struct osh_http_request req;
+	struct osh_exchange *ex = tx_current(r);
+
+	if (!ex || osh_http_parse_request(&req, head, h) < 0) {
+		t->state = TX_DEAD;
+		return;
+	}
+	t->sniffed = true;
+	if (!ex->head_parsed && !r->replay)
+		decide(r->c, ex, &req, (int64_t)t->head_pos - (int64_t)r->call_pos, r->call_pos);
+	if (ex->is_connect || req.upgrade) {
+		t->state = TX_TUNNEL;
+		return;
+	}
+	osh_http_body_start(&t->body, req.body, req.content_length);
+	t->state = req.body == OSH_BODY_NONE || t->body.done ? TX_IDLE : TX_BODY;
+}
+
+/* Walk @len program bytes at @p. */
+static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, size_t len)
+{
+	struct osh_client *cl = &r->c->client;
+
+	while (len > 0) {
+		switch (t->state) {
+		case TX_IDLE:
+			if (!tx_new_exchange(r, t)) {
+				t->state = TX_DEAD;
+				break;
+			}
+			t->head_pos = t->pos;
+			t->acc_len = 0;
+			t->acc_scanned = 0;
+			t->state = TX_HEAD;
+			break;
+		case TX_HEAD: {
+			ssize_t h;
+			uint32_t old = t->acc_len;
+			size_t take;
+
+			if (!t->sniffed) {
+				/* The connection's first bytes decide whether
+				 * it is HTTP at all: TLS, Redis, PostgreSQL...
+				 * pass through from here on. */
+				const char *s = old ? cl->tx_acc.p : p;
+				size_t slen = old ? old : len;
+				int sn;
+
+				if (old) {
+					size_t add = len < 32 ? len : 32;
+					if (!buf_append(&cl->tx_acc, old, p, add)) {
+						t->state = TX_DEAD;
+						break;
+					}
+					slen = old + add;
+				}
+				sn = osh_http_sniff_request(s, slen);
+				if (sn == 0) {
+					t->state = TX_DEAD;
+					break;
+				}
+			}
+			if (!old) {
+				h = osh_http_head_end(p, len, 0);
+				if (h > 0) {
+					tx_head_done(r, t, p, (size_t)h);
+					t->pos += (uint64_t)h;
+					p += h;
+					len -= (size_t)h;
+					break;
+				}
+				if (h == OSH_HTTP_INVALID) {
+					t->state = TX_DEAD;
+					break;
+				}
+			}
+			/* Split head: gather it in the tx buffer. */
+			take = len;
+			if (old + take > OSH_HTTP_MAX_HEAD)
+				take = OSH_HTTP_MAX_HEAD - old;
+			if (!take || !buf_append(&cl->tx_acc, old, p, take)) {
+				t->state = TX_DEAD;
+				break;
+			}
+			t->acc_len = old + (uint32_t)take;
+			h = osh_http_head_end(cl->tx_acc.p, t->acc_len, t->acc_scanned);
+			if (h > 0) {
+				size_t used = (size_t)h - old;
+				tx_head_done(r, t, cl->tx_acc.p, (size_t)h);
+				t->acc_len = 0;
+				t->acc_scanned = 0;
+				t->pos += used;
+				p += used;
+				len -= used;
+				break;
+			}
+			if (h == OSH_HTTP_INVALID || t->acc_len >= OSH_HTTP_MAX_HEAD) {
+				osh_diag_once(OSH_ONCE_HEAD_TOO_LARGE, OSH_LOG_DEBUG,
+					      "request head over %d bytes or malformed; "
+					      "connection passes through",
+					      OSH_HTTP_MAX_HEAD);
+				t->state = TX_DEAD;
+				break;
+			}
+			t->acc_scanned = t->acc_len;
+			t->pos += take;
+			p += take;
+			len -= take;
+			break;
+		}
+		case TX_BODY: {
+			ssize_t n = osh_http_body_feed(&t->body, p, len);
+
+			if (n < 0) {
+				t->state = TX_DEAD;
+				break;
+			}
+			t->pos += (uint64_t)n;
+			p += n;
+			len -= (size_t)n;
+			if (t->body.done) {
+				struct osh_exchange *ex = tx_current(r);
+				if (ex && t->body.kind == OSH_BODY_CHUNKED) {
+					ex->req_chunked_size = t->body.payload;
+					ex->req_chunked_done = true;
+				}
+				t->state = TX_IDLE;
+			}
+			break;
+		}
+		case TX_TUNNEL:
+		case TX_DEAD:
+		default:
+			t->pos += len;
+			len = 0;
+			break;
+		}
+	}
+}
+
+static void tx_walk_iov(struct tx_run *r, struct osh_tx_parse *t, const struct iovec *iov,
+			int iovcnt, size_t limit)
+{
+	for (int i = 0; i < iovcnt && limit > 0; i++) {
+		size_t n = iov[i].iov_len < limit ? iov[i].iov_len : limit;
+		tx_walk(r, t, iov[i].iov_base, n);
+		limit -= n;
+	}
+}
+
+/* ---- connection end of life -------------------------------------------- */
+
+static bool tx_finished(const struct osh_client *cl)
+{
+	return cl->tx.state == TX_DEAD || cl->tx.state == TX_TUNNEL;
+}
+
+/* True when nothing is left to observe and the slot should be released. */
+static bool should_release(const struct osh_client *cl)
+{
+	if (cl->rx_state == RX_DEAD)
+		return true;
+	return tx_finished(cl) && cl->ring_head == cl->ring_tail;
+}
+
+void osh_client_abandon(struct osh_client *cl, enum osh_end_reason why, int err)
+{
+	while (cl->ring_head < cl->ring_tail) {
+		struct osh_exchange *ex = ring_at(cl, cl->ring_head);
+		const char *etype = NULL;
+
+		if (!ex->head_parsed) {
+			/* Never became a request we could name: drop it. */
+			osh_span_destroy(ex->rec);
+			ex->rec = NULL;
+			cl->ring_head++;
+			continue;
+		}
+		switch (why) {
+		case OSH_END_CLOSED:
+			/* The program stopped: an error only when nothing
+			 * came back (it gave up waiting). */
+			if (!ex->got_response)
+				etype = error_type_for_errno(ex->tx_errno);
+			break;
+		case OSH_END_EOF:
+			if (!ex->got_response)
+				etype = error_type_for_errno(ex->tx_errno);
+			else if (cl->rx_state == RX_BODY && cl->rx_body.kind != OSH_BODY_UNTIL_CLOSE)
+				etype = "response_incomplete";
+			break;
+		case OSH_END_ERROR:
+			etype = error_type_for_errno(err ? err : ex->tx_errno);
+			break;
+		case OSH_END_DESYNC:
+		default:
+			break;
+		}
+		finish(cl, ex, etype);
+	}
+}
+
+void osh_client_reset(struct osh_client *cl)
+{
+	for (uint64_t s = cl->ring_head; s < cl->ring_tail; s++) {
+		struct osh_exchange *ex = ring_at(cl, s);
+		osh_span_destroy(ex->rec);
+		ex->rec = NULL;
+	}
+	buf_free(&cl->tx_acc);
+	buf_free(&cl->rx_acc);
+	memset(cl, 0, sizeof(*cl));
+}
+
+/* ---- write path --------------------------------------------------------- */
+
+/* Append the not-yet-sent part of @ex's injected lines to the plan. */
+static bool plan_add_injection(struct osh_tx_plan *plan, struct osh_exchange *ex, size_t at)
+{
+	uint16_t from = ex->ins_sent;
+	int k = plan->n_ins;
+
+	if (k >= OSH_TX_MAX_INS)
+		return false;
+	plan->ins[k].seq = ex->seq;
+	plan->ins[k].at = at;
+	plan->ins[k].from = from;
+	plan->ins[k].len = (uint16_t)(ex->ins_len - from);
+	plan->n_ins = k + 1;
+	return true;
+}
+
+/* Build plan->iov: the program's bytes with the injections spliced in. */
+static bool plan_build_iov(struct osh_client *cl, struct osh_tx_plan *plan,
+			   const struct iovec *iov, int iovcnt)
+{
+	int out = 0, k = 0;
+	size_t off = 0;
+
+#define PUSH(base, n)                                                                  \
+	do {                                                                           \
+		if ((n) == 0)                                                          \
+			break;                                                         \
+		if (out >= OSH_TX_MAX_IOV)                                             \
+			return false;                                                  \
+		plan->iov[out].iov_base = (void *)(base);                              \
+		plan->iov[out].iov_len = (n);                                          \
+		out++;                                                                 \
+	} while (0)
+
+	for (int i = 0; i <= iovcnt; i++) {
+		const char *base = i < iovcnt ? iov[i].iov_base : NULL;
+		size_t len = i < iovcnt ? iov[i].iov_len : 0;
+		size_t done = 0;
+
+		/* Injections that fall inside (or at the start of) this piece. */
+		while (k < plan->n_ins && plan->ins[k].at <= off + len &&
+		       (plan->ins[k].at < off + len || i == iovcnt)) {
+			struct osh_exchange *ex = ring_at(cl, plan->ins[k].seq);
+			size_t cut = plan->ins[k].at - off;
+			size_t from = plan->ins[k].from;
+
+			PUSH(base + done, cut - done);
+			done = cut;
+			if (from < ex->tp_len)
+				PUSH(ex->tp_line + from, (size_t)ex->tp_len - from);
+			if (ex->extra_len) {
+				size_t ef = from > ex->tp_len ? from - ex->tp_len : 0;
+				PUSH(ex->extra + ef, (size_t)ex->extra_len - ef);
+			}
+			k++;
+		}
+		if (i < iovcnt)
+			PUSH(base + done, len - done);
+		off += len;
+	}
+#undef PUSH
+	plan->iovcnt = out;
+	return true;
+}
+
+void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, int iovcnt,
+			   struct osh_tx_plan *plan)
+{
+	struct osh_client *cl = &c->client;
+	struct tx_run r = { .c = c, .fd = fd };
+	size_t total = 0;
+	bool release = false;
+
+	plan->active = false;
+	plan->changed = false;
+	plan->n_ins = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (total == 0 || !osh_conn_lock(c))
+		return;
+	if (atomic_load(&c->role) != OSH_ROLE_CLIENT || tx_finished(cl)) {
+		release = should_release(cl);
+		goto out;
+	}
+	if (cl->tx_busy) {
+		/* Two threads writing one socket at once: their bytes
+		 * interleave unpredictably, so stop interpreting them. */
+		cl->tx.state = TX_DEAD;
+		release = should_release(cl);
+		goto out;
+	}
+	cl->tx_busy = true;
+	plan->active = true;
+	plan->total = total;
+	plan->saved = cl->tx;
+	plan->after = cl->tx;
+	plan->start_pos = cl->tx.pos;
+	plan->tail_before = cl->ring_tail;
+	r.call_pos = cl->tx.pos;
+	r.now = osh_clock_realtime_ns();
+	tx_walk_iov(&r, &plan->after, iov, iovcnt, total);
+	if (r.stale) {
+		cl->tx_busy = false;
+		plan->active = false;
+		osh_conn_unlock(c);
+		osh_conn_release(c, OSH_END_DESYNC);
+		return;
+	}
+
+	/* Collect injections that fall inside this call, in stream order. */
+	for (uint64_t s = cl->ring_head; s < cl->ring_tail; s++) {
+		struct osh_exchange *ex = ring_at(cl, s);
+
+		if (!ex->inject || ex->ins_pos < plan->start_pos ||
+		    ex->ins_pos >= plan->start_pos + total)
+			continue;
+		if (!plan_add_injection(plan, ex, (size_t)(ex->ins_pos - plan->start_pos)))
+			break;
+	}
+	if (plan->n_ins) {
+		if (iovcnt > OSH_TX_MAX_IOV - 3 * OSH_TX_MAX_INS ||
+		    !plan_build_iov(cl, plan, iov, iovcnt)) {
+			/* Too many pieces to splice: send unchanged. */
+			for (int k = 0; k < plan->n_ins; k++)
+				ring_at(cl, plan->ins[k].seq)->inject = false;
+			plan->n_ins = 0;
+		} else {
+			plan->changed = true;
+			plan->real_total = total;
+			for (int k = 0; k < plan->n_ins; k++)
+				plan->real_total += plan->ins[k].len;
+		}
+	}
+out:
+	osh_conn_unlock(c);
+	if (release)
+		osh_conn_release(c, OSH_END_DESYNC);
+}
+
+ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const struct iovec *iov,
+			     int iovcnt, ssize_t real_ret, int err)
+{
+	struct osh_client *cl = &c->client;
+	size_t sent_app = 0;	/* program bytes the real call accepted */
+	size_t left = real_ret > 0 ? (size_t)real_ret : 0;
+	size_t prev = 0;
+	bool all = true;
+	bool release;
+
+	if (!plan->active)
+		return real_ret;
+	if (!osh_conn_lock(c)) {
+		/* Cannot happen with tx_busy held by us unless the lock is
+		 * stuck; the stream is now unknown. */
+		return real_ret < 0 ? real_ret : (ssize_t)(left > plan->total ? plan->total : left);
+	}
+
+	/* Map the real count back onto the program's bytes, walking the
+	 * injected pieces in stream order. */
+	for (int k = 0; k < plan->n_ins; k++) {
+		struct osh_exchange *ex = ring_at(cl, plan->ins[k].seq);
+		size_t gap = plan->ins[k].at - prev;
+
+		if (left <= gap) {
+			sent_app = prev + left;
+			left = 0;
+			all = false;
+			break;
+		}
+		left -= gap;
+		prev = plan->ins[k].at;
+		if (left < plan->ins[k].len) {
+			ex->ins_sent = (uint16_t)(ex->ins_sent + left);
+			sent_app = prev;
+			left = 0;
+			all = false;
+			break;
+		}
+		left -= plan->ins[k].len;
+		ex->ins_sent = ex->ins_len;
+		ex->inject = false;
+	}
+	if (all)
+		sent_app = prev + (left < plan->total - prev ? left : plan->total - prev);
+
+	if (sent_app == plan->total) {
+		cl->tx = plan->after;
+	} else {
+		/* Partial (or failed) call: advance over exactly what went
+		 * out, revisiting the exchanges the dry run created, and drop
+		 * those whose first byte is still with the program. */
+		struct tx_run r = { .c = c, .replay = true, .call_pos = plan->start_pos,
+				    .next_seq = plan->tail_before };
+		struct osh_tx_parse t = plan->saved;
+		uint64_t keep;
+
+		tx_walk_iov(&r, &t, iov, iovcnt, sent_app);
+		cl->tx = t;
+		keep = r.next_seq > cl->ring_head ? r.next_seq : cl->ring_head;
+		while (cl->ring_tail > keep) {
+			struct osh_exchange *ex = ring_at(cl, --cl->ring_tail);
+			osh_span_destroy(ex->rec);
+			ex->rec = NULL;
+		}
+	}
+	if (real_ret < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+		/* The connection broke under this request. */
+		for (uint64_t s = cl->ring_head; s < cl->ring_tail; s++)
+			ring_at(cl, s)->tx_errno = err;
+	}
+	cl->tx_busy = false;
+	release = should_release(cl);
+	osh_conn_unlock(c);
+	if (release)
+		osh_conn_release(c, OSH_END_DESYNC);
+	if (real_ret < 0)
+		return real_ret;
+	return (ssize_t)sent_app;
+}
+
+/* ---- read path ---------------------------------------------------------- */
+
+static void rx_head_done(struct osh_client *cl, const char *head, size_t h)
+{
+	struct osh_http_response resp;
+	struct osh_exchange *ex;
+	enum osh_http_body_kind kind;
+
+	if (cl->ring_head == cl->ring_tail || osh_http_parse_response(&resp, head, h) < 0) {
+		cl->rx_state = RX_DEAD;
+		return;
+	}
+	ex = ring_at(cl, cl->ring_head);
+	if (resp.status < 200 && resp.status != 101)
+		return; /* interim (100 Continue, 103 Early Hints): the final one follows */
+	kind = osh_http_response_body(&resp, ex->is_head ? "HEAD" : ex->is_connect ? "CONNECT" : "GET",
+				      ex->is_head ? 4 : ex->is_connect ? 7 : 3);
+	ex->got_response = true;
+	cl->rx_status = resp.status;
+	cl->rx_minor = resp.minor_version;
+	osh_http_body_start(&cl->rx_body, kind, resp.content_length);
+	if (kind == OSH_BODY_TUNNEL) {
+		finish(cl, ex, NULL);
+		cl->rx_state = RX_DEAD;
+		return;
+	}
+	if (kind == OSH_BODY_NONE || cl->rx_body.done) {
+		finish(cl, ex, NULL);
+		return;
+	}
+	cl->rx_state = RX_BODY;
+}
+
+static void rx_walk(struct osh_client *cl, const char *p, size_t len)
+{
+	while (len > 0 && cl->rx_state != RX_DEAD) {
+		if (cl->rx_state == RX_BODY) {
+			ssize_t n = osh_http_body_feed(&cl->rx_body, p, len);
+
+			if (n < 0) {
+				cl->rx_state = RX_DEAD;
+				return;
+			}
+			p += n;
+			len -= (size_t)n;
+			if (cl->rx_body.done) {
+				finish(cl, ring_at(cl, cl->ring_head), NULL);
+				cl->rx_state = RX_HEAD;
+			}
+			continue;
+		}
+
+		/* RX_HEAD */
+		uint32_t old = cl->rx_acc.len;
+		ssize_t h;
+		size_t take;
+
+		if (!cl->rx_sniffed) {
+			const char *s = old ? cl->rx_acc.p : p;
+			size_t slen = old ? old : len;
+			int sn;
+
+			if (old) {
+				size_t add = len < 16 ? len : 16;
+				if (!buf_append(&cl->rx_acc, old, p, add)) {
+					cl->rx_state = RX_DEAD;
+					return;
+				}
+				slen = old + add;
+			}
+			sn = osh_http_sniff_response(s, slen);
+			if (sn == 0) {
+				cl->rx_state = RX_DEAD;
+				return;
+			}
+			if (sn > 0)
+				cl->rx_sniffed = true;
+		}
+		if (!old) {
+			h = osh_http_head_end(p, len, 0);
+			if (h > 0) {
+				rx_head_done(cl, p, (size_t)h);
+				p += h;
+				len -= (size_t)h;
+				continue;
+			}
+			if (h == OSH_HTTP_INVALID) {
+				cl->rx_state = RX_DEAD;
+				return;
+			}
+		}
+		take = len;
+		if (old + take > OSH_HTTP_MAX_HEAD)
+			take = OSH_HTTP_MAX_HEAD - old;
+		if (!take || !buf_append(&cl->rx_acc, old, p, take)) {
+			cl->rx_state = RX_DEAD;
+			return;
+		}
+		cl->rx_acc.len = old + (uint32_t)take;
+		h = osh_http_head_end(cl->rx_acc.p, cl->rx_acc.len, cl->rx_scanned);
+		if (h > 0) {
+			size_t used = (size_t)h - old;
+			rx_head_done(cl, cl->rx_acc.p, (size_t)h);
+			cl->rx_acc.len = 0;
+			cl->rx_scanned = 0;
+			p += used;
+			len -= used;
+			continue;
+		}
+		if (h == OSH_HTTP_INVALID || cl->rx_acc.len >= OSH_HTTP_MAX_HEAD) {
+			cl->rx_state = RX_DEAD;
+			return;
+		}
+		cl->rx_scanned = cl->rx_acc.len;
+		p += take;
+		len -= take;
+	}
+}
+
+void osh_client_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+{
+	struct osh_client *cl = &c->client;
+	bool release;
+
+	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return;
+	if (!osh_conn_lock(c))
+		return;
+	if (atomic_load(&c->role) != OSH_ROLE_CLIENT) {
+		osh_conn_unlock(c);
+		return;
+	}
+	if (ret > 0) {
+		size_t left = (size_t)ret;
+		for (int i = 0; i < iovcnt && left > 0 && cl->rx_state != RX_DEAD; i++) {
+			size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+			rx_walk(cl, iov[i].iov_base, n);
+			left -= n;
+		}
+	} else if (ret == 0) {
+		if (cl->rx_state == RX_BODY && cl->rx_body.kind == OSH_BODY_UNTIL_CLOSE &&
+		    cl->ring_head < cl->ring_tail) {
+			finish(cl, ring_at(cl, cl->ring_head), NULL);
+			cl->rx_state = RX_HEAD;
+		}
+		osh_client_abandon(cl, OSH_END_EOF, 0);
+		cl->rx_state = RX_DEAD;
+	} else {
+		osh_client_abandon(cl, OSH_END_ERROR, err);
+		cl->rx_state = RX_DEAD;
+	}
+	release = should_release(cl);
+	osh_conn_unlock(c);
+	if (release)
+		osh_conn_release(c, OSH_END_DESYNC);
+}

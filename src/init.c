@@ -1,0 +1,66 @@
+/* Process start-up, fork and exit (see init.h). */
+#include "buildconf.h"
+
+#include <pthread.h>
+
+#include "config.h"
+#include "diag.h"
+#include "exporter.h"
+#include "guard.h"
+#include "http_client.h"
+#include "ids.h"
+#include "init.h"
+#include "propagation.h"
+#include "real.h"
+#include "span.h"
+
+__thread bool osh_in_shim __attribute__((tls_model("initial-exec")));
+bool osh_enabled;
+bool osh_init_done;
+
+/* A fork child inherits a copy of our memory but not the exporter thread.
+ * Only async-signal-safe work here: the child may be about to exec. */
+static void after_fork_child(void)
+{
+	osh_ids_after_fork();
+	osh_exporter_after_fork_child();
+}
+
+static void init_once(void)
+{
+	osh_real_init();
+	osh_config_load(&osh_cfg);
+	if (osh_cfg.disabled)
+		return;
+	osh_span_set_limits(osh_cfg.attr_value_limit, osh_cfg.attr_count_limit);
+	osh_env_ctx_load(&osh_env_ctx, osh_cfg.env_traceparent, osh_cfg.env_tracestate,
+			 osh_cfg.env_baggage);
+	osh_client_init();
+	pthread_atfork(NULL, NULL, after_fork_child);
+	__atomic_store_n(&osh_enabled, true, __ATOMIC_RELEASE);
+}
+
+void osh_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	bool outer = osh_guard_enter();
+
+	pthread_once(&once, init_once);
+	__atomic_store_n(&osh_init_done, true, __ATOMIC_RELEASE);
+	if (outer)
+		osh_guard_leave();
+}
+
+__attribute__((constructor)) static void otelshim_load(void)
+{
+	osh_init();
+}
+
+/* Normal exit: flush what is queued, within the exit budget. (The exporter
+ * also registers this with atexit once libcurl is up, so that it runs
+ * before libcurl's and OpenSSL's own exit handlers; running twice is
+ * harmless.) */
+__attribute__((destructor)) static void otelshim_unload(void)
+{
+	osh_exporter_shutdown();
+}
