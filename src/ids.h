@@ -3,6 +3,7 @@
  * per-thread counter. Any thread; lock-free; no syscall after the seed. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 void osh_ids_trace_id(uint8_t out[16]); /* never all-zero */
