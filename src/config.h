@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a timeout of 0 ("no limit") becomes: INT32_MAX ms, about 24 days. */
+#define OSH_CONFIG_NO_LIMIT_MS ((uint32_t)INT32_MAX)
+
 enum osh_exporter_kind {
 	OSH_EXPORTER_OTLP = 0,
 	OSH_EXPORTER_CONSOLE,
@@ -94,7 +97,11 @@ extern struct osh_config osh_cfg;
  * reported (through diag, once) and replaced by defaults. */
 void osh_config_load(struct osh_config *cfg);
 
-/* Same, reading variables through @get (tests pass a fake environment). */
+/* Same, reading variables through @get (tests pass a fake environment).
+ * Zeroes @cfg first (call osh_config_finish before loading into it again).
+ * Reads OTEL_LOG_LEVEL and LOG_FORMAT first and calls osh_diag_set() with
+ * them, so that warnings about later variables obey them; the caller need not
+ * set the diagnostics again. traces_url is NULL only if memory ran out. */
 void osh_config_load_from(struct osh_config *cfg, const char *(*get)(const char *name));
 
 /* Free what osh_config_load allocated (tests only). */

@@ -51,6 +51,7 @@ static _Atomic bool shutting_down;
 static _Atomic uint64_t shutdown_deadline;
 
 static _Atomic uint64_t st_submitted, st_dropped, st_exported, st_failed;
+static void (*test_capture)(struct osh_span *span);
 
 /* Exporter-thread state (the module table survives fork: same mappings). */
 static const struct osh_otlp_module *module;
@@ -245,12 +246,6 @@ static void *exporter_main(void *arg)
 			osh_diag_once(OSH_ONCE_EXPORT_FAILED, OSH_LOG_ERROR,
 				      "OTLP exporter unavailable; spans are dropped");
 	}
-	/* Registered after libcurl (and OpenSSL) initialised, so that at exit
-	 * our flush runs before their cleanup handlers. */
-	if (!atexit_registered) {
-		atexit_registered = true;
-		atexit(atexit_flush);
-	}
 	if (!spans) {
 		osh_diag(OSH_LOG_ERROR, "out of memory in the exporter; spans are dropped");
 		sk.kind = OSH_EXPORTER_NONE;
@@ -293,6 +288,16 @@ static void start_thread(void)
 
 	if (!atomic_compare_exchange_strong(&thread_state, &expected, T_RUNNING))
 		return;
+	/* Exit handlers run in reverse order of registration. Registering the
+	 * exit flush now, at the first span, long after the host initialised
+	 * its own libraries (OpenSSL registers OPENSSL_cleanup with atexit),
+	 * makes our flush run while those libraries still work: the exporter
+	 * may share the host's libcurl and OpenSSL. Our destructor comes too
+	 * late for that. Inherited by fork children, so once per image. */
+	if (!atexit_registered) {
+		atexit_registered = true;
+		atexit(atexit_flush);
+	}
 	/* Signals meant for the host must never land on our thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -315,6 +320,10 @@ void osh_exporter_submit(struct osh_span *span)
 	uint64_t size;
 
 	atomic_fetch_add_explicit(&st_submitted, 1, memory_order_relaxed);
+	if (__builtin_expect(test_capture != NULL, 0)) {
+		test_capture(span);
+		return;
+	}
 	if (atomic_load(&thread_state) == T_FAILED || !ensure_queue() ||
 	    !osh_queue_push(&queue, span)) {
 		atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
@@ -384,4 +393,9 @@ void osh_exporter_stats(struct osh_exporter_stats *ret)
 	ret->dropped_queue_full = atomic_load(&st_dropped);
 	ret->exported = atomic_load(&st_exported);
 	ret->failed = atomic_load(&st_failed);
+}
+
+void osh_exporter_set_capture(void (*capture)(struct osh_span *span))
+{
+	test_capture = capture;
 }

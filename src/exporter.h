@@ -31,3 +31,7 @@ struct osh_exporter_stats {
 };
 
 void osh_exporter_stats(struct osh_exporter_stats *ret);
+
+/* Tests only: hand every submitted span to @capture (which takes
+ * ownership) instead of the queue. NULL restores normal operation. */
+void osh_exporter_set_capture(void (*capture)(struct osh_span *span));

@@ -49,11 +49,15 @@ const struct osh_resource_attr *osh_resource_get(const struct osh_resource *res,
 						 const char *key);
 
 /* Derive a service name from an executable's file name: lowercase, strip a
- * leading "llm-" or "llm_", '_' -> '-', prefix "llm." ("llm-edge-agent" ->
- * "llm.edge-agent", "python3" -> "llm.python3"). Writes a NUL-terminated
- * string, truncated to @outsz - 1. */
+ * leading "llm-" or "llm_" (or "llm."), '_' -> '-', prefix "llm."
+ * ("llm-edge-agent" -> "llm.edge-agent", "python3" -> "llm.python3"). An
+ * unknown (NULL or empty) name gives "llm.unknown-service". Writes a
+ * NUL-terminated string, truncated to @outsz - 1; nothing when @outsz is 0. */
 void osh_resource_derive_service_name(const char *exe_name, char *out, size_t outsz);
 
-/* True when @name follows llm.{component}[.{sub}]: lowercase, dot-separated
- * levels of [a-z0-9-] starting with "llm.". */
+/* True when @name follows llm.{component}[.{sub}]: "llm." then one or two
+ * dot-separated levels of [a-z0-9-] (no leading, trailing or doubled '-').
+ * A component that is a known LLM DevOps component followed by '-'
+ * ("llm.edge-agent-proxy", "llm.shield-scanner") is a subcomponent glued on
+ * with a hyphen and does not conform (seed 002's anti-patterns). */
 bool osh_resource_service_name_conforms(const char *name);
