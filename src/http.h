@@ -71,7 +71,8 @@ struct osh_http_response {
 };
 
 /* Return the length of the head in @buf (up to and including the empty line
- * ending it: CRLF CRLF, or bare LF LF), or OSH_HTTP_PARTIAL. @last_len is how
+ * ending it: CRLF CRLF, or bare LF LF), or OSH_HTTP_PARTIAL, or
+ * OSH_HTTP_INVALID when no head ends within OSH_HTTP_MAX_HEAD bytes. @last_len is how
  * much of @buf was already searched without success (0 the first time) so a
  * re-scan after more bytes is cheap. */
 ssize_t osh_http_head_end(const char *buf, size_t len, size_t last_len);

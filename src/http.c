@@ -1,0 +1,830 @@
+/* Incremental HTTP/1.x parsing (see http.h).
+ *
+ * Runs on app threads inside the preloaded shim, for every message the host
+ * sends or receives: no allocation, no syscalls, no locale (ctype is avoided
+ * on purpose), and every loop is bounded by the caller's length or by a fixed
+ * cap. Results point into the caller's buffer.
+ *
+ * Conventions chosen here, where http.h leaves room:
+ * - A request with "Content-Length: 0" reports OSH_BODY_LENGTH with
+ *   content_length 0 (the body walker is done at once); NONE means no framing
+ *   header at all. content_length is only meaningful with OSH_BODY_LENGTH: it
+ *   is 0 when chunked wins over a Content-Length.
+ * - A request whose Transfer-Encoding does not end in "chunked" is INVALID:
+ *   its body length cannot be known (RFC 9112, 6.3), so the connection should
+ *   pass through. A response in that case reads until close.
+ * - connection_close reflects the Connection header only; the HTTP/1.0
+ *   "close unless keep-alive" default is left to the caller.
+ * - Field values are not checked for odd bytes: the shim observes, and a peer
+ *   that accepts a value should not make us lose the exchange. Names, the
+ *   request line and the status line are checked strictly.
+ */
+#include "buildconf.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "http.h"
+
+/* Longest chunk-size line (size plus extensions) and trailer field line the
+ * body walker accepts; longer ones are treated as an attack or garbage. */
+#define CHUNK_LINE_MAX 4096
+#define TRAILER_LINE_MAX 8192
+
+/* The method token sniff accepts: long enough for any registered method. */
+#define SNIFF_METHOD_MAX 20
+
+/* RFC 9110 tchar. */
+static const unsigned char tchar[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+	['~'] = 1,
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+	['7'] = 1, ['8'] = 1, ['9'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+	['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+	['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+	['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+	['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+	['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+	['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static inline unsigned char lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static inline bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static inline bool is_upper(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+
+static inline bool is_alpha(unsigned char c)
+{
+	return lower(c) >= 'a' && lower(c) <= 'z';
+}
+
+static inline bool is_ows(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Request-target bytes: anything visible, obs-text included; no controls,
+ * no SP (which ends the target), no DEL. */
+static inline bool is_target_char(unsigned char c)
+{
+	return c > 0x20 && c != 0x7f;
+}
+
+static int hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = lower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* @p/@n equals the lowercase literal @lit/@lit_len, ignoring ASCII case. */
+static bool ieq(const char *p, size_t n, const char *lit, size_t lit_len)
+{
+	if (n != lit_len)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (lower((unsigned char)p[i]) != lower((unsigned char)lit[i]))
+			return false;
+	}
+	return true;
+}
+
+#define NAME_IS(p, n, lit) ieq((p), (n), lit, sizeof(lit) - 1)
+
+bool osh_str_ieq(struct osh_str s, const char *lit)
+{
+	if (!lit)
+		return false;
+	if (s.len && !s.p)
+		return false;
+	return ieq(s.p, s.len, lit, strlen(lit));
+}
+
+static inline size_t head_limit(size_t len)
+{
+	return len < OSH_HTTP_MAX_HEAD ? len : OSH_HTTP_MAX_HEAD;
+}
+
+/* What running out of bytes means: PARTIAL while the head could still fit
+ * under the cap, INVALID once the cap itself was searched. */
+static inline int out_of_bytes(size_t len)
+{
+	return len >= OSH_HTTP_MAX_HEAD ? OSH_HTTP_INVALID : OSH_HTTP_PARTIAL;
+}
+
+ssize_t osh_http_head_end(const char *buf, size_t len, size_t last_len)
+{
+	size_t limit = head_limit(len);
+	const char *end = buf + limit;
+	const char *p;
+	const char *nl;
+
+	/* An end that was not found before may straddle the old length: the
+	 * first LF of "\n\r\n" can sit two bytes before it. Back up three to be
+	 * safe. */
+	if (last_len > limit)
+		last_len = limit;
+	p = buf + (last_len > 3 ? last_len - 3 : 0);
+
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p)))) {
+		const char *q = nl + 1;
+
+		if (q < end && q[0] == '\n')
+			return q + 1 - buf;
+		if (end - q >= 2 && q[0] == '\r' && q[1] == '\n')
+			return q + 2 - buf;
+		p = q;
+	}
+	return out_of_bytes(len);
+}
+
+int osh_http_sniff_request(const char *buf, size_t len)
+{
+	static const char h2_preface[] = "PRI * HTTP/2.0";
+	const unsigned char *u = (const unsigned char *)buf;
+	size_t i;
+
+	if (len == 0)
+		return OSH_HTTP_PARTIAL;
+	if (!is_upper(u[0]))
+		return 0;
+	for (i = 1; i < len && i <= SNIFF_METHOD_MAX; i++) {
+		unsigned char c = u[i];
+
+		if (c == ' ')
+			break;
+		if (!is_upper(c) && !is_digit(c) && c != '-' && c != '_')
+			return 0;
+	}
+	if (i > SNIFF_METHOD_MAX)
+		return 0;
+	if (i >= len)
+		return OSH_HTTP_PARTIAL;
+	/* u[i] is the SP after the method. */
+	if (i + 1 >= len)
+		return OSH_HTTP_PARTIAL;
+	if (u[i + 1] != '/' && u[i + 1] != '*' && !is_alpha(u[i + 1]))
+		return 0;
+
+	/* "PRI * HTTP/2.0" is the HTTP/2 connection preface (RFC 9113, 3.4):
+	 * shaped like a request line but not HTTP/1.x. Wait for enough bytes to
+	 * tell it apart from some other use of a PRI method. */
+	if (i == 3 && memcmp(buf, "PRI", 3) == 0) {
+		size_t n = len < sizeof(h2_preface) - 1 ? len : sizeof(h2_preface) - 1;
+
+		if (memcmp(buf, h2_preface, n) != 0)
+			return 1;
+		return n < sizeof(h2_preface) - 1 ? OSH_HTTP_PARTIAL : 0;
+	}
+	return 1;
+}
+
+int osh_http_sniff_response(const char *buf, size_t len)
+{
+	static const char prefix[] = "HTTP/1.";
+	size_t n = len < sizeof(prefix) - 1 ? len : sizeof(prefix) - 1;
+
+	if (len == 0)
+		return OSH_HTTP_PARTIAL;
+	if (memcmp(buf, prefix, n) != 0)
+		return 0;
+	return n < sizeof(prefix) - 1 ? OSH_HTTP_PARTIAL : 1;
+}
+
+/* Find the line starting at @p: returns the byte after its LF, or NULL when
+ * there is none before @end. *ret_eol is the end of its content (before the
+ * CR of a CRLF). */
+static inline const char *next_line(const char *p, const char *end, const char **ret_eol)
+{
+	const char *nl = memchr(p, '\n', (size_t)(end - p));
+	const char *eol;
+
+	if (!nl)
+		return NULL;
+	eol = nl;
+	if (eol > p && eol[-1] == '\r')
+		eol--;
+	*ret_eol = eol;
+	return nl + 1;
+}
+
+static inline struct osh_str trim_value(const char *p, const char *end)
+{
+	while (p < end && is_ows((unsigned char)*p))
+		p++;
+	while (end > p && is_ows((unsigned char)end[-1]))
+		end--;
+	return (struct osh_str){ .p = p, .len = (size_t)(end - p) };
+}
+
+/* Split a header line [p, eol) into a name and a trimmed value. The name is a
+ * non-empty token followed directly by ':' (RFC 9112, 5.1: no whitespace
+ * before the colon). */
+static bool split_field(const char *p, const char *eol, struct osh_str *ret_name,
+			struct osh_str *ret_value)
+{
+	const char *q = p;
+
+	while (q < eol && tchar[(unsigned char)*q])
+		q++;
+	if (q == p || q == eol || *q != ':')
+		return false;
+	*ret_name = (struct osh_str){ .p = p, .len = (size_t)(q - p) };
+	*ret_value = trim_value(q + 1, eol);
+	return true;
+}
+
+/* Next element of a comma-separated list in [*pp, end), trimmed; elements
+ * may be empty. *pp becomes NULL after the last one; returns false once the
+ * list is exhausted. */
+static bool next_element(const char **pp, const char *end, struct osh_str *ret_elem)
+{
+	const char *p = *pp;
+	const char *comma;
+
+	if (!p)
+		return false;
+	comma = memchr(p, ',', (size_t)(end - p));
+	if (comma) {
+		*ret_elem = trim_value(p, comma);
+		*pp = comma + 1;
+	} else {
+		*ret_elem = trim_value(p, end);
+		*pp = NULL;
+	}
+	return true;
+}
+
+/* Framing facts common to requests and responses. */
+struct framing {
+	bool cl_seen;
+	bool te_seen;
+	bool te_chunked;	/* last transfer coding seen is chunked */
+	bool close;
+	uint64_t cl;
+};
+
+static bool parse_content_length(struct osh_str v, uint64_t *ret)
+{
+	uint64_t n = 0;
+
+	if (v.len == 0)
+		return false;
+	for (size_t i = 0; i < v.len; i++) {
+		unsigned char c = (unsigned char)v.p[i];
+		unsigned d;
+
+		if (!is_digit(c))
+			return false;
+		d = c - '0';
+		if (n > (UINT64_MAX - d) / 10)
+			return false;
+		n = n * 10 + d;
+	}
+	*ret = n;
+	return true;
+}
+
+static bool framing_content_length(struct framing *f, struct osh_str v)
+{
+	uint64_t n;
+
+	if (!parse_content_length(v, &n))
+		return false;
+	/* Repeats are tolerated only when they agree (RFC 9110, 8.6); anything
+	 * else is a request-smuggling shape. */
+	if (f->cl_seen && f->cl != n)
+		return false;
+	f->cl_seen = true;
+	f->cl = n;
+	return true;
+}
+
+/* Several Transfer-Encoding lines form one list: what matters is the last
+ * non-empty coding of the last line that has one. */
+static void framing_transfer_encoding(struct framing *f, struct osh_str v)
+{
+	const char *p = v.p;
+	const char *end = v.p + v.len;
+	struct osh_str elem;
+	struct osh_str last = { 0 };
+	const char *semi;
+
+	while (next_element(&p, end, &elem)) {
+		if (elem.len)
+			last = elem;
+	}
+	if (!last.len)
+		return;
+	/* Parameters (";q=...") do not change which coding it is. */
+	semi = memchr(last.p, ';', last.len);
+	if (semi)
+		last = trim_value(last.p, semi);
+	f->te_seen = true;
+	f->te_chunked = NAME_IS(last.p, last.len, "chunked");
+}
+
+static void framing_connection(struct framing *f, struct osh_str v)
+{
+	const char *p = v.p;
+	const char *end = v.p + v.len;
+	struct osh_str elem;
+
+	while (next_element(&p, end, &elem)) {
+		if (NAME_IS(elem.p, elem.len, "close"))
+			f->close = true;
+	}
+}
+
+/* Handle the framing fields; false only on a malformed Content-Length. */
+static bool framing_field(struct framing *f, struct osh_str name, struct osh_str v)
+{
+	switch (name.len) {
+	case 10:
+		if (NAME_IS(name.p, name.len, "connection"))
+			framing_connection(f, v);
+		break;
+	case 14:
+		if (NAME_IS(name.p, name.len, "content-length"))
+			return framing_content_length(f, v);
+		break;
+	case 17:
+		if (NAME_IS(name.p, name.len, "transfer-encoding"))
+			framing_transfer_encoding(f, v);
+		break;
+	}
+	return true;
+}
+
+static inline void keep_first(struct osh_str *slot, struct osh_str v)
+{
+	if (!slot->p)
+		*slot = v;
+}
+
+static void request_field(struct osh_http_request *r, struct osh_str name, struct osh_str v)
+{
+	switch (name.len) {
+	case 4:
+		if (NAME_IS(name.p, name.len, "host"))
+			keep_first(&r->host, v);
+		break;
+	case 6:
+		if (NAME_IS(name.p, name.len, "expect") && NAME_IS(v.p, v.len, "100-continue"))
+			r->expect_continue = true;
+		break;
+	case 7:
+		if (NAME_IS(name.p, name.len, "baggage")) {
+			keep_first(&r->baggage, v);
+			r->baggage_count++;
+		} else if (NAME_IS(name.p, name.len, "upgrade")) {
+			r->upgrade = true;
+		}
+		break;
+	case 10:
+		if (NAME_IS(name.p, name.len, "user-agent")) {
+			keep_first(&r->user_agent, v);
+		} else if (NAME_IS(name.p, name.len, "tracestate")) {
+			keep_first(&r->tracestate, v);
+			r->tracestate_count++;
+		}
+		break;
+	case 11:
+		if (NAME_IS(name.p, name.len, "traceparent")) {
+			keep_first(&r->traceparent, v);
+			r->traceparent_count++;
+		}
+		break;
+	case 12:
+		if (NAME_IS(name.p, name.len, "content-type"))
+			keep_first(&r->content_type, v);
+		else if (NAME_IS(name.p, name.len, "x-request-id"))
+			keep_first(&r->x_request_id, v);
+		break;
+	}
+}
+
+/* Parse the header fields starting at @p up to and including the empty line.
+ * @field is called for each one (framing fields too). Returns the byte after
+ * the empty line, or NULL with the code in *ret_code; *ret_blank is the
+ * offset of the empty line. Always inlined so that @field is a direct call. */
+static inline __attribute__((always_inline)) const char *
+parse_fields(const char *buf, const char *p, const char *end, size_t len, struct framing *f,
+	     void *ctx, void (*field)(void *ctx, struct osh_str name, struct osh_str v),
+	     size_t *ret_blank, int *ret_code)
+{
+	for (;;) {
+		const char *eol;
+		const char *next = next_line(p, end, &eol);
+		struct osh_str name;
+		struct osh_str v;
+
+		if (!next) {
+			*ret_code = out_of_bytes(len);
+			return NULL;
+		}
+		if (eol == p) {
+			*ret_blank = (size_t)(p - buf);
+			return next;
+		}
+		/* A line starting with whitespace is obs-fold (or junk between the
+		 * start line and the fields): RFC 9112, 5.2 lets us reject it, and
+		 * anything else invites smuggling. */
+		if (!split_field(p, eol, &name, &v) || !framing_field(f, name, v)) {
+			*ret_code = OSH_HTTP_INVALID;
+			return NULL;
+		}
+		field(ctx, name, v);
+		p = next;
+	}
+}
+
+static void request_field_cb(void *ctx, struct osh_str name, struct osh_str v)
+{
+	request_field(ctx, name, v);
+}
+
+/* "HTTP/1." DIGIT at @p, with exactly @n bytes available for it. */
+static bool parse_version(const char *p, size_t n, int *ret_minor)
+{
+	if (n < 8 || memcmp(p, "HTTP/1.", 7) != 0 || !is_digit((unsigned char)p[7]))
+		return false;
+	*ret_minor = p[7] - '0';
+	return true;
+}
+
+int osh_http_parse_request(struct osh_http_request *ret, const char *buf, size_t len)
+{
+	struct osh_http_request r = { 0 };
+	struct framing f = { 0 };
+	const char *end = buf + head_limit(len);
+	const char *p = buf;
+	const char *eol;
+	const char *next;
+	const char *q;
+	int code;
+
+	/* An empty read may come with a NULL buffer: keep it away from memchr. */
+	if (len == 0)
+		return OSH_HTTP_PARTIAL;
+	next = next_line(p, end, &eol);
+	if (!next)
+		return out_of_bytes(len);
+
+	/* method SP request-target SP HTTP-version */
+	q = p;
+	while (q < eol && tchar[(unsigned char)*q])
+		q++;
+	if (q == p || q == eol || *q != ' ')
+		return OSH_HTTP_INVALID;
+	r.method = (struct osh_str){ .p = p, .len = (size_t)(q - p) };
+	p = ++q;
+	while (q < eol && is_target_char((unsigned char)*q))
+		q++;
+	if (q == p || q == eol || *q != ' ')
+		return OSH_HTTP_INVALID;
+	r.target = (struct osh_str){ .p = p, .len = (size_t)(q - p) };
+	q++;
+	if (eol - q != 8 || !parse_version(q, 8, &r.minor_version))
+		return OSH_HTTP_INVALID;
+	r.line_len = (size_t)(next - buf);
+
+	p = parse_fields(buf, next, end, len, &f, &r, request_field_cb, &r.blank_line_off, &code);
+	if (!p)
+		return code;
+	r.head_len = (size_t)(p - buf);
+
+	r.connection_close = f.close;
+	if (f.te_seen) {
+		/* A request body ending in another coding has no knowable end. */
+		if (!f.te_chunked)
+			return OSH_HTTP_INVALID;
+		r.body = OSH_BODY_CHUNKED;
+	} else if (f.cl_seen) {
+		r.body = OSH_BODY_LENGTH;
+		r.content_length = f.cl;
+	} else {
+		r.body = OSH_BODY_NONE;
+	}
+	*ret = r;
+	return (int)r.head_len;
+}
+
+struct response_ctx {
+	struct osh_http_response *r;
+	bool x_request_id;	/* request_id came from x-request-id */
+};
+
+static void response_field_cb(void *opaque, struct osh_str name, struct osh_str v)
+{
+	struct response_ctx *ctx = opaque;
+	struct osh_http_response *r = ctx->r;
+
+	switch (name.len) {
+	case 10:
+		if (NAME_IS(name.p, name.len, "request-id"))
+			keep_first(&r->request_id, v);
+		break;
+	case 12:
+		if (NAME_IS(name.p, name.len, "content-type")) {
+			keep_first(&r->content_type, v);
+		} else if (NAME_IS(name.p, name.len, "x-request-id") && !ctx->x_request_id) {
+			/* x-request-id wins over a request-id seen earlier. */
+			r->request_id = v;
+			ctx->x_request_id = true;
+		}
+		break;
+	case 16:
+		if (NAME_IS(name.p, name.len, "content-encoding"))
+			keep_first(&r->content_encoding, v);
+		break;
+	}
+}
+
+int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size_t len)
+{
+	struct osh_http_response r = { 0 };
+	struct response_ctx ctx = { .r = &r };
+	struct framing f = { 0 };
+	const char *end = buf + head_limit(len);
+	const char *eol;
+	const char *next;
+	const char *p;
+	size_t n;
+	size_t blank;
+	int code;
+
+	if (len == 0)
+		return OSH_HTTP_PARTIAL;
+	next = next_line(buf, end, &eol);
+	if (!next)
+		return out_of_bytes(len);
+
+	/* HTTP-version SP 3DIGIT [SP reason]: the reason may be empty, or
+	 * missing along with its SP (seen in the wild, RFC 9112 4 tolerates). */
+	n = (size_t)(eol - buf);
+	if (!parse_version(buf, n, &r.minor_version) || n < 12 || buf[8] != ' ')
+		return OSH_HTTP_INVALID;
+	if (buf[9] < '1' || buf[9] > '9' || !is_digit((unsigned char)buf[10]) ||
+	    !is_digit((unsigned char)buf[11]))
+		return OSH_HTTP_INVALID;
+	if (n > 12 && buf[12] != ' ')
+		return OSH_HTTP_INVALID;
+	r.status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+
+	p = parse_fields(buf, next, end, len, &f, &ctx, response_field_cb, &blank, &code);
+	if (!p)
+		return code;
+	r.head_len = (size_t)(p - buf);
+
+	r.connection_close = f.close;
+	if (f.te_seen) {
+		/* Transfer-Encoding overrides Content-Length; a last coding other
+		 * than chunked is delimited by close (RFC 9112, 6.3). */
+		r.body = f.te_chunked ? OSH_BODY_CHUNKED : OSH_BODY_UNTIL_CLOSE;
+	} else if (f.cl_seen) {
+		r.body = OSH_BODY_LENGTH;
+		r.content_length = f.cl;
+	} else {
+		r.body = OSH_BODY_UNTIL_CLOSE;
+	}
+	*ret = r;
+	return (int)r.head_len;
+}
+
+enum osh_http_body_kind osh_http_response_body(const struct osh_http_response *resp,
+					       const char *method, size_t method_len)
+{
+	bool connect = method && method_len == 7 && memcmp(method, "CONNECT", 7) == 0;
+	bool head = method && method_len == 4 && memcmp(method, "HEAD", 4) == 0;
+	int status = resp->status;
+
+	/* After 101 the bytes belong to the new protocol, whatever the method. */
+	if (status == 101)
+		return OSH_BODY_TUNNEL;
+	if (connect && status >= 200 && status < 300)
+		return OSH_BODY_TUNNEL;
+	if (head || status < 200 || status == 204 || status == 304)
+		return OSH_BODY_NONE;
+	return resp->body;
+}
+
+/* Chunked decoder states (RFC 9112, 7.1). */
+enum chunk_state {
+	CH_SIZE_FIRST = 0,	/* first hex digit of a chunk-size */
+	CH_SIZE,		/* more hex digits, or what ends them */
+	CH_EXT,			/* chunk extensions, up to LF */
+	CH_SIZE_LF,		/* LF after the size line's CR */
+	CH_DATA,		/* chunk payload */
+	CH_DATA_CR,		/* CRLF after the payload */
+	CH_DATA_LF,
+	CH_TRAILER_START,	/* start of a trailer field or of the final empty line */
+	CH_TRAILER,		/* inside a trailer field line, up to LF */
+	CH_FINAL_LF,		/* LF after the final empty line's CR */
+	CH_ERROR,
+};
+
+void osh_http_body_start(struct osh_http_body *b, enum osh_http_body_kind kind,
+			 uint64_t content_length)
+{
+	*b = (struct osh_http_body){ .kind = (uint8_t)kind, .state = CH_SIZE_FIRST };
+	switch (kind) {
+	case OSH_BODY_NONE:
+		b->done = true;
+		break;
+	case OSH_BODY_LENGTH:
+		b->remaining = content_length;
+		b->done = content_length == 0;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The size line is over: a zero size starts the trailer section. */
+static void chunk_size_done(struct osh_http_body *b)
+{
+	b->line_len = 0;
+	b->state = b->remaining ? CH_DATA : CH_TRAILER_START;
+}
+
+static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len)
+{
+	const char *p = buf;
+	const char *end = buf + len;
+
+	while (p < end) {
+		unsigned char c;
+		int d;
+
+		switch (b->state) {
+		case CH_SIZE_FIRST:
+			d = hex_value((unsigned char)*p++);
+			if (d < 0)
+				goto invalid;
+			b->remaining = (uint64_t)d;
+			b->line_len = 1;
+			b->state = CH_SIZE;
+			break;
+		case CH_SIZE:
+			c = (unsigned char)*p++;
+			if (++b->line_len > CHUNK_LINE_MAX)
+				goto invalid;
+			d = hex_value(c);
+			if (d >= 0) {
+				if (b->remaining >> 60)
+					goto invalid; /* would overflow 64 bits */
+				b->remaining = b->remaining << 4 | (uint64_t)d;
+			} else if (c == '\r') {
+				b->state = CH_SIZE_LF;
+			} else if (c == '\n') {
+				chunk_size_done(b);
+			} else if (c == ';' || is_ows(c)) {
+				/* Extensions (and the BWS before them) carry nothing
+				 * we need. */
+				b->state = CH_EXT;
+			} else {
+				goto invalid;
+			}
+			break;
+		case CH_EXT: {
+			size_t room = CHUNK_LINE_MAX - b->line_len;
+			size_t avail = (size_t)(end - p);
+			const char *nl = memchr(p, '\n', avail < room + 1 ? avail : room + 1);
+
+			if (!nl) {
+				if (avail > room)
+					goto invalid;
+				b->line_len += (uint32_t)avail;
+				p = end;
+				break;
+			}
+			p = nl + 1;
+			chunk_size_done(b);
+			break;
+		}
+		case CH_SIZE_LF:
+			if (*p++ != '\n')
+				goto invalid;
+			chunk_size_done(b);
+			break;
+		case CH_DATA: {
+			size_t avail = (size_t)(end - p);
+			size_t n = b->remaining < avail ? (size_t)b->remaining : avail;
+
+			p += n;
+			b->payload += n;
+			b->remaining -= n;
+			if (!b->remaining)
+				b->state = CH_DATA_CR;
+			break;
+		}
+		case CH_DATA_CR:
+			c = (unsigned char)*p++;
+			if (c == '\r')
+				b->state = CH_DATA_LF;
+			else if (c == '\n')
+				b->state = CH_SIZE_FIRST;
+			else
+				goto invalid;
+			break;
+		case CH_DATA_LF:
+			if (*p++ != '\n')
+				goto invalid;
+			b->state = CH_SIZE_FIRST;
+			break;
+		case CH_TRAILER_START:
+			c = (unsigned char)*p;
+			if (c == '\n') {
+				p++;
+				goto done;
+			}
+			if (c == '\r') {
+				p++;
+				b->state = CH_FINAL_LF;
+			} else {
+				b->line_len = 0;
+				b->state = CH_TRAILER;
+			}
+			break;
+		case CH_TRAILER: {
+			size_t room = TRAILER_LINE_MAX - b->line_len;
+			size_t avail = (size_t)(end - p);
+			const char *nl = memchr(p, '\n', avail < room + 1 ? avail : room + 1);
+
+			if (!nl) {
+				if (avail > room)
+					goto invalid;
+				b->line_len += (uint32_t)avail;
+				p = end;
+				break;
+			}
+			p = nl + 1;
+			b->state = CH_TRAILER_START;
+			break;
+		}
+		case CH_FINAL_LF:
+			if (*p++ != '\n')
+				goto invalid;
+			goto done;
+		default:
+			goto invalid;
+		}
+	}
+	return p - buf;
+
+done:
+	b->done = true;
+	return p - buf;
+invalid:
+	b->state = CH_ERROR;
+	return OSH_HTTP_INVALID;
+}
+
+ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
+{
+	if (b->done)
+		return 0;
+	/* The count must fit the return type; the caller feeds the rest next. */
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+
+	switch (b->kind) {
+	case OSH_BODY_LENGTH: {
+		size_t n = b->remaining < len ? (size_t)b->remaining : len;
+
+		b->remaining -= n;
+		b->payload += n;
+		if (!b->remaining)
+			b->done = true;
+		return (ssize_t)n;
+	}
+	case OSH_BODY_CHUNKED:
+		return feed_chunked(b, buf, len);
+	case OSH_BODY_UNTIL_CLOSE:
+	case OSH_BODY_TUNNEL:
+		b->payload += len;
+		return (ssize_t)len;
+	case OSH_BODY_NONE:
+		b->done = true;
+		return 0;
+	default:
+		return OSH_HTTP_INVALID;
+	}
+}
