@@ -2,6 +2,7 @@
 #include "buildconf.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -116,7 +117,14 @@ static void put_attr_value(struct out *o, const struct osh_span *s, const struct
 		putf(o, "%" PRId64, a->v.i);
 		break;
 	case OSH_ATTR_DOUBLE:
-		putf(o, "%.17g", a->v.d);
+		/* printf writes "nan"/"inf", which are not JSON numbers: use the
+		 * strings of the protobuf JSON mapping instead. */
+		if (json && isnan(a->v.d))
+			puts_(o, "\"NaN\"");
+		else if (json && isinf(a->v.d))
+			puts_(o, a->v.d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+		else
+			putf(o, "%.17g", a->v.d);
 		break;
 	case OSH_ATTR_BOOL:
 		puts_(o, a->v.b ? "true" : "false");
@@ -132,8 +140,12 @@ size_t osh_console_format(const struct osh_span *s, const struct osh_resource *r
 	const struct osh_resource_attr *svc = res ? osh_resource_get(res, "service.name") : NULL;
 	double ms = s->end_ns > s->start_ns ? (double)(s->end_ns - s->start_ns) / 1e6 : 0.0;
 
-	if (bufsz < 2)
+	if (bufsz < 2) {
+		/* No room for a line, but the result is still a C string. */
+		if (bufsz)
+			buf[0] = '\0';
 		return 0;
+	}
 	osh_hex_encode(s->trace_id, 16, tid);
 	tid[32] = '\0';
 	osh_hex_encode(s->span_id, 8, sid);
