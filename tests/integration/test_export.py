@@ -1,0 +1,234 @@
+"""The export pipeline seen from outside: OTLP/HTTP requests as the receiver
+(Google's protobuf runtime) decodes them, compression, custom headers, retry
+and give-up rules, the console exporter, and the launcher."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (  # noqa: E402
+    OtlpReceiver, RecordingHttpServer, run_under_shim, shim_env, repo_root, attrs, wait_until)
+
+PY = '/usr/bin/python3'
+
+# A program that makes one request, then waits (bounded) until told to exit
+# on stdin: its exporter has time to retry while the test watches.
+WAIT_PROG = (
+    'import sys,urllib.request\n'
+    'urllib.request.urlopen(sys.argv[1]).read()\n'
+    'print("requested", flush=True)\n'
+    'sys.stdin.readline()\n')
+
+
+class ExportTest(unittest.TestCase):
+    def setUp(self):
+        self.receiver = OtlpReceiver().start()
+        self.server = RecordingHttpServer().start()
+
+    def tearDown(self):
+        self.server.stop()
+        self.receiver.stop()
+
+    def curl(self, path='/x', env=None, **kw):
+        return run_under_shim(['curl', '-s', '-o', '/dev/null', self.server.url + path],
+                              env_extra=env, receiver=self.receiver, check=True, **kw)
+
+    def start_waiting(self, env=None):
+        p = subprocess.Popen([PY, '-c', WAIT_PROG, self.server.url + '/w'],
+                             env=shim_env(env, self.receiver), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(p.stdout.readline(), b'requested\n')
+        return p
+
+    def finish(self, p):
+        out, err = p.communicate(b'\n', timeout=20)
+        self.assertEqual(p.returncode, 0, err)
+        return err
+
+    def test_protobuf_request_shape(self):
+        self.curl()
+        self.receiver.wait_for_spans(1)
+        (req,) = self.receiver.requests()
+        self.assertEqual(req['method'], 'POST')
+        self.assertEqual(req['path'], '/v1/traces')
+        self.assertEqual(req['content_type'], 'application/x-protobuf')
+        self.assertTrue(req['user_agent'].startswith('otelshim/'), req['user_agent'])
+        self.assertEqual(req['span_count'], 1)
+
+    def test_gzip_and_custom_headers(self):
+        self.curl(env={'OTEL_EXPORTER_OTLP_COMPRESSION': 'gzip',
+                       'OTEL_EXPORTER_OTLP_HEADERS': 'authorization=Bearer%20abc123,x-tenant=t1'})
+        (s,) = self.receiver.wait_for_spans(1)
+        (req,) = self.receiver.requests()
+        self.assertEqual(req['content_encoding'], 'gzip')
+        self.assertEqual(req['headers']['authorization'], 'Bearer abc123')
+        self.assertEqual(req['headers']['x-tenant'], 't1')
+        self.assertEqual(attrs(s)['http.request.method'], 'GET')
+
+    def test_traces_endpoint_used_as_is(self):
+        self.curl(env={'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9',
+                       'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT': self.receiver.endpoint + '/v1/traces'})
+        self.assertEqual(len(self.receiver.wait_for_spans(1)), 1)
+
+    def test_otlp_endpoint_http_variable(self):
+        self.curl(env={'OTEL_EXPORTER_OTLP_ENDPOINT': None, 'OTLP_ENDPOINT_HTTP': self.receiver.endpoint})
+        self.assertEqual(len(self.receiver.wait_for_spans(1)), 1)
+
+    def test_retry_503_honours_retry_after(self):
+        self.receiver.script([(503, {'Retry-After': '1'})])
+        p = self.start_waiting({'OTELSHIM_RETRY_INITIAL_MS': '50'})
+        try:
+            self.receiver.wait_for_spans(1, timeout=15)
+        finally:
+            self.finish(p)
+        reqs = self.receiver.requests()
+        self.assertEqual([r['status'] for r in reqs], [503, 200])
+        self.assertGreaterEqual(reqs[1]['time'] - reqs[0]['time'], 0.9)
+
+    def test_retry_429_with_backoff(self):
+        self.receiver.script([(429, {}), (502, {}), (504, {})])
+        p = self.start_waiting({'OTELSHIM_RETRY_INITIAL_MS': '20'})
+        try:
+            self.receiver.wait_for_spans(1, timeout=15)
+        finally:
+            self.finish(p)
+        self.assertEqual([r['status'] for r in self.receiver.requests()], [429, 502, 504, 200])
+
+    def test_400_is_not_retried_and_reported_once(self):
+        self.receiver.script([(400, {}), (400, {})])
+        p = self.start_waiting({'OTELSHIM_RETRY_INITIAL_MS': '20'})
+        wait_until(lambda: self.receiver.requests(), timeout=10, message='first export')
+        err = self.finish(p)  # exit flush: nothing left to send
+        self.assertEqual([r['status'] for r in self.receiver.requests()], [400])
+        self.assertEqual(self.receiver.spans(), [])
+        self.assertEqual(err.count(b'otelshim: '), 1, err)
+        self.assertIn(b'400', err)
+
+    def test_partial_success_is_accepted(self):
+        self.receiver.partial_success(1, 'one span rejected')
+        self.curl()
+        self.assertEqual(len(self.receiver.wait_for_spans(1)), 1)
+        self.assertEqual(len(self.receiver.requests()), 1)
+
+    def test_hanging_collector_delays_exit_at_most_2s(self):
+        self.receiver.hang()
+        t0 = time.monotonic()
+        res = self.curl()
+        elapsed = time.monotonic() - t0
+        self.receiver.release()
+        self.assertEqual(res.returncode, 0)
+        self.assertLess(elapsed, 3.5, 'exit took %.2fs with a hanging collector' % elapsed)
+
+    def test_absent_collector_does_not_delay_exit(self):
+        base_t0 = time.monotonic()
+        run_under_shim(['curl', '-s', '-o', '/dev/null', self.server.url + '/x'], preload=False, check=True)
+        base = time.monotonic() - base_t0
+        t0 = time.monotonic()
+        res = run_under_shim(['curl', '-s', '-o', '/dev/null', self.server.url + '/x'],
+                             env_extra={'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9'}, check=True)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(res.stderr.count(b'otelshim:'), res.stderr.count(b'otelshim:'))
+        self.assertLess(elapsed - base, 1.0, 'absent collector added %.2fs at exit' % (elapsed - base))
+
+    def test_exit_timeout_is_configurable(self):
+        self.receiver.hang()
+        t0 = time.monotonic()
+        self.curl(env={'OTELSHIM_EXIT_TIMEOUT_MS': '300'})
+        elapsed = time.monotonic() - t0
+        self.receiver.release()
+        self.assertLess(elapsed, 1.5)
+
+    def test_queue_full_drops_and_counts(self):
+        # A queue of one span and a long schedule: the second request's span is dropped.
+        script = ('import urllib.request,sys\n'
+                  'for i in range(5): urllib.request.urlopen(sys.argv[1]+"/q%d"%i).read()\n')
+        res = run_under_shim([PY, '-c', script, self.server.url], receiver=self.receiver, check=True,
+                             env_extra={'OTEL_BSP_MAX_QUEUE_SIZE': '1', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE': '1',
+                                        'OTEL_BSP_SCHEDULE_DELAY': '60000', 'OTEL_LOG_LEVEL': 'warn'})
+        got = len(self.receiver.spans())
+        self.assertGreaterEqual(got, 1)
+        self.assertLess(got, 5)
+        self.assertIn(b'dropped', res.stderr)
+
+    def test_silent_by_default(self):
+        res = self.curl(env={'OTEL_LOG_LEVEL': None, 'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9'})
+        self.assertEqual(res.stderr, b'')
+
+
+class ConsoleTest(unittest.TestCase):
+    def setUp(self):
+        self.server = RecordingHttpServer().start()
+
+    def tearDown(self):
+        self.server.stop()
+
+    def test_console_text_line(self):
+        res = run_under_shim(['curl', '-s', self.server.url + '/v1/chat/completions'],
+                             env_extra={'OTEL_TRACES_EXPORTER': 'console'}, check=True)
+        self.assertEqual(res.stdout, b'ok\n')
+        lines = [l for l in res.stderr.decode().splitlines() if l.startswith('otelshim: span')]
+        self.assertEqual(len(lines), 1, res.stderr)
+        self.assertIn('"GET /v1/chat/completions"', lines[0])
+        self.assertIn('kind=client', lines[0])
+        self.assertIn('http.response.status_code=200', lines[0])
+
+    def test_console_json_lines(self):
+        res = run_under_shim(['curl', '-s', self.server.url + '/j/1234'],
+                             env_extra={'OTEL_TRACES_EXPORTER': 'console', 'LOG_FORMAT': 'json'}, check=True)
+        objs = [json.loads(l) for l in res.stderr.decode().splitlines() if l.startswith('{')]
+        self.assertEqual(len(objs), 1, res.stderr)
+        o = objs[0]
+        self.assertEqual(o['name'], 'GET /j/{id}')
+        self.assertEqual(o['kind'], 'client')
+        self.assertEqual(o['attributes']['http.response.status_code'], 200)
+        self.assertEqual(o['attributes']['url.path'], '/j/1234')
+        self.assertEqual(len(o['trace_id']), 32)
+
+    def test_exporter_none(self):
+        res = run_under_shim(['curl', '-s', self.server.url + '/n'],
+                             env_extra={'OTEL_TRACES_EXPORTER': 'none'}, check=True)
+        self.assertEqual(res.stderr, b'')
+        self.assertIn(b'traceparent: 00-', b''.join(self.server.connections()))
+
+
+class LauncherTest(unittest.TestCase):
+    RUN = os.path.join(repo_root(), 'scripts', 'otelshim-run')
+
+    def setUp(self):
+        self.server = RecordingHttpServer().start()
+
+    def tearDown(self):
+        self.server.stop()
+
+    def launch(self, args, env=None, receiver=None):
+        e = shim_env(env, receiver, preload=False)
+        return subprocess.run([self.RUN] + args, env=e, capture_output=True, timeout=60)
+
+    def test_defaults_to_console_without_endpoint(self):
+        res = self.launch(['--', 'curl', '-s', self.server.url + '/l'])
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(res.stdout, b'ok\n')
+        self.assertIn(b'otelshim: span "GET /l"', res.stderr)
+        self.assertIn(b'service=llm.curl', res.stderr)
+
+    def test_endpoint_and_service(self):
+        with OtlpReceiver() as receiver:
+            res = self.launch(['--service', 'llm.launcher-test', '--endpoint', receiver.endpoint,
+                               'curl', '-s', self.server.url + '/e'])
+            self.assertEqual(res.returncode, 0, res.stderr)
+            (s,) = receiver.wait_for_spans(1)
+            self.assertEqual(s['resource']['service.name'], 'llm.launcher-test')
+            self.assertNotIn(b'otelshim: span', res.stderr)
+
+    def test_exit_status_is_the_programs(self):
+        res = self.launch(['--console', 'sh', '-c', 'exit 7'])
+        self.assertEqual(res.returncode, 7)
+        self.assertEqual(res.stderr, b'')
+
+
+if __name__ == '__main__':
+    unittest.main()
