@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""otelshim benchmarks. Every figure is a ratio or a difference against a
+baseline measured in the same run, interleaved, because these machines are
+noisy (2 shared cores). Results go to stdout as Markdown rows for
+docs/BENCHMARKS.md.
+
+    bench/run.py [startup] [requests] [encode] [callgrind]     (default: all)
+
+Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
+(used when present; a spawn loop otherwise).
+"""
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get('OTELSHIM_BUILD_DIR', os.path.join(ROOT, 'build'))
+SHIM = os.path.join(BUILD, 'libotelshim.so')
+BENCH = os.path.join(BUILD, 'bench')
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(('OTEL_', 'OTELSHIM_')) and k != 'LD_PRELOAD'}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def cpu_of(argv, env):
+    """Run argv; return (user+sys CPU seconds of the child, all its threads, wall s, stdout, stderr)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=300)
+    wall = time.perf_counter() - t0
+    # communicate() reaped the child; its rusage is in RUSAGE_CHILDREN deltas,
+    # so measure around it instead.
+    return wall, out, err, p.returncode
+
+
+def child_cpu(argv, env):
+    before = os.times()
+    wall, out, err, rc = cpu_of(argv, env)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if rc != 0:
+        raise RuntimeError('%s failed (%d): %s' % (argv, rc, err.decode(errors='replace')[-2000:]))
+    return cpu, wall, out, err
+
+
+# ---------------------------------------------------------------------------------------
+
+def bench_startup():
+    """/bin/true with and without the shim preloaded."""
+    rows = []
+    if shutil.which('hyperfine'):
+        with tempfile.TemporaryDirectory() as tmp:
+            js = os.path.join(tmp, 'h.json')
+            subprocess.run(['hyperfine', '-N', '--warmup', '50', '--runs', '1000', '--export-json', js,
+                            '-n', 'baseline', 'env LD_PRELOAD= /bin/true',
+                            '-n', 'shim', 'env LD_PRELOAD=%s /bin/true' % SHIM],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=clean_env())
+            import json
+            res = {r['command']: r for r in json.load(open(js))['results']}
+            b, s = res['baseline'], res['shim']
+            rows.append(('startup: `/bin/true` mean (hyperfine -N, 1000 runs)',
+                         '%.3f ms' % (b['mean'] * 1e3), '%.3f ms' % (s['mean'] * 1e3),
+                         '+%.3f ms' % ((s['mean'] - b['mean']) * 1e3)))
+            rows.append(('startup: `/bin/true` median',
+                         '%.3f ms' % (b['median'] * 1e3), '%.3f ms' % (s['median'] * 1e3),
+                         '+%.3f ms' % ((s['median'] - b['median']) * 1e3)))
+    # Our own interleaved loop, as a cross-check.
+    base, shim = [], []
+    for i in range(600):
+        for lst, pre in ((base, ''), (shim, SHIM)) if i % 2 == 0 else ((shim, SHIM), (base, '')):
+            env = clean_env(LD_PRELOAD=pre)
+            t0 = time.perf_counter()
+            pid = os.posix_spawn('/bin/true', ['/bin/true'], env)
+            os.waitpid(pid, 0)
+            lst.append(time.perf_counter() - t0)
+    b, s = statistics.median(base), statistics.median(shim)
+    rows.append(('startup: `/bin/true` median (posix_spawn loop, 600 interleaved pairs)',
+                 '%.3f ms' % (b * 1e3), '%.3f ms' % (s * 1e3), '+%.3f ms' % ((s - b) * 1e3)))
+    return rows
+
+
+def start_sink():
+    tmp = tempfile.mkdtemp()
+    pf = os.path.join(tmp, 'port')
+    p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE)
+    for _ in range(200):
+        if os.path.exists(pf) and open(pf).read().strip():
+            break
+        time.sleep(0.01)
+    return p, int(open(pf).read())
+
+
+def stop_sink(p):
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    return dict(kv.split('=') for kv in out.decode().split())
+
+
+def bench_requests(n=20000, rounds=5):
+    """CPU time of a keep-alive client making n requests, with and without the shim
+    (always_on, OTLP export to a local sink), interleaved rounds, medians."""
+    sink, port = start_sink()
+    client = [os.path.join(BENCH, 'keepalive_client'), str(port), str(n)]
+    base, shim, shim_unsampled = [], [], []
+    dropped = []
+    try:
+        for r in range(rounds):
+            cpu, wall, out, err = child_cpu(client, clean_env())
+            base.append(cpu)
+            cpu, wall, out, err = child_cpu(client, clean_env(
+                LD_PRELOAD=SHIM, OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % port,
+                OTEL_TRACES_SAMPLER='always_on', OTEL_LOG_LEVEL='warn'))
+            shim.append(cpu)
+            m = re.search(rb'(\d+) spans dropped', err)
+            dropped.append(int(m.group(1)) if m else 0)
+            cpu, wall, out, err = child_cpu(client, clean_env(
+                LD_PRELOAD=SHIM, OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % port,
+                OTEL_TRACES_SAMPLER='always_off'))
+            shim_unsampled.append(cpu)
+    finally:
+        counts = stop_sink(sink)
+    b, s, u = statistics.median(base), statistics.median(shim), statistics.median(shim_unsampled)
+    return [
+        ('client: %d keep-alive requests, CPU per request (median of %d)' % (n, rounds),
+         '%.2f us' % (b / n * 1e6), '%.2f us' % (s / n * 1e6), '+%.2f us' % ((s - b) / n * 1e6)),
+        ('client: same, sampler always_off (inject only, no span)',
+         '%.2f us' % (b / n * 1e6), '%.2f us' % (u / n * 1e6), '+%.2f us' % ((u - b) / n * 1e6)),
+        ('client: spans dropped (queue full) per run, max', '-', '%d' % max(dropped),
+         'sink got %s OTLP posts, %s bytes' % (counts.get('otlp_requests'), counts.get('otlp_bytes'))),
+    ]
+
+
+def bench_encode():
+    out = subprocess.run([os.path.join(BENCH, 'encode_bench'), '3'], capture_output=True, text=True,
+                         check=True).stdout
+    kv = dict(x.split('=') for x in out.split())
+    return [('OTLP encode, 15-attribute client spans, batches of 512, one core', '-',
+             '%s spans/s' % f"{float(kv['spans_per_s']):,.0f}",
+             '%s ns/span, %s bytes/span' % (kv['ns_per_span'], kv['bytes_per_span']))]
+
+
+def callgrind_ir(argv, env):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'cg.out')
+        res = subprocess.run(['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out] + argv,
+                             env=env, capture_output=True, text=True, timeout=600)
+        m = re.search(r'Collected : (\d+)', res.stderr)
+        if not m:
+            raise RuntimeError(res.stderr[-2000:])
+        return int(m.group(1))
+
+
+def bench_callgrind():
+    """Instruction counts (repeatable): the hooks' fast path on untracked fds, by the
+    slope between two loop lengths so that load-time costs cancel out."""
+    loop = os.path.join(BENCH, 'syscall_loop')
+    n1, n2 = 50000, 100000
+    ir = {}
+    for pre in ('', SHIM):
+        for n in (n1, n2):
+            ir[(pre, n)] = callgrind_ir([loop, str(n)], clean_env(LD_PRELOAD=pre))
+    base = (ir[('', n2)] - ir[('', n1)]) / (2 * (n2 - n1))
+    shim = (ir[(SHIM, n2)] - ir[(SHIM, n1)]) / (2 * (n2 - n1))
+    load = ir[(SHIM, n1)] - ir[('', n1)] - (shim - base) * 2 * n1
+    return [
+        ('callgrind: instructions per read/write call on an untracked fd', '%.1f' % base, '%.1f' % shim,
+         '+%.1f' % (shim - base)),
+        ('callgrind: instructions at load (constructor + relocation), `syscall_loop`', '-', '-',
+         '+%d' % load),
+    ]
+
+
+def main():
+    which = sys.argv[1:] or ['startup', 'requests', 'encode', 'callgrind']
+    print('| measurement | baseline | with otelshim | difference |')
+    print('|---|---|---|---|')
+    for name in which:
+        for row in globals()['bench_' + name]():
+            print('| %s | %s | %s | %s |' % row, flush=True)
+
+
+if __name__ == '__main__':
+    main()
