@@ -27,9 +27,45 @@ typedef const char *(*getenv_fn)(const char *name);
 /* Longest piece of a user's value quoted back in a warning. */
 #define QUOTE_MAX 200
 
+/* The process environment, filtered once: a preloaded shim runs this in
+ * every process, and ~60 getenv() calls each scanning the whole environment
+ * cost more than everything else at load. One pass keeps only the entries
+ * whose names can matter; lookups then search that short list (usually
+ * empty). Load time only (not thread-safe). */
+extern char **environ;
+
+static const char *relevant_prefixes[] = {
+	"OTEL", "OTLP_", "K8S_", "CLOUD_", "SERVICE_", "ENVIRONMENT=", "HOSTNAME=",
+	"TRACEPARENT=", "TRACESTATE=", "BAGGAGE=", "LOG_FORMAT=",
+};
+static const char *env_subset[128];
+static size_t env_subset_n;
+
+static void env_snapshot(void)
+{
+	env_subset_n = 0;
+	for (char **e = environ; e && *e && env_subset_n < 128; e++) {
+		const char *v = *e;
+		/* First letters of every prefix: O K C S E H T B L. */
+		if (!strchr("OKCSEHTBL", v[0]) || !v[0])
+			continue;
+		for (size_t i = 0; i < sizeof(relevant_prefixes) / sizeof(relevant_prefixes[0]); i++) {
+			if (strncmp(v, relevant_prefixes[i], strlen(relevant_prefixes[i])) == 0) {
+				env_subset[env_subset_n++] = v;
+				break;
+			}
+		}
+	}
+}
+
 static const char *env_get(const char *name)
 {
-	return getenv(name);
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < env_subset_n; i++)
+		if (strncmp(env_subset[i], name, n) == 0 && env_subset[i][n] == '=')
+			return env_subset[i] + n + 1;
+	return NULL;
 }
 
 /* The value of @name, or NULL when unset or empty (empty is unset). */
@@ -657,6 +693,7 @@ void osh_config_load_from(struct osh_config *cfg, const char *(*get)(const char 
 
 void osh_config_load(struct osh_config *cfg)
 {
+	env_snapshot();
 	osh_config_load_from(cfg, env_get);
 }
 

@@ -111,6 +111,7 @@ void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 		return;
 	osh_client_reset(&c->client);
 	c->peer = peer;
+	c->peer_text_len = (uint8_t)osh_peer_format(&peer, c->peer_text, sizeof(c->peer_text));
 	c->dev = dev;
 	c->ino = ino;
 	c->exporter_closed = false;

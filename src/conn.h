@@ -47,6 +47,8 @@ struct osh_conn {
 	uint64_t dev;		/* st_dev/st_ino of the socket when tracking began: */
 	uint64_t ino;		/* fds closed behind our back are noticed by comparing */
 	struct osh_peer peer;
+	uint8_t peer_text_len;
+	char peer_text[47];	/* the peer address as text, formatted once */
 	struct osh_client client;
 };
 

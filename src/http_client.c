@@ -13,6 +13,7 @@
  */
 #include "buildconf.h"
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,15 +144,54 @@ static const char *error_type_for_errno(int err)
 
 /* ---- span attributes -------------------------------------------------- */
 
-static const char *const known_methods[] = {
-	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+/* A bounded string builder: no printf on the per-request path. */
+struct sb {
+	char *p;
+	size_t len;
+	size_t cap;
 };
 
+static void sb_put(struct sb *b, const char *s, size_t n)
+{
+	if (n > b->cap - b->len)
+		n = b->cap - b->len;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void sb_lit(struct sb *b, const char *s)
+{
+	sb_put(b, s, strlen(s));
+}
+
+static void sb_uint(struct sb *b, unsigned v)
+{
+	char t[12];
+	int i = (int)sizeof(t);
+
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sb_put(b, t + i, sizeof(t) - (size_t)i);
+}
+
+/* The semconv method list (case-sensitive); NULL for anything else. */
 static const char *known_method(struct osh_str m)
 {
-	for (size_t i = 0; i < sizeof(known_methods) / sizeof(known_methods[0]); i++)
-		if (strlen(known_methods[i]) == m.len && memcmp(known_methods[i], m.p, m.len) == 0)
-			return known_methods[i];
+	static const char *const by_len[8][3] = {
+		[3] = { "GET", "PUT" },
+		[4] = { "HEAD", "POST" },
+		[5] = { "TRACE", "PATCH", "QUERY" },
+		[6] = { "DELETE" },
+		[7] = { "CONNECT", "OPTIONS" },
+	};
+
+	if (m.len >= 8)
+		return NULL;
+	for (int i = 0; i < 3 && by_len[m.len][i]; i++)
+		if (memcmp(by_len[m.len][i], m.p, m.len) == 0)
+			return by_len[m.len][i];
 	return NULL;
 }
 
@@ -210,6 +250,9 @@ static bool has_prefix_ci(struct osh_str s, const char *lit)
 	return true;
 }
 
+/* Attributes known once the request head is complete. Runs for every
+ * sampled request: string building by hand, the URL redacted once, and
+ * url.path sharing url.full's bytes in the span arena. */
 static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 			      const struct osh_http_request *req)
 {
@@ -217,14 +260,13 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	struct osh_str target = req->target;
 	struct osh_str host = { 0 }, path = target;
 	int port = 0;
-	char peer[64];
-	size_t peer_len = osh_peer_format(&c->peer, peer, sizeof(peer));
-	char name[300];
-	char tmpl[256];
-	char raw[URL_MAX + 300];
-	size_t raw_len = 0;
-	bool absolute = has_prefix_ci(target, "http://") || has_prefix_ci(target, "https://");
+	bool https = has_prefix_ci(target, "https://");
+	bool absolute = https || has_prefix_ci(target, "http://");
 	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
+	char raw[URL_MAX + 300];
+	struct sb b = { raw, 0, sizeof(raw) };
+	char name[300];
+	struct sb nb = { name, 0, sizeof(name) };
 
 	/* Method, normalised per semconv: unknown methods are _OTHER. */
 	if (method) {
@@ -237,16 +279,17 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 
 	/* Where the request goes: the URL authority, else Host, else the peer. */
 	if (absolute) {
-		const char *a = memchr(target.p, '/', target.len);
-		const char *auth = a + 2;
+		const char *auth = memchr(target.p, '/', target.len) + 2;
 		const char *tend = target.p + target.len;
-		const char *slash = memchr(auth, '/', (size_t)(tend - auth));
-		const char *q = memchr(auth, '?', (size_t)(tend - auth));
-		const char *aend = slash ? slash : (q ? q : tend);
-		const char *at = memchr(auth, '@', (size_t)(aend - auth));
-		struct osh_str authority = { at ? at + 1 : auth, (size_t)(aend - (at ? at + 1 : auth)) };
+		const char *aend = auth;
+		const char *at;
 
-		if (!split_authority(authority, &host, &port))
+		while (aend < tend && *aend != '/' && *aend != '?' && *aend != '#')
+			aend++;
+		at = memchr(auth, '@', (size_t)(aend - auth));
+		if (!split_authority((struct osh_str){ at ? at + 1 : auth,
+						       (size_t)(aend - (at ? at + 1 : auth)) },
+				     &host, &port))
 			host.len = 0;
 		path.p = aend;
 		path.len = (size_t)(tend - aend);
@@ -259,48 +302,58 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 			host.len = 0;
 	}
 	if (!host.len) {
-		host.p = peer;
-		host.len = peer_len;
+		host.p = c->peer_text;
+		host.len = c->peer_text_len;
 		port = c->peer.port;
 	}
 	if (!port)
-		port = has_prefix_ci(target, "https://") ? 443 : 80;
+		port = https ? 443 : 80;
 
-	/* url.full, redacted; built from the Host header for origin-form. */
+	/* url.full, redacted; from the Host header for origin-form targets. */
 	if (absolute) {
-		raw_len = target.len < URL_MAX ? target.len : URL_MAX;
-		memcpy(raw, target.p, raw_len);
+		sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
 	} else if (!authority_form) {
 		bool v6 = memchr(host.p, ':', host.len) != NULL;
-		int n = snprintf(raw, sizeof(raw), "http://%s%.*s%s", v6 ? "[" : "", (int)host.len,
-				 host.p, v6 ? "]" : "");
-		if (n > 0 && (size_t)n < sizeof(raw))
-			raw_len = (size_t)n;
-		if (port != 80)
-			raw_len += (size_t)snprintf(raw + raw_len, sizeof(raw) - raw_len, ":%d",
-						    port);
-		if (target.p[0] == '/') {
-			size_t t = target.len < URL_MAX ? target.len : URL_MAX;
-			memcpy(raw + raw_len, target.p, t);
-			raw_len += t;
+		sb_lit(&b, v6 ? "http://[" : "http://");
+		sb_put(&b, host.p, host.len);
+		if (v6)
+			sb_lit(&b, "]");
+		if (port != 80) {
+			sb_lit(&b, ":");
+			sb_uint(&b, (unsigned)port);
+		}
+		if (target.p[0] == '/')
+			sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
+	}
+	if (b.len) {
+		char red[URL_MAX + 1];
+		size_t n = osh_redact_url(raw, b.len, red, sizeof(red));
+		const char *scheme_end = memmem(red, n, "://", 3);
+		const char *ps = scheme_end ? memchr(scheme_end + 3, '/', n - (size_t)(scheme_end + 3 - red))
+					    : NULL;
+		static const char url_full[] = "url.full";
+		const struct osh_attr *full;
+
+		osh_span_set_str(rec, url_full, red, n);
+		full = rec->n_attrs ? &rec->attrs[rec->n_attrs - 1] : NULL;
+		if (ps && full && full->key == url_full) {
+			/* url.path: the stored url.full from its path to the
+			 * query or fragment (already redacted). */
+			size_t off = (size_t)(ps - red);
+			size_t plen = 0;
+			while (off + plen < full->v.s.len && red[off + plen] != '?' &&
+			       red[off + plen] != '#')
+				plen++;
+			if (off + plen <= full->v.s.len)
+				osh_span_set_sref(rec, "url.path",
+						  (struct osh_sref){ (uint16_t)(full->v.s.off + off),
+								     (uint16_t)plen });
 		}
 	}
-	if (raw_len) {
-		char red[URL_MAX + 1];
-		size_t n = osh_redact_url(raw, raw_len, red, sizeof(red));
-		osh_span_set_str(rec, "url.full", red, n);
-	}
-	osh_span_set_cstr(rec, "url.scheme", has_prefix_ci(target, "https://") ? "https" : "http");
-	if (path.len && path.p[0] == '/') {
-		char red[URL_MAX + 1];
-		const char *qm = memchr(path.p, '?', path.len);
-		size_t plen = qm ? (size_t)(qm - path.p) : path.len;
-		size_t n = osh_redact_url(path.p, plen < URL_MAX ? plen : URL_MAX, red, sizeof(red));
-		osh_span_set_str(rec, "url.path", red, n);
-	}
+	osh_span_set_cstr(rec, "url.scheme", https ? "https" : "http");
 	osh_span_set_str(rec, "server.address", host.p, host.len);
 	osh_span_set_int(rec, "server.port", port);
-	osh_span_set_str(rec, "network.peer.address", peer, peer_len);
+	osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
 	osh_span_set_int(rec, "network.peer.port", c->peer.port);
 	if (req->user_agent.len)
 		osh_span_set_str(rec, "user_agent.original", req->user_agent.p,
@@ -309,14 +362,15 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		osh_span_set_int(rec, "http.request.body.size", (int64_t)req->content_length);
 
 	/* Name: "{METHOD} {templated path}"; "HTTP" for unknown methods. */
-	if (authority_form || (target.len == 1 && target.p[0] == '*')) {
-		snprintf(name, sizeof(name), "%s", method ? method : "HTTP");
-	} else {
-		osh_route_template(path.len ? path.p : "/", path.len ? path.len : 1, tmpl,
-				   sizeof(tmpl));
-		snprintf(name, sizeof(name), "%s %s", method ? method : "HTTP", tmpl);
+	sb_lit(&nb, method ? method : "HTTP");
+	if (!authority_form && !(target.len == 1 && target.p[0] == '*')) {
+		char tmpl[256];
+		size_t tl = osh_route_template(path.len ? path.p : "/", path.len ? path.len : 1,
+					       tmpl, sizeof(tmpl));
+		sb_lit(&nb, " ");
+		sb_put(&nb, tmpl, tl);
 	}
-	osh_span_set_name(rec, name, strlen(name));
+	osh_span_set_name(rec, name, nb.len);
 }
 
 /* ---- exchange lifecycle ----------------------------------------------- */
@@ -473,6 +527,11 @@ struct tx_run {
 	uint64_t call_pos;	/* stream offset of this call's first byte */
 	uint64_t now;
 	uint64_t next_seq;	/* replay: the next exchange to revisit */
+	/* Head bytes from earlier calls at the start of the tx buffer (the
+	 * saved parser's acc_len). A head that begins in this call gathers
+	 * its bytes after them: the dry run must not overwrite what a replay
+	 * from the saved state reads again. */
+	uint32_t prot;
 };
 
 static struct osh_exchange *tx_new_exchange(struct tx_run *r, struct osh_tx_parse *t)
@@ -555,22 +614,27 @@ static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, siz
 		case TX_HEAD: {
 			ssize_t h;
 			uint32_t old = t->acc_len;
+			/* Where this head's gathered bytes live in tx_acc (see
+			 * struct tx_run, prot). */
+			uint32_t base = t->head_pos >= r->call_pos ? r->prot : 0;
 			size_t take;
 
 			if (!t->sniffed) {
 				/* The connection's first bytes decide whether
 				 * it is HTTP at all: TLS, Redis, PostgreSQL...
 				 * pass through from here on. */
-				const char *s = old ? cl->tx_acc.p : p;
-				size_t slen = old ? old : len;
+				const char *s = p;
+				size_t slen = len;
 				int sn;
 
 				if (old) {
 					size_t add = len < 32 ? len : 32;
-					if (!buf_append(&cl->tx_acc, old, p, add)) {
+					if (!buf_append(&cl->tx_acc, base + old, p, add)) {
 						t->state = TX_DEAD;
 						break;
 					}
+					/* After the append: it may have moved. */
+					s = cl->tx_acc.p + base;
 					slen = old + add;
 				}
 				sn = osh_http_sniff_request(s, slen);
@@ -597,15 +661,15 @@ static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, siz
 			take = len;
 			if (old + take > OSH_HTTP_MAX_HEAD)
 				take = OSH_HTTP_MAX_HEAD - old;
-			if (!take || !buf_append(&cl->tx_acc, old, p, take)) {
+			if (!take || !buf_append(&cl->tx_acc, base + old, p, take)) {
 				t->state = TX_DEAD;
 				break;
 			}
 			t->acc_len = old + (uint32_t)take;
-			h = osh_http_head_end(cl->tx_acc.p, t->acc_len, t->acc_scanned);
+			h = osh_http_head_end(cl->tx_acc.p + base, t->acc_len, t->acc_scanned);
 			if (h > 0) {
 				size_t used = (size_t)h - old;
-				tx_head_done(r, t, cl->tx_acc.p, (size_t)h);
+				tx_head_done(r, t, cl->tx_acc.p + base, (size_t)h);
 				t->acc_len = 0;
 				t->acc_scanned = 0;
 				t->pos += used;
@@ -672,6 +736,22 @@ static void tx_walk_iov(struct tx_run *r, struct osh_tx_parse *t, const struct i
 static bool tx_finished(const struct osh_client *cl)
 {
 	return cl->tx.state == TX_DEAD || cl->tx.state == TX_TUNNEL;
+}
+
+/* Once the write side stops interpreting the stream (not HTTP, a head too
+ * large or malformed), a request whose head never parsed is no exchange:
+ * forget it, or it would keep the connection tracked (and every later
+ * write on the slow path) until a response or close that may never come. */
+static void drop_unparsed(struct osh_client *cl)
+{
+	if (!tx_finished(cl))
+		return;
+	while (cl->ring_tail > cl->ring_head && !ring_at(cl, cl->ring_tail - 1)->head_parsed) {
+		struct osh_exchange *ex = ring_at(cl, --cl->ring_tail);
+
+		osh_span_destroy(ex->rec);
+		ex->rec = NULL;
+	}
 }
 
 /* True when nothing is left to observe and the slot should be released. */
@@ -832,6 +912,7 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
 	plan->start_pos = cl->tx.pos;
 	plan->tail_before = cl->ring_tail;
 	r.call_pos = cl->tx.pos;
+	r.prot = cl->tx.acc_len;
 	r.now = osh_clock_realtime_ns();
 	tx_walk_iov(&r, &plan->after, iov, iovcnt, total);
 	if (r.stale) {
@@ -925,7 +1006,7 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 		 * out, revisiting the exchanges the dry run created, and drop
 		 * those whose first byte is still with the program. */
 		struct tx_run r = { .c = c, .replay = true, .call_pos = plan->start_pos,
-				    .next_seq = plan->tail_before };
+				    .next_seq = plan->tail_before, .prot = plan->saved.acc_len };
 		struct osh_tx_parse t = plan->saved;
 		uint64_t keep;
 
@@ -938,6 +1019,13 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 			ex->rec = NULL;
 		}
 	}
+	/* A head begun in this call and still open was gathered after the
+	 * earlier call's bytes (struct tx_run, prot), which are done with now:
+	 * move it to the start, where the next call looks for it. */
+	if (plan->saved.acc_len && cl->tx.state == TX_HEAD && cl->tx.acc_len &&
+	    cl->tx.head_pos >= plan->start_pos)
+		memmove(cl->tx_acc.p, cl->tx_acc.p + plan->saved.acc_len, cl->tx.acc_len);
+	drop_unparsed(cl);
 	if (real_ret < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
 		/* The connection broke under this request. */
 		for (uint64_t s = cl->ring_head; s < cl->ring_tail; s++)

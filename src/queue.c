@@ -1,8 +1,14 @@
 /* Bounded MPSC queue (see queue.h and docs/ARCHITECTURE.md, "The span
  * queue"). Each cell's sequence number tells whose turn it is: a producer
- * may fill cell i when seq == position, the consumer may take it when
- * seq == position + 1, and hands it back for the next lap with
- * seq == position + capacity. */
+ * may fill cell i when seq == 2 * position, the consumer may take it when
+ * seq == 2 * position + 1, and hands it back for the next lap with
+ * seq == 2 * (position + capacity).
+ *
+ * The doubling keeps "full at position p" (odd) apart from "free for
+ * position p + 1" (even). With plain Vyukov numbering (p + 1 for both) a
+ * queue of capacity 1 (OTEL_BSP_MAX_QUEUE_SIZE=1) let a second push
+ * overwrite an unread span, after which the consumer never saw a ready cell
+ * again. */
 #include "buildconf.h"
 
 #include <errno.h>
@@ -32,7 +38,7 @@ void osh_queue_finish(struct osh_queue *q)
 void osh_queue_reset(struct osh_queue *q)
 {
 	for (uint64_t i = 0; i < q->capacity; i++) {
-		atomic_store_explicit(&q->cells[i].seq, i, memory_order_relaxed);
+		atomic_store_explicit(&q->cells[i].seq, 2 * i, memory_order_relaxed);
 		q->cells[i].span = NULL;
 	}
 	atomic_store_explicit(&q->head, 0, memory_order_relaxed);
@@ -46,14 +52,14 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
 	for (;;) {
 		struct osh_queue_cell *cell = &q->cells[pos % q->capacity];
 		uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
-		int64_t diff = (int64_t)(seq - pos);
+		int64_t diff = (int64_t)(seq - 2 * pos);
 
 		if (diff == 0) {
 			if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed)) {
 				cell->span = span;
-				atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
+				atomic_store_explicit(&cell->seq, 2 * pos + 1, memory_order_release);
 				return true;
 			}
 			/* pos was reloaded by the failed exchange */
@@ -72,12 +78,12 @@ struct osh_span *osh_queue_pop(struct osh_queue *q)
 	uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
 	struct osh_span *span;
 
-	if (seq != pos + 1)
+	if (seq != 2 * pos + 1)
 		return NULL;
 	span = cell->span;
 	cell->span = NULL;
 	atomic_store_explicit(&q->head, pos + 1, memory_order_relaxed);
-	atomic_store_explicit(&cell->seq, pos + q->capacity, memory_order_release);
+	atomic_store_explicit(&cell->seq, 2 * (pos + q->capacity), memory_order_release);
 	return span;
 }
 

@@ -125,6 +125,14 @@ void osh_span_set_str(struct osh_span *span, const char *key, const char *s, siz
 		a->v.s = store(span, s, len, true);
 }
 
+void osh_span_set_sref(struct osh_span *span, const char *key, struct osh_sref ref)
+{
+	struct osh_attr *a = new_attr(span, key, OSH_ATTR_STRING);
+
+	if (a)
+		a->v.s = ref;
+}
+
 void osh_span_set_cstr(struct osh_span *span, const char *key, const char *s)
 {
 	osh_span_set_str(span, key, s, strlen(s));

@@ -105,6 +105,10 @@ static inline const char *osh_span_str(const struct osh_span *span, struct osh_s
 	return span->arena + ref.off;
 }
 
+/* A string attribute whose value is bytes already in the arena (a part of
+ * another value: url.path inside url.full). */
+void osh_span_set_sref(struct osh_span *span, const char *key, struct osh_sref ref);
+
 /* Find an attribute by key (tests, console); NULL if absent. */
 const struct osh_attr *osh_span_find(const struct osh_span *span, const char *key);
 
