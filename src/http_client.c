@@ -328,9 +328,14 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	if (b.len) {
 		char red[URL_MAX + 1];
 		size_t n = osh_redact_url(raw, b.len, red, sizeof(red));
-		const char *scheme_end = memmem(red, n, "://", 3);
-		const char *ps = scheme_end ? memchr(scheme_end + 3, '/', n - (size_t)(scheme_end + 3 - red))
-					    : NULL;
+		/* The path starts at the first '/' after "scheme://". */
+		const char *ps = NULL;
+		for (size_t i = 0; i + 2 < n; i++) {
+			if (red[i] == ':' && red[i + 1] == '/' && red[i + 2] == '/') {
+				ps = memchr(red + i + 3, '/', n - i - 3);
+				break;
+			}
+		}
 		static const char url_full[] = "url.full";
 		const struct osh_attr *full;
 
@@ -355,9 +360,16 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	osh_span_set_int(rec, "server.port", port);
 	osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
 	osh_span_set_int(rec, "network.peer.port", c->peer.port);
-	if (req->user_agent.len)
-		osh_span_set_str(rec, "user_agent.original", req->user_agent.p,
-				 req->user_agent.len < UA_MAX ? req->user_agent.len : UA_MAX);
+	if (req->user_agent.len) {
+		size_t ua = req->user_agent.len < UA_MAX ? req->user_agent.len : UA_MAX;
+
+		/* Cut before a character, not inside one (OTLP strings are
+		 * UTF-8). */
+		while (ua < req->user_agent.len && ua > 0 &&
+		       ((unsigned char)req->user_agent.p[ua] & 0xC0) == 0x80)
+			ua--;
+		osh_span_set_str(rec, "user_agent.original", req->user_agent.p, ua);
+	}
 	if (req->body == OSH_BODY_LENGTH)
 		osh_span_set_int(rec, "http.request.body.size", (int64_t)req->content_length);
 
@@ -584,7 +596,10 @@ static void tx_head_done(struct tx_run *r, struct osh_tx_parse *t, const char *h
 		return;
 	}
 	t->sniffed = true;
-	if (!ex->head_parsed && !r->replay)
+	/* seq < ring_head: the server answered (408, 400) before the head was
+	 * complete and that ended the exchange; a record created now would
+	 * never be finished or freed. */
+	if (!ex->head_parsed && !r->replay && ex->seq >= r->c->client.ring_head)
 		decide(r->c, ex, &req, (int64_t)t->head_pos - (int64_t)r->call_pos, r->call_pos);
 	if (ex->is_connect || req.upgrade) {
 		t->state = TX_TUNNEL;

@@ -23,6 +23,7 @@ bool osh_init_done;
 static void after_fork_child(void)
 {
 	osh_ids_after_fork();
+	osh_span_pool_after_fork();
 	osh_exporter_after_fork_child();
 }
 

@@ -1,8 +1,9 @@
-/* Bounded MPSC queue (see queue.h and docs/ARCHITECTURE.md, "The span
+/* Bounded lock-free queue (see queue.h and docs/ARCHITECTURE.md, "The span
  * queue"). Each cell's sequence number tells whose turn it is: a producer
  * may fill cell i when seq == 2 * position, the consumer may take it when
  * seq == 2 * position + 1, and hands it back for the next lap with
- * seq == 2 * (position + capacity).
+ * seq == 2 * (position + capacity). Consumers claim a cell with a CAS on the
+ * head, so the record pool may have several.
  *
  * The doubling keeps "full at position p" (odd) apart from "free for
  * position p + 1" (even). With plain Vyukov numbering (p + 1 for both) a
@@ -74,17 +75,29 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
 struct osh_span *osh_queue_pop(struct osh_queue *q)
 {
 	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
-	struct osh_queue_cell *cell = &q->cells[pos % q->capacity];
-	uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
-	struct osh_span *span;
 
-	if (seq != 2 * pos + 1)
-		return NULL;
-	span = cell->span;
-	cell->span = NULL;
-	atomic_store_explicit(&q->head, pos + 1, memory_order_relaxed);
-	atomic_store_explicit(&cell->seq, 2 * (pos + q->capacity), memory_order_release);
-	return span;
+	for (;;) {
+		struct osh_queue_cell *cell = &q->cells[pos % q->capacity];
+		uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+		int64_t diff = (int64_t)(seq - (2 * pos + 1));
+
+		if (diff == 0) {
+			/* Claim the cell; with one consumer this always wins. */
+			if (atomic_compare_exchange_weak_explicit(&q->head, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed)) {
+				struct osh_span *span = cell->span;
+				cell->span = NULL;
+				atomic_store_explicit(&cell->seq, 2 * (pos + q->capacity),
+						      memory_order_release);
+				return span;
+			}
+		} else if (diff < 0) {
+			return NULL; /* nothing published here yet: empty */
+		} else {
+			pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+		}
+	}
 }
 
 uint64_t osh_queue_size(const struct osh_queue *q)

@@ -1,7 +1,8 @@
-/* Bounded multi-producer, single-consumer queue of finished spans.
+/* Bounded lock-free queue of span pointers: finished spans on their way to
+ * the exporter (many app threads push, the exporter pops), and the pool of
+ * free span records (any thread pushes and pops).
  *
- * Producers are app threads (any number, lock-free, never block, never
- * allocate); the consumer is the exporter thread. A full queue refuses the
+ * Producers never block and never allocate. A full queue refuses the
  * span: the caller frees it and counts the drop. Cells carry a sequence
  * number (Vyukov's bounded queue), so a producer preempted mid-push delays
  * the consumer only at that cell.
@@ -33,7 +34,7 @@ void osh_queue_finish(struct osh_queue *q);
 /* App threads: false when the queue is full (span not taken). */
 bool osh_queue_push(struct osh_queue *q, struct osh_span *span);
 
-/* Exporter thread only: next span or NULL when none is ready. */
+/* Any thread: next span or NULL when none is ready. */
 struct osh_span *osh_queue_pop(struct osh_queue *q);
 
 /* Approximate number of queued spans (racy by nature). */

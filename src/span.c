@@ -1,10 +1,45 @@
 /* Span records (see span.h). */
 #include "buildconf.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "queue.h"
 #include "span.h"
+
+/* Records are recycled through a lock-free pool instead of malloc/free: a
+ * record is taken on an app thread and given back on the exporter thread,
+ * the pattern general-purpose allocators handle worst. */
+#define POOL_SIZE 1024
+enum { POOL_NONE = 0, POOL_INIT, POOL_READY, POOL_FAILED };
+static struct osh_queue pool;
+static _Atomic int pool_state;
+
+static bool pool_ready(void)
+{
+	int st = atomic_load_explicit(&pool_state, memory_order_acquire);
+	int expected = POOL_NONE;
+
+	if (__builtin_expect(st == POOL_READY, 1))
+		return true;
+	if (st == POOL_NONE && atomic_compare_exchange_strong(&pool_state, &expected, POOL_INIT)) {
+		st = osh_queue_init(&pool, POOL_SIZE) == 0 ? POOL_READY : POOL_FAILED;
+		atomic_store_explicit(&pool_state, st, memory_order_release);
+		return st == POOL_READY;
+	}
+	return false;
+}
+
+void osh_span_pool_after_fork(void)
+{
+	/* Another thread may have been inside a push or pop: start afresh
+	 * (the records it held stay in the child's copy of the heap). */
+	if (atomic_load(&pool_state) == POOL_READY)
+		osh_queue_reset(&pool);
+	else if (atomic_load(&pool_state) == POOL_INIT)
+		atomic_store(&pool_state, POOL_NONE);
+}
 
 static uint32_t value_limit;			 /* 0 = arena only */
 static uint32_t count_limit = OSH_SPAN_MAX_ATTRS;
@@ -17,7 +52,10 @@ void osh_span_set_limits(uint32_t value_length_limit, uint32_t count)
 
 struct osh_span *osh_span_create(void)
 {
-	struct osh_span *s = malloc(sizeof(*s));
+	struct osh_span *s = pool_ready() ? osh_queue_pop(&pool) : NULL;
+
+	if (!s)
+		s = malloc(sizeof(*s));
 
 	if (s)
 		osh_span_init(s);
@@ -26,7 +64,8 @@ struct osh_span *osh_span_create(void)
 
 void osh_span_destroy(struct osh_span *span)
 {
-	free(span);
+	if (span && (!pool_ready() || !osh_queue_push(&pool, span)))
+		free(span);
 }
 
 void osh_span_init(struct osh_span *span)

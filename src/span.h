@@ -81,9 +81,13 @@ struct osh_span {
  * limit beyond the arena). Set once at init. */
 void osh_span_set_limits(uint32_t value_length_limit, uint32_t count_limit);
 
-/* Heap record, header zeroed. NULL when memory is short. Any thread. */
+/* A record, header zeroed: from the pool of recycled records, else the
+ * heap. NULL when memory is short. Any thread. */
 struct osh_span *osh_span_create(void);
 void osh_span_destroy(struct osh_span *span); /* accepts NULL */
+
+/* Fork child: reset the record pool (async-signal-safe). */
+void osh_span_pool_after_fork(void);
 
 /* Reset @span to an empty record (ids, attributes, arena). */
 void osh_span_init(struct osh_span *span);
