@@ -71,24 +71,18 @@ static void probe_exe(struct osh_process_info *p)
 		snprintf(p->exe_name, sizeof(p->exe_name), "%s", base);
 }
 
-/* argv joined by spaces; a command line longer than the field is cut. */
+/* argv[0] only: semconv's process.command is the command name, and the
+ * arguments of the full command line often carry credentials
+ * (curl -H "Authorization: Bearer ..."), which must not leave the host. */
 static void probe_cmdline(struct osh_process_info *p)
 {
 	ssize_t n = read_small_file("/proc/self/cmdline", p->command, sizeof(p->command) - 1);
-	size_t len;
 
 	if (n <= 0) {
 		p->command[0] = '\0';
 		return;
 	}
-	len = (size_t)n;
-	for (size_t i = 0; i < len; i++) {
-		if (p->command[i] == '\0')
-			p->command[i] = ' ';
-	}
-	while (len && p->command[len - 1] == ' ')
-		len--;
-	p->command[len] = '\0';
+	p->command[n] = '\0'; /* argv[0] ends at its own NUL */
 }
 
 static void probe_machine_id(struct osh_process_info *p)

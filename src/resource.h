@@ -30,7 +30,7 @@ struct osh_process_info {
 	int64_t pid;
 	char exe_path[4096];	/* /proc/self/exe target, "" if unknown */
 	char exe_name[256];	/* basename of exe_path, else of argv[0] */
-	char command[4096];	/* argv joined by spaces (/proc/self/cmdline) */
+	char command[4096];	/* argv[0] (/proc/self/cmdline), never the arguments */
 	char host_name[256];	/* gethostname() */
 	char host_id[64];	/* /etc/machine-id, "" if unreadable */
 };

@@ -102,6 +102,7 @@ class CurlTest(Base):
         self.assertEqual(r['service.namespace'], 'llm-devops')
         self.assertEqual(r['telemetry.sdk.name'], 'otelshim')
         self.assertEqual(r['process.executable.name'], 'curl')
+        self.assertEqual(r['process.command'], 'curl')  # never the arguments (credentials)
         self.assertIsInstance(r['process.pid'], int)
         self.assertRegex(r['service.instance.id'], r'^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
         self.assertEqual(s['scope']['name'], 'otelshim')
