@@ -1,5 +1,8 @@
-/* OTLP protobuf encoding of a batch of spans (module side, protobuf-c).
- * Exporter thread only; allocates with malloc. */
+/* OTLP protobuf encoding of a batch of spans (module side). Spans are
+ * written by hand in protobuf wire format, byte-identical to protobuf-c's
+ * output (the unit tests compare the two); protobuf-c pre-packs the resource
+ * and scope and decodes responses. Exporter thread only; allocates with
+ * malloc. */
 #pragma once
 
 #include <stddef.h>
@@ -22,9 +25,9 @@ int osh_otlp_encode(const struct osh_resource *res, struct osh_span *const *span
 int osh_otlp_decode_response(const uint8_t *buf, size_t len, int64_t *ret_rejected, char *msg,
 			     size_t msgsz);
 
-/* A reusable encoder: the resource is copied once at creation and the
- * scratch memory (message structs, NUL-terminated string copies, output
- * buffer) is kept across batches, so a steady exporter does not allocate. */
+/* A reusable encoder: the resource and scope are packed once at creation
+ * and the output buffer is kept across batches, so a steady exporter does
+ * not allocate. */
 struct osh_otlp_encoder;
 
 /* NULL when memory is short. @res is copied; the caller may free it. */
