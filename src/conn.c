@@ -73,11 +73,47 @@ static bool socket_identity(int fd, uint64_t *ret_dev, uint64_t *ret_ino)
 	return true;
 }
 
-bool osh_conn_same_socket(const struct osh_conn *c, int fd)
-{
-	uint64_t dev, ino;
+/* The exporter's fds (libcurl keeps one or two connections). */
+#define MAX_EXPORTER_FDS 16
+static _Atomic int exporter_fds[MAX_EXPORTER_FDS] = { [0 ... MAX_EXPORTER_FDS - 1] = -1 };
 
-	return socket_identity(fd, &dev, &ino) && dev == c->dev && ino == c->ino;
+int osh_conn_exporter_fds(int *out, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_EXPORTER_FDS && n < max; i++) {
+		int fd = atomic_load(&exporter_fds[i]);
+		int j = n;
+		if (fd < 0)
+			continue;
+		while (j > 0 && out[j - 1] > fd) {
+			out[j] = out[j - 1];
+			j--;
+		}
+		out[j] = fd;
+		n++;
+	}
+	return n;
+}
+
+void osh_conn_release_range(unsigned first, unsigned last)
+{
+	if (last >= OSH_CONN_MAX_FD)
+		last = OSH_CONN_MAX_FD - 1;
+	for (unsigned top = first >> OSH_CONN_CHUNK_BITS; top <= last >> OSH_CONN_CHUNK_BITS &&
+							  first <= last;
+	     top++) {
+		struct osh_conn *chunk = atomic_load(&osh_conn_chunks[top]);
+		unsigned lo = top << OSH_CONN_CHUNK_BITS, hi = lo + OSH_CONN_CHUNK - 1;
+
+		if (!chunk)
+			continue;
+		for (unsigned fd = lo < first ? first : lo; fd <= hi && fd <= last; fd++) {
+			struct osh_conn *c = &chunk[fd & (OSH_CONN_CHUNK - 1)];
+			if (atomic_load(&c->role) == OSH_ROLE_CLIENT)
+				osh_conn_release(c, OSH_END_CLOSED);
+		}
+	}
 }
 
 void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
@@ -127,6 +163,11 @@ void osh_conn_mark_exporter(int fd, bool owned)
 		return;
 	if (owned && atomic_load(&c->role) == OSH_ROLE_CLIENT)
 		osh_conn_release(c, OSH_END_DESYNC);
+	for (int i = 0; i < MAX_EXPORTER_FDS; i++) {
+		int expected = owned ? -1 : fd;
+		if (atomic_compare_exchange_strong(&exporter_fds[i], &expected, owned ? fd : -1))
+			break;
+	}
 	c->exporter_closed = false;
 	atomic_store_explicit(&c->role, owned ? OSH_ROLE_EXPORTER : OSH_ROLE_NONE,
 			      memory_order_release);

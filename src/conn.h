@@ -93,8 +93,13 @@ void osh_conn_mark_exporter(int fd, bool owned);
  * @why (see osh_client_abandon) and reset the slot. Takes the lock. */
 void osh_conn_release(struct osh_conn *c, int why);
 
-/* True when @fd still refers to the socket tracking began on (one fstat). */
-bool osh_conn_same_socket(const struct osh_conn *c, int fd);
+/* Stop tracking every client fd in [@first, @last] (close_range,
+ * closefrom): visits only the chunks that exist. */
+void osh_conn_release_range(unsigned first, unsigned last);
+
+/* The exporter's own fds, ascending, into @out (at most @max); returns how
+ * many. close_range()/closefrom() leave these open. */
+int osh_conn_exporter_fds(int *out, int max);
 
 /* Format the peer address as text (inet_ntop); returns length. */
 size_t osh_peer_format(const struct osh_peer *p, char *out, size_t outsz);

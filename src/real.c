@@ -87,6 +87,31 @@ static ssize_t sys_recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, in
 	return sys_recvfrom(fd, buf, len, flags, addr, addrlen);
 }
 
+static int sys_dup2(int oldfd, int newfd)
+{
+	return (int)syscall(SYS_dup2, oldfd, newfd);
+}
+static int sys_dup3(int oldfd, int newfd, int flags)
+{
+	return (int)syscall(SYS_dup3, oldfd, newfd, flags);
+}
+static int sys_close_range(unsigned first, unsigned last, int flags)
+{
+	return (int)syscall(436 /* SYS_close_range */, first, last, flags);
+}
+static void sys_closefrom(int lowfd)
+{
+	(void)syscall(436 /* SYS_close_range */, (unsigned)lowfd, ~0u, 0);
+}
+/* No raw fallback for fclose (it needs libc's FILE internals); libc always
+ * has it, so this only guards against an impossible lookup failure. */
+static int sys_fclose(FILE *f)
+{
+	(void)f;
+	errno = ENOSYS;
+	return EOF;
+}
+
 /* dlsym(RTLD_NEXT) finds the next definition after libotelshim.so in the
  * lookup order: libc's. A failed lookup allocates (dlerror state), which is
  * why this runs once and never on a hot path. */
@@ -104,6 +129,8 @@ extern int connect(int, const struct sockaddr *, socklen_t);
 extern ssize_t __read_chk(int, void *, size_t, size_t);
 extern ssize_t __recv_chk(int, void *, size_t, size_t, int);
 extern ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+extern int close_range(unsigned, unsigned, int);
+extern void closefrom(int);
 
 static void resolve(void)
 {
@@ -127,6 +154,11 @@ static void resolve(void)
 	RESOLVE(read_chk, __read_chk, sys_read_chk);
 	RESOLVE(recv_chk, __recv_chk, sys_recv_chk);
 	RESOLVE(recvfrom_chk, __recvfrom_chk, sys_recvfrom_chk);
+	RESOLVE(dup2, dup2, sys_dup2);
+	RESOLVE(dup3, dup3, sys_dup3);
+	RESOLVE(close_range, close_range, sys_close_range);
+	RESOLVE(closefrom, closefrom, sys_closefrom);
+	RESOLVE(fclose, fclose, sys_fclose);
 #undef RESOLVE
 	osh_real = r;
 	errno = saved;

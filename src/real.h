@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -34,6 +35,11 @@ struct osh_real {
 	ssize_t (*recv_chk)(int fd, void *buf, size_t len, size_t buflen, int flags);
 	ssize_t (*recvfrom_chk)(int fd, void *buf, size_t len, size_t buflen, int flags,
 				struct sockaddr *addr, socklen_t *addrlen);
+	int (*dup2)(int oldfd, int newfd);
+	int (*dup3)(int oldfd, int newfd, int flags);
+	int (*close_range)(unsigned first, unsigned last, int flags);
+	void (*closefrom)(int lowfd);
+	int (*fclose)(FILE *f);
 };
 
 /* Filled by osh_real_init(); every member is non-NULL afterwards. */

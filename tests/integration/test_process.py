@@ -104,3 +104,56 @@ class ConstructorTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class FdReuseTest(unittest.TestCase):
+    """An fd closed behind the shim's back (dup2 over it, fclose of an fdopen'd
+    socket, close_range) and reused for a file: the shim must never treat the
+    file as the old connection (no header spliced into it)."""
+
+    SCRIPT = r'''
+import ctypes, os, socket, sys, tempfile
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fdopen.restype = ctypes.c_void_p
+libc.fclose.argtypes = [ctypes.c_void_p]
+port, how = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+got = b""
+while not got.endswith(b"ok\n"):
+    got += s.recv(4096)
+fd = s.detach()
+tmp = tempfile.NamedTemporaryFile(delete=False)
+tmp.close()
+f = os.open(tmp.name, os.O_RDWR)
+if how == "dup2":
+    os.dup2(f, fd)
+elif how == "fclose":
+    assert libc.fclose(libc.fdopen(fd, b"r+")) == 0
+    assert os.dup2(f, fd) == fd   # untracked now: plain dup2
+elif how == "close_range":
+    os.closerange(fd, fd + 1)     # close_range(2) under the hood
+    assert os.dup2(f, fd) == fd
+os.close(f)
+req = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+os.write(fd, req)
+os.close(fd)
+print(open(tmp.name, "rb").read() == req)
+os.unlink(tmp.name)
+'''
+
+    def check(self, how):
+        with OtlpReceiver() as receiver, RecordingHttpServer() as server:
+            res = run_under_shim([PY, '-c', self.SCRIPT, str(server.port), how], receiver=receiver,
+                                 check=True)
+            self.assertEqual(res.stdout, b'True\n', res.stderr)
+            self.assertEqual([s['name'] for s in receiver.wait_for_spans(1)], ['GET /first'])
+
+    def test_dup2_over_tracked_fd(self):
+        self.check('dup2')
+
+    def test_fclose_of_fdopened_socket(self):
+        self.check('fclose')
+
+    def test_close_range(self):
+        self.check('close_range')
