@@ -130,7 +130,6 @@ struct sim {
 	char *wire;
 	size_t wire_len;
 	size_t wire_cap;
-	unsigned zero_returns; /* calls where only injected bytes went out */
 };
 
 static void sim_open(struct sim *s)
@@ -317,8 +316,6 @@ static ssize_t sim_call(struct sim *s, const struct iovec *cur, int cn, struct p
 	cr_assert_leq((size_t)ret, left);
 	if (!plan->changed)
 		cr_assert_eq(ret, k);
-	if (ret == 0 && k > 0)
-		s->zero_returns++;
 	if (getenv("SIM_TRACE")) {
 		struct osh_client *cl = &c->client;
 		fprintf(stderr,
