@@ -80,10 +80,22 @@ static ssize_t traced_send(const struct osh_real *r, struct osh_conn *c, const s
 	ssize_t ret;
 	int err;
 
-	osh_client_tx_prepare(c, s->fd, s->iov, s->iovcnt, &plan);
-	ret = plan.changed ? real_send_planned(r, s, &plan) : real_send_unchanged(r, s);
-	err = errno;
-	ret = osh_client_tx_commit(c, &plan, s->iov, s->iovcnt, ret, err);
+	/* When the kernel takes only injected bytes, none of the program's
+	 * went out: reporting 0 would look like an error to many programs, so
+	 * send again (the rest of the header line first). A blocking socket
+	 * then makes progress or blocks, as the program's own call would have;
+	 * a non-blocking one answers EAGAIN, which is the truth. Bounded: a
+	 * header line is at most a few hundred bytes. */
+	for (int tries = 0;; tries++) {
+		ssize_t real;
+
+		osh_client_tx_prepare(c, s->fd, s->iov, s->iovcnt, &plan);
+		real = plan.changed ? real_send_planned(r, s, &plan) : real_send_unchanged(r, s);
+		err = errno;
+		ret = osh_client_tx_commit(c, &plan, s->iov, s->iovcnt, real, err);
+		if (ret != 0 || real <= 0 || tries == 64)
+			break;
+	}
 	errno = err;
 	return ret;
 }

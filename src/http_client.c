@@ -910,9 +910,10 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
 	}
 	if (cl->tx_busy) {
 		/* Two threads writing one socket at once: their bytes
-		 * interleave unpredictably, so stop interpreting them. */
-		cl->tx.state = TX_DEAD;
-		release = should_release(cl);
+		 * interleave unpredictably, so stop interpreting them. The
+		 * other writer's commit applies this (it would overwrite a
+		 * state change made here). */
+		cl->tx_abandoned = true;
 		goto out;
 	}
 	cl->tx_busy = true;
@@ -1036,6 +1037,8 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 	if (plan->saved.acc_len && cl->tx.state == TX_HEAD && cl->tx.acc_len &&
 	    cl->tx.head_pos >= plan->start_pos)
 		memmove(cl->tx_acc.p, cl->tx_acc.p + plan->saved.acc_len, cl->tx.acc_len);
+	if (cl->tx_abandoned)
+		cl->tx.state = TX_DEAD;
 	drop_unparsed(cl);
 	if (real_ret < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
 		/* The connection broke under this request. */

@@ -91,6 +91,7 @@ struct osh_tx_parse {
 
 struct osh_client {
 	bool tx_busy;		/* a send is between prepare and commit */
+	bool tx_abandoned;	/* another thread wrote meanwhile: stop parsing */
 	bool rx_sniffed;
 	uint8_t rx_state;
 	uint32_t rx_scanned;
@@ -134,8 +135,7 @@ void osh_client_init(void);
  * in-flight span records without exporting them. */
 void osh_client_reset(struct osh_client *cl);
 
-/* See the file comment. @fd is used for the socket identity check when a
- * new request starts. */
+/* See the file comment. @fd: the connection's fd (kept for diagnostics). */
 void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, int iovcnt,
 			   struct osh_tx_plan *plan);
 

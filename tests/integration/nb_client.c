@@ -44,6 +44,8 @@ static int wait_fd(int fd, short events)
 	return r > 0 ? 0 : -1;
 }
 
+static size_t zeros; /* write() returning 0 for a non-empty buffer */
+
 static int send_all(int fd, const char *buf, size_t len, int nonblocking, size_t *partials,
 		    size_t *eintrs, size_t *eagains)
 {
@@ -66,8 +68,11 @@ static int send_all(int fd, const char *buf, size_t len, int nonblocking, size_t
 			perror("write");
 			return -1;
 		}
-		if (n == 0 && ++guard > 1000)
-			return -1;
+		if (n == 0) {
+			zeros++;
+			if (++guard > 1000)
+				return -1;
+		}
 		if ((size_t)n < len - off)
 			(*partials)++;
 		off += (size_t)n;
@@ -189,6 +194,7 @@ int main(int argc, char **argv)
 	}
 	fclose(out);
 	close(fd);
-	printf("ok %zu partials=%zu eintr=%zu eagain=%zu\n", total, partials, eintrs, eagains);
+	printf("ok %zu partials=%zu eintr=%zu eagain=%zu zeros=%zu\n", total, partials, eintrs,
+	       eagains, zeros);
 	return 0;
 }

@@ -307,18 +307,18 @@ class NonBlockingClientTest(unittest.TestCase):
     """A C client with a tiny SO_SNDBUF writing big requests to a slow reader:
     partial writes, EAGAIN, and (blocking mode) EINTR from a timer."""
 
-    def run_client(self, mode):
+    def run_client(self, mode, env=None, body=256 * 1024):
         nb = os.environ.get('OTELSHIM_NB_CLIENT')
         if not nb:
             self.fail('OTELSHIM_NB_CLIENT not set (run through meson test)')
-        body = 256 * 1024
         with OtlpReceiver() as receiver, RecordingHttpServer(slow_reader=True, slow_chunk=4096,
                                                              slow_delay=0.0005, slow_budget=60) as server, \
                 tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, 'sent')
             res = run_under_shim([nb, mode, str(server.port), str(body), '3', out], receiver=receiver,
-                                 check=True, timeout=120)
+                                 check=True, timeout=120, env_extra=env)
             self.assertTrue(res.stdout.startswith(b'ok '), res.stdout)
+            self.assertIn(b' zeros=0', res.stdout)  # never a 0 count for a non-empty write
             server.wait_for_closed()
             wire = b''.join(server.connections())
             with open(out, 'rb') as f:
@@ -338,6 +338,17 @@ class NonBlockingClientTest(unittest.TestCase):
 
     def test_blocking_with_eintr(self):
         self.run_client('blocking')
+
+    def test_kernel_taking_a_few_bytes_per_call(self):
+        # A library below the shim accepts at most 7 bytes per socket write:
+        # some calls then carry only injected bytes, which the program must
+        # never see as a 0 count.
+        from harness import shim_path
+        env = {'LD_PRELOAD': shim_path() + ':' + os.environ['OTELSHIM_SHORT_WRITES_LIB'],
+               'OTELSHIM_TEST_MAX_WRITE': '7'}
+        for mode in ('blocking', 'nonblocking'):
+            out = self.run_client(mode, env=env, body=2000)
+            self.assertNotIn(b'partials=0 ', out)
 
 
 if __name__ == '__main__':

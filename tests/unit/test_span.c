@@ -593,3 +593,49 @@ Test(span, pool_after_fork_reset)
 	/* The forgotten record is plain heap memory (keeps valgrind quiet). */
 	free(a);
 }
+
+/* OTLP strings must be valid UTF-8: bytes from the wire are cleaned up. */
+Test(span, invalid_utf8_becomes_replacement_characters)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *out;
+	} cases[] = {
+		{ "plain", 5, "plain" },
+		{ "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80" },
+		{ "a\xFF" "b", 3, "a\xEF\xBF\xBD" "b" },
+		{ "\x80", 1, "\xEF\xBF\xBD" },
+		{ "\xC0\xAF", 2, "\xEF\xBF\xBD\xEF\xBF\xBD" },			/* overlong '/' */
+		{ "\xED\xA0\x80", 3, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" },	/* surrogate */
+		{ "x\xE2\x82", 3, "x\xEF\xBF\xBD\xEF\xBF\xBD" },		/* cut short */
+		{ "\xF4\x90\x80\x80", 4, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" }, /* > U+10FFFF */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct osh_span *s = osh_span_create();
+		const struct osh_attr *a;
+
+		osh_span_set_limits(0, 128);
+		osh_span_set_str(s, "k", cases[i].in, cases[i].len);
+		a = osh_span_find(s, "k");
+		cr_assert_not_null(a);
+		cr_assert_eq(a->v.s.len, strlen(cases[i].out), "case %zu", i);
+		cr_assert(memcmp(osh_span_str(s, a->v.s), cases[i].out, a->v.s.len) == 0, "case %zu", i);
+		osh_span_destroy(s);
+	}
+}
+
+Test(span, replacement_characters_count_toward_the_length_limit)
+{
+	struct osh_span *s = osh_span_create();
+	const struct osh_attr *a;
+
+	osh_span_set_limits(3, 128);
+	osh_span_set_str(s, "k", "\xFF\xFFxyz", 5);
+	a = osh_span_find(s, "k");
+	cr_assert_eq(a->v.s.len, 7); /* two U+FFFD and 'x' */
+	cr_assert(memcmp(osh_span_str(s, a->v.s), "\xEF\xBF\xBD\xEF\xBF\xBDx", 7) == 0);
+	osh_span_set_limits(0, 128);
+	osh_span_destroy(s);
+}
