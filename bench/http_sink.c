@@ -33,6 +33,10 @@ static void *serve(void *arg)
 	char *buf = malloc(1 << 20);
 	size_t have = 0;
 
+	if (!buf) {
+		close(fd);
+		return NULL;
+	}
 	for (;;) {
 		char *end;
 		ssize_t n;
