@@ -144,8 +144,10 @@ os.unlink(tmp.name)
 
     def check(self, how):
         with OtlpReceiver() as receiver, RecordingHttpServer() as server:
+            # The exporter stays idle until exit: its socket would otherwise
+            # race the script for the fd number just freed.
             res = run_under_shim([PY, '-c', self.SCRIPT, str(server.port), how], receiver=receiver,
-                                 check=True)
+                                 check=True, env_extra={'OTEL_BSP_SCHEDULE_DELAY': '60000'})
             self.assertEqual(res.stdout, b'True\n', res.stderr)
             self.assertEqual([s['name'] for s in receiver.wait_for_spans(1)], ['GET /first'])
 
