@@ -123,6 +123,21 @@ got = b""
 while not got.endswith(b"ok\n"):
     got += s.recv(4096)
 fd = s.detach()
+# The first span started the exporter thread, whose set-up opens files: let
+# it finish (module mapped, thread asleep) so it cannot take the fd numbers
+# this script frees and reuses below.
+import glob, time
+deadline = time.monotonic() + 15
+def exporter_idle():
+    if "libotelshim-otlp" not in open("/proc/self/maps").read():
+        return False
+    for t in glob.glob("/proc/self/task/*"):
+        if open(t + "/comm").read().strip() == "otelshim-exp":
+            return open(t + "/stat").read().rsplit(")", 1)[1].split()[0] == "S"
+    return False
+while not exporter_idle():
+    assert time.monotonic() < deadline, "exporter never went idle"
+    time.sleep(0.01)
 tmp = tempfile.NamedTemporaryFile(delete=False)
 tmp.close()
 f = os.open(tmp.name, os.O_RDWR)
