@@ -29,8 +29,10 @@ OSH_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		return ret;
 	if (!osh_guard_enter())
 		return ret;
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM)
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM) {
+		osh_init_arm_fork();
 		osh_conn_track_client(fd, addr, len);
+	}
 	osh_guard_leave();
 	errno = err;
 	return ret;

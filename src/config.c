@@ -21,6 +21,12 @@ struct osh_config osh_cfg;
 typedef const char *(*getenv_fn)(const char *name);
 
 #define DEFAULT_TRACES_URL "http://localhost:4318/v1/traces"
+
+/* Not a heap copy: with nothing configured, loading the config must not be
+ * the process's first malloc (that sets up the whole heap: brk, the tcache
+ * key from getrandom, page faults), which is most of what an idle
+ * preloaded process would pay. */
+static char default_traces_url[] = DEFAULT_TRACES_URL;
 #define TRACES_PATH	   "v1/traces"
 #define U31_MAX		   2147483647u
 
@@ -589,7 +595,7 @@ static void load_otlp(struct osh_config *cfg, getenv_fn get)
 	else if ((url = get_set(get, "OTLP_ENDPOINT_HTTP")))
 		cfg->traces_url = url_with_traces(url);
 	else
-		cfg->traces_url = strdup(DEFAULT_TRACES_URL);
+		cfg->traces_url = default_traces_url;
 
 	cfg->otlp_headers =
 		dup_env2(get, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS");
@@ -699,6 +705,8 @@ void osh_config_load(struct osh_config *cfg)
 
 void osh_config_finish(struct osh_config *cfg)
 {
+	if (cfg->traces_url == default_traces_url)
+		cfg->traces_url = NULL;
 	char **strs[] = {
 		&cfg->traces_url,
 		&cfg->otlp_headers,

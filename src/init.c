@@ -37,8 +37,19 @@ static void init_once(void)
 	osh_env_ctx_load(&osh_env_ctx, osh_cfg.env_traceparent, osh_cfg.env_tracestate,
 			 osh_cfg.env_baggage);
 	osh_client_init();
-	pthread_atfork(NULL, NULL, after_fork_child);
 	__atomic_store_n(&osh_enabled, true, __ATOMIC_RELEASE);
+}
+
+/* pthread_atfork allocates; registering it at load would be the first
+ * malloc of a process that may never allocate otherwise. Nothing needs
+ * resetting in a fork child until the shim holds state, which starts with
+ * the first tracked connection, so that is when the handler is registered. */
+void osh_init_arm_fork(void)
+{
+	static bool armed;
+
+	if (!__atomic_exchange_n(&armed, true, __ATOMIC_ACQ_REL))
+		pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 void osh_init(void)

@@ -13,6 +13,10 @@ extern bool osh_enabled;
  * dlopen, no file I/O. */
 void osh_init(void);
 
+/* Register fork handling (once): called when the shim starts holding
+ * state, at the first tracked connection. */
+void osh_init_arm_fork(void);
+
 static inline void osh_init_ensure(void)
 {
 	extern bool osh_init_done;
