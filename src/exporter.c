@@ -4,7 +4,7 @@
  * when a full batch is waiting, wake the exporter with a futex. The
  * exporter thread (started on the first span, all signals blocked, holding
  * the re-entrancy guard for life) owns everything else: the resource, the
- * OTLP module and its libcurl state, batching, retries, formatting.
+ * OTLP module and its transport state, batching, retries, formatting.
  */
 #include "buildconf.h"
 

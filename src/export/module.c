@@ -1,9 +1,9 @@
 /* The OTLP module's function table (see module.h): protobuf-c encoding
- * (otlp_encode.c) and the libcurl transport (otlp_http.c) behind the one
- * symbol the shim looks up after dlopen(). */
+ * (otlp_encode.c) and the OTLP/HTTP transport (otlp_http.c: a built-in
+ * HTTP/1.1 client, or libcurl loaded on demand) behind the one symbol the
+ * shim looks up after dlopen(). */
 #include "buildconf.h"
 
-#include <curl/curl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -20,23 +20,13 @@ struct exporter {
 	bool reported_encode;
 };
 
-/* curl_global_init() is not thread-safe; only the exporter thread gets here,
- * and a fork child inherits the initialised library with the flag. */
-static bool curl_ready;
-
 static void *create(const struct osh_config *cfg, const struct osh_resource *res,
 		    const struct osh_otlp_host *host)
 {
 	struct exporter *exp;
 
-	if (!curl_ready) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			if (host && host->log)
-				host->log(OSH_LOG_ERROR, "cannot initialise libcurl");
-			return NULL;
-		}
-		curl_ready = true;
-	}
+	/* No libcurl here: the transport loads it on its first https:// send,
+	 * so an exporter to http:// never pays for it (otlp_http.h). */
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)
 		return NULL;

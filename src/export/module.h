@@ -1,7 +1,7 @@
 /* The contract between the preloaded shim and its OTLP module.
  *
- * libotelshim-otlp.so links protobuf-c, libcurl and zlib; the shim never
- * does. The exporter thread dlopen()s the module on first use and looks up a
+ * libotelshim-otlp.so links protobuf-c and zlib, and dlopen()s libcurl itself
+ * for https collectors only; the shim links none of them. The exporter thread dlopen()s the module on first use and looks up a
  * single symbol, osh_otlp_module_v1. Both sides are built from one tree, so
  * the check on abi and span_size only guards against a stale module next to
  * a newer shim.

@@ -1,12 +1,20 @@
-/* OTLP/HTTP transport: the pure helpers by table, then the whole transport
+/* OTLP/HTTP transport: the pure helpers by table (the response head parser
+ * and the chunked decoder also byte at a time), then the whole transport
  * against a tiny HTTP/1.1 server thread on 127.0.0.1 that answers from a
- * script and records every request (head, body, arrival time, connection). */
+ * script and records every request (head, body, arrival time, connection).
+ *
+ * Every transport test runs twice, in suites otlp_http_builtin and
+ * otlp_http_curl (OTELSHIM_OTLP_TRANSPORT forces the engine; the server
+ * speaks plain HTTP, so libcurl is exercised over http:// too). Suite
+ * otlp_http_auto covers the choice itself. Criterion runs every test in its
+ * own process, and this program does not link libcurl: whether libcurl is
+ * mapped after a test is the test's own doing. */
 #include "buildconf.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -48,45 +57,116 @@ static void host_log(int level, const char *msg)
 	n_logs++;
 }
 
+/* Every owned fd, and the sockets among them (the rest is the wake fd). */
 static int owned_now, owned_total, disowned_total;
+static int socks_now, socks_total;
 
 static void host_own_fd(int fd, bool owned)
 {
+	struct stat st;
+	bool sock;
+
 	cr_assert_geq(fd, 0);
+	/* Disowning comes before close(), so the fd is still there to look at. */
+	cr_assert_eq(fstat(fd, &st), 0, "own_fd(%d, %d) on a closed fd", fd, owned);
+	sock = S_ISSOCK(st.st_mode);
 	if (owned) {
 		owned_now++;
 		owned_total++;
+		socks_now += sock;
+		socks_total += sock;
 	} else {
 		owned_now--;
 		disowned_total++;
+		socks_now -= sock;
 	}
 }
 
 static const struct osh_otlp_host host = { host_log, host_own_fd };
 
+static const char *transport = "auto";
+
 static void setup(void)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	/* A proxy from the environment would swallow requests to 127.0.0.1. */
-	unsetenv("http_proxy");
-	unsetenv("HTTP_PROXY");
-	unsetenv("https_proxy");
-	unsetenv("HTTPS_PROXY");
-	unsetenv("all_proxy");
-	unsetenv("ALL_PROXY");
+	static const char *const vars[] = {
+		"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+		"ALL_PROXY", "no_proxy", "NO_PROXY", "OTELSHIM_OTLP_TRANSPORT",
+	};
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+}
+
+static void setup_builtin(void)
+{
+	setup();
+	transport = "builtin";
+	setenv("OTELSHIM_OTLP_TRANSPORT", transport, 1);
+}
+
+static void setup_curl(void)
+{
+	setup();
+	transport = "curl";
+	setenv("OTELSHIM_OTLP_TRANSPORT", transport, 1);
+}
+
+/* One body, two tests: once per engine. */
+#define TRANSPORT_TEST(name)                                                          \
+	static void name##_body(void);                                                \
+	Test(otlp_http_builtin, name, .init = setup_builtin, .timeout = 30)           \
+	{                                                                             \
+		name##_body();                                                        \
+	}                                                                             \
+	Test(otlp_http_curl, name, .init = setup_curl, .timeout = 30)                 \
+	{                                                                             \
+		name##_body();                                                        \
+	}                                                                             \
+	static void name##_body(void)
+
+/* A transport that really uses the engine this test is about. */
+static struct osh_otlp_http *make(const struct osh_config *cfg)
+{
+	struct osh_otlp_http *h = osh_otlp_http_create(cfg, &host);
+
+	cr_assert_not_null(h);
+	if (strcmp(transport, "auto") != 0)
+		cr_assert_eq(osh_otlp_http_is_builtin(h), strcmp(transport, "builtin") == 0,
+			     "engine for %s", transport);
+	return h;
+}
+
+static bool libcurl_mapped(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	bool found = false;
+
+	cr_assert_not_null(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "libcurl") != NULL;
+	fclose(f);
+	return found;
 }
 
 /* ---- pure helpers ---- */
 
-static char *joined(struct curl_slist *l)
+/* "\r\n" as "|", for readable tables. */
+static char *bars(const char *block)
 {
 	static char buf[1024];
+	size_t o = 0;
 
-	buf[0] = '\0';
-	for (; l; l = l->next) {
-		strcat(buf, l->data);
-		strcat(buf, "|");
+	for (const char *c = block; *c && o + 1 < sizeof(buf); c++) {
+		if (c[0] == '\r' && c[1] == '\n') {
+			buf[o++] = '|';
+			c++;
+		} else {
+			buf[o++] = *c;
+		}
 	}
+	buf[o] = '\0';
 	return buf;
 }
 
@@ -105,7 +185,7 @@ Test(otlp_http, parse_headers)
 		{ "x=a%2Cb%3Dc", "x: a,b=c|", 0 },
 		{ "x=%20padded%20", "x:  padded |", 0 },
 		{ "x=a=b", "x: a=b|", 0 },
-		{ "x=", "x;|", 0 },
+		{ "x=", "x:|", 0 },
 		{ "a=1,,b=2,", "a: 1|b: 2|", 0 },
 		{ "x%2Dy=1", "x-y: 1|", 0 },
 		{ "novalue", "", 1 },
@@ -120,31 +200,32 @@ Test(otlp_http, parse_headers)
 		{ "k=a%00b", "", 1 },
 		{ "k=tab%09ok", "k: tab\tok|", 0 },
 		{ "Content-Type=text/plain,content-encoding=br,Host=x,expect=1", "", 4 },
+		{ "transfer-encoding=chunked,Content-Length=1", "", 2 },
 		{ "a=1,bad,c=3,=4", "a: 1|c: 3|", 2 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct curl_slist *l = NULL;
+		char *block = NULL;
 		size_t skipped = 99;
 
-		cr_assert_eq(osh_otlp_http_parse_headers(cases[i].in, &l, &skipped), 0, "case %zu",
-			     i);
-		cr_assert_str_eq(joined(l), cases[i].out, "case %zu (%s)", i, cases[i].in);
+		cr_assert_eq(osh_otlp_http_parse_headers(cases[i].in, &block, &skipped), 0,
+			     "case %zu", i);
+		cr_assert_not_null(block);
+		cr_assert_str_eq(bars(block), cases[i].out, "case %zu (%s)", i, cases[i].in);
 		cr_assert_eq(skipped, cases[i].skipped, "case %zu (%s)", i, cases[i].in);
-		curl_slist_free_all(l);
+		free(block);
 	}
 }
 
-Test(otlp_http, parse_headers_null_and_append)
+Test(otlp_http, parse_headers_null)
 {
-	struct curl_slist *l = curl_slist_append(NULL, "Fixed: 1");
+	char *block = NULL;
 	size_t skipped = 5;
 
-	cr_assert_eq(osh_otlp_http_parse_headers(NULL, &l, &skipped), 0);
+	cr_assert_eq(osh_otlp_http_parse_headers(NULL, &block, &skipped), 0);
 	cr_assert_eq(skipped, 0);
-	cr_assert_eq(osh_otlp_http_parse_headers("a=b", &l, &skipped), 0);
-	cr_assert_str_eq(joined(l), "Fixed: 1|a: b|");
-	curl_slist_free_all(l);
+	cr_assert_str_eq(block, "");
+	free(block);
 }
 
 Test(otlp_http, parse_retry_after)
@@ -163,6 +244,13 @@ Test(otlp_http, parse_retry_after)
 		{ "Sunday, 06-Nov-94 08:50:37 GMT", true, 60000 },
 		{ "Sun Nov  6 08:49:39 1994", true, 2000 },
 		{ "Sun, 06 Nov 1994 08:00:00 GMT", true, 0 }, /* in the past */
+		{ "Sun, 06 Nov 1994 08:49:37 GMT", true, 0 }, /* now */
+		{ "Tue, 08 Nov 1994 08:49:37 GMT", true, 2 * 86400 * 1000ull },
+		{ "sun, 06 nov 1994 08:49:47 gmt", true, 10000 },
+		{ "Sun, 06 Nov 1994 8:49:47 GMT", true, 10000 },
+		{ "Sun, 06 Nov 1994 08:49:47 UTC", true, 10000 },
+		{ "Thu, 01 Jan 2037 00:00:00 GMT", true, (2114380800ull - 784111777ull) * 1000 },
+		{ "Thu, 01-Jan-37 00:00:00 GMT", true, (2114380800ull - 784111777ull) * 1000 },
 		{ "99999999999999999999", true, (uint64_t)UINT32_MAX * 1000 },
 		{ "", false, 0 },
 		{ "   ", false, 0 },
@@ -170,6 +258,23 @@ Test(otlp_http, parse_retry_after)
 		{ "1.5", false, 0 },
 		{ "12:00", false, 0 },
 		{ "soon", false, 0 },
+		{ "Sun, 06 Foo 1994 08:49:47 GMT", false, 0 },
+		{ "Sun, 32 Nov 1994 08:49:47 GMT", false, 0 },
+		{ "Sun, 00 Nov 1994 08:49:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 24:49:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 08:60:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 08:49 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 08:49:47:01 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 GMT", false, 0 },
+		{ "Sun, 06 Nov 08:49:47 GMT", false, 0 },
+		{ "Sun, Nov 1994 08:49:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 08:49:47 PST", false, 0 },
+		{ "Sun, 06 Nov 1994 08:49:47 GMT 1", false, 0 },
+		{ "Sun, 06 Nov Nov 1994 08:49:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 08:49:47 08:49:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 19945 08:49:47 GMT", false, 0 },
+		{ "Sun, 06 Nov 1994 08:49:47 GMT;", false, 0 },
+		{ "Sun, 06 Nov 0094 08:49:47 GMT", false, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -204,6 +309,242 @@ Test(otlp_http, redact_url)
 	cr_assert_str_eq(small, "http://ho");
 }
 
+Test(otlp_http, head_end_whole_and_byte_at_a_time)
+{
+	static const struct {
+		const char *in;
+		size_t end;
+	} cases[] = {
+		{ "HTTP/1.1 200 OK\r\n\r\nbody", 19 },
+		{ "HTTP/1.1 200 OK\r\nA: b\r\n\r\n", 25 },
+		{ "HTTP/1.1 200 OK\nA: b\n\nxx", 22 },
+		{ "HTTP/1.1 200 OK\r\nA: b\n\r\n", 24 },
+		{ "HTTP/1.1 200 OK\r\nA: b\r\n", 0 },
+		{ "HTTP/1.1 200 OK\r\nA: b\r\n\r", 0 },
+		{ "HTTP/1.1 200 OK\r\r\n", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+		size_t len = strlen(in), found = 0;
+
+		cr_assert_eq(osh_otlp_http_head_end(in, len, 0), cases[i].end, "case %zu", i);
+		/* Growing by one byte, rescanning only from the previous length. */
+		for (size_t k = 1; k <= len && !found; k++)
+			found = osh_otlp_http_head_end(in, k, k - 1);
+		cr_assert_eq(found, cases[i].end, "case %zu byte at a time", i);
+	}
+}
+
+Test(otlp_http, parse_head)
+{
+	static const struct {
+		const char *in;
+		int status;
+		enum osh_otlp_http_body body;
+		uint64_t length;
+		bool close;
+		const char *retry_after;
+	} cases[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 200, OSH_OTLP_BODY_LENGTH, 5,
+		  false, "" },
+		{ "HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n", 200, OSH_OTLP_BODY_LENGTH, 2, false,
+		  "" },
+		{ "HTTP/1.1 200 OK\nContent-Length:7\n\n", 200, OSH_OTLP_BODY_LENGTH, 7, false,
+		  "" },
+		{ "HTTP/1.1 204 No Content\r\n\r\n", 204, OSH_OTLP_BODY_NONE, 0, false, "" },
+		{ "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", 304,
+		  OSH_OTLP_BODY_NONE, 0, false, "" },
+		{ "HTTP/1.1 100 Continue\r\n\r\n", 100, OSH_OTLP_BODY_NONE, 0, false, "" },
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 200,
+		  OSH_OTLP_BODY_CHUNKED, 0, false, "" },
+		{ "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, CHUNKED\r\n\r\n", 200,
+		  OSH_OTLP_BODY_CHUNKED, 0, false, "" },
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 200,
+		  OSH_OTLP_BODY_CLOSE, 0, true, "" },
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", 200,
+		  OSH_OTLP_BODY_CHUNKED, 0, true, "" },
+		{ "HTTP/1.1 200 OK\r\n\r\n", 200, OSH_OTLP_BODY_CLOSE, 0, true, "" },
+		{ "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 200, OSH_OTLP_BODY_LENGTH, 0,
+		  true, "" },
+		{ "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", 200,
+		  OSH_OTLP_BODY_LENGTH, 0, false, "" },
+		{ "HTTP/1.1 200 OK\r\nConnection: foo, close\r\nContent-Length: 0\r\n\r\n", 200,
+		  OSH_OTLP_BODY_LENGTH, 0, true, "" },
+		{ "HTTP/1.1 200 OK\r\nConnection: closed\r\nContent-Length: 0\r\n\r\n", 200,
+		  OSH_OTLP_BODY_LENGTH, 0, false, "" },
+		{ "HTTP/1.1 429 Slow down\r\nRetry-After:  7 \r\nContent-Length: 0\r\n\r\n", 429,
+		  OSH_OTLP_BODY_LENGTH, 0, false, "7" },
+		{ "HTTP/1.1 503 X\r\nretry-after: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+		  "Content-Length: 0\r\n\r\n",
+		  503, OSH_OTLP_BODY_LENGTH, 0, false, "Sun, 06 Nov 1994 08:49:37 GMT" },
+		{ "HTTP/1.1 503 X\r\nRetry-After: "
+		  "0123456789012345678901234567890123456789012345678901234567890123456789\r\n"
+		  "Content-Length: 0\r\n\r\n",
+		  503, OSH_OTLP_BODY_LENGTH, 0, false, "" },
+		{ "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nContent-Length: 3\r\n\r\n", 200,
+		  OSH_OTLP_BODY_LENGTH, 3, false, "" },
+		{ "HTTP/1.1 200 OK\r\nX-Empty:\r\nContent-Length: 1\r\n\r\n", 200,
+		  OSH_OTLP_BODY_LENGTH, 1, false, "" },
+	};
+	static const char *const bad[] = {
+		"HTTP/2 200 OK\r\n\r\n",
+		"HTTP/1.2 200 OK\r\n\r\n",
+		"http/1.1 200 OK\r\n\r\n",
+		"ICY 200 OK\r\n\r\n",
+		"HTTP/1.1 20 OK\r\n\r\n",
+		"HTTP/1.1 2000 OK\r\n\r\n",
+		"HTTP/1.1 200OK\r\n\r\n",
+		"HTTP/1.1  200 OK\r\n\r\n",
+		"HTTP/1.1 099 Low\r\n\r\n",
+		"HTTP/1.1 2x0 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n: v\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nName : v\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nA: 1\r\n folded\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nA: b\r\n",
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct osh_otlp_http_head hd;
+		const char *in = cases[i].in;
+
+		memset(&hd, 0x5a, sizeof(hd));
+		cr_assert_eq(osh_otlp_http_parse_head(in, strlen(in), &hd), 0, "case %zu", i);
+		cr_assert_eq(hd.status, cases[i].status, "case %zu", i);
+		cr_assert_eq(hd.body, cases[i].body, "case %zu", i);
+		cr_assert_eq(hd.length, cases[i].length, "case %zu", i);
+		cr_assert_eq(hd.close, cases[i].close, "case %zu", i);
+		cr_assert_str_eq(hd.retry_after, cases[i].retry_after, "case %zu", i);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct osh_otlp_http_head hd;
+
+		memset(&hd, 0x5a, sizeof(hd));
+		cr_assert_eq(osh_otlp_http_parse_head(bad[i], strlen(bad[i]), &hd), -EINVAL,
+			     "bad %zu: %s", i, bad[i]);
+		cr_assert_eq(hd.status, 0x5a5a5a5a, "bad %zu: *ret untouched", i);
+	}
+}
+
+/* Run the decoder over @in fed in pieces of @step bytes (0: all at once).
+ * Returns its last result; @out gets the decoded bytes, *ret_rest the bytes
+ * after the end (for a result >= 0). */
+static ssize_t dechunk_in_steps(const char *in, size_t step, char *out, size_t *ret_out_len,
+				size_t *ret_rest)
+{
+	struct osh_otlp_http_chunked d = { 0 };
+	size_t len = strlen(in), o = 0;
+	uint8_t *buf = malloc(len + 1);
+	ssize_t r = -2;
+
+	cr_assert_not_null(buf);
+	for (size_t at = 0; at < len || (len == 0 && at == 0);) {
+		size_t n = step && len - at > step ? step : len - at;
+
+		memcpy(buf, in + at, n);
+		r = osh_otlp_http_dechunk(&d, buf, &n);
+		if (r == -1)
+			break;
+		memcpy(out + o, buf, n);
+		o += n;
+		at += step && len - at > step ? step : len - at;
+		if (r >= 0) {
+			*ret_rest = (size_t)r + (len - at);
+			break;
+		}
+		if (len == 0)
+			break;
+	}
+	out[o] = '\0';
+	*ret_out_len = o;
+	free(buf);
+	return r;
+}
+
+Test(otlp_http, dechunk)
+{
+	static const struct {
+		const char *in;
+		int result;	/* 0 complete, -2 incomplete, -1 invalid */
+		const char *out;
+		size_t rest;
+	} cases[] = {
+		{ "5\r\nhello\r\n0\r\n\r\n", 0, "hello", 0 },
+		{ "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nXY", 0, "hello world", 2 },
+		{ "A;ext=1\r\n0123456789\r\n0\r\n\r\n", 0, "0123456789", 0 },
+		{ "a\r\n0123456789\r\n0;last\r\n\r\n", 0, "0123456789", 0 },
+		{ "5 ; a=b\r\nhello\r\n0\r\n\r\n", 0, "hello", 0 },
+		{ "0\r\nTrailer: x\r\nMore: y\r\n\r\n", 0, "", 0 },
+		{ "0\r\n\r\nHTTP/1.1 200 OK\r\n", 0, "", 17 },
+		{ "5\nhello\n0\n\n", 0, "hello", 0 },
+		{ "00005\r\nhello\r\n0\r\n\r\n", 0, "hello", 0 },
+		{ "3\r\n\r\n\r\r\n0\r\n\r\n", 0, "\r\n\r", 0 },
+		{ "", -2, "", 0 },
+		{ "5\r\nhel", -2, "hel", 0 },
+		{ "5\r\nhello", -2, "hello", 0 },
+		{ "5\r\nhello\r\n", -2, "hello", 0 },
+		{ "5\r\nhello\r\n0\r\n", -2, "hello", 0 },
+		{ "5\r\nhello\r\n0\r\nTrailer: x\r\n", -2, "hello", 0 },
+		{ "\r\n", -1, "", 0 },
+		{ "x\r\n", -1, "", 0 },
+		{ ";ext\r\n", -1, "", 0 },
+		{ "5\r\nhelloX\r\n", -1, "hello", 0 },
+		{ "5\r\nhello\rX", -1, "hello", 0 },
+		{ "5\rX", -1, "", 0 },
+		{ "5\x01\r\n", -1, "", 0 },
+		{ "5;\x01\r\n", -1, "", 0 },
+		{ "1000000000000000\r\n", -1, "", 0 },
+		{ "0\r\n\rX", -1, "", 0 },
+		{ "-5\r\n", -1, "", 0 },
+	};
+	static const size_t steps[] = { 0, 1, 2, 3, 7 };
+	char out[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+			size_t out_len = 0, rest = 99;
+			ssize_t r = dechunk_in_steps(cases[i].in, steps[s], out, &out_len, &rest);
+
+			cr_assert_eq(r >= 0 ? 0 : r, cases[i].result, "case %zu step %zu: %zd", i,
+				     steps[s], r);
+			if (r == -1)
+				continue;
+			cr_assert_eq(out_len, strlen(cases[i].out), "case %zu step %zu", i,
+				     steps[s]);
+			cr_assert_arr_eq(out, cases[i].out, out_len, "case %zu step %zu", i,
+					 steps[s]);
+			if (r >= 0)
+				cr_assert_eq(rest, cases[i].rest, "case %zu step %zu", i, steps[s]);
+		}
+	}
+}
+
+Test(otlp_http, dechunk_caps_extensions_and_trailers)
+{
+	enum { BIG = 70 * 1024 };
+	static const char *const heads[] = { "1;", "0\r\nX-Pad: " };
+
+	for (size_t i = 0; i < 2; i++) {
+		struct osh_otlp_http_chunked d = { 0 };
+		size_t hl = strlen(heads[i]), n = hl + BIG;
+		uint8_t *buf = malloc(n);
+
+		cr_assert_not_null(buf);
+		memcpy(buf, heads[i], hl);
+		memset(buf + hl, 'a', BIG);
+		cr_assert_eq(osh_otlp_http_dechunk(&d, buf, &n), -1, "case %zu", i);
+		free(buf);
+	}
+}
+
 /* ---- the test server ---- */
 
 enum action {
@@ -211,6 +552,14 @@ enum action {
 	HANG,		/* read the request, never answer */
 	CLOSE,		/* read the request, close without a response */
 	RESPOND_EOF,	/* no Content-Length: the body ends when the connection closes */
+	RESPOND_CLOSE,	/* with "Connection: close", then close */
+	RESPOND_DROP,	/* a keep-alive response, then close anyway (an idle timeout) */
+	RESPOND_CHUNKED, /* the body in chunks of 1, 2, 3... bytes, with extensions and a trailer */
+	TRICKLE,	/* a chunked response, one byte per send() */
+	TRICKLE_FOREVER, /* a head announcing 1 MB, then a byte every 20 ms */
+	RESPOND_JUNK,	/* a response followed by bytes nobody asked for */
+	EARLY_413,	/* answer 413 after the head, never read the body, keep the connection */
+	ANNOUNCE_HUGE,	/* a head announcing 5 MB of body, then silence */
 };
 
 struct reply {
@@ -243,6 +592,10 @@ struct server {
 	struct req reqs[MAX_REQS];
 	size_t n_reqs;
 	unsigned n_conns;
+	unsigned n_closed;	/* connections the server has closed */
+	size_t after_close;	/* bytes received after a "Connection: close" response */
+	bool no_read;		/* accept, then never read (a stuck collector) */
+	unsigned stall_first_ms; /* wait this long before reading the first connection */
 };
 
 /* Read more into *buf; false on EOF, error or stop. */
@@ -295,23 +648,97 @@ static void send_all(int fd, const void *data, size_t len)
 	}
 }
 
-static void respond(int fd, const struct reply *r)
+/* The response for @r, malloc()ed. */
+static char *response(const struct reply *r, size_t *ret_len)
 {
-	char head[512];
-	int n;
+	bool chunked = r->act == RESPOND_CHUNKED || r->act == TRICKLE;
+	size_t cap = 1024 + r->body_len * (chunked ? 16 : 1), n = 0;
+	char *out = malloc(cap);
+	bool close_it = r->act == RESPOND_CLOSE || r->act == RESPOND_EOF;
+	const char *conn = close_it ? "Connection: close\r\n" : "";
 
-	if (r->act == RESPOND_EOF)
-		n = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nConnection: close\r\n\r\n",
-			     r->status);
-	else
-		n = snprintf(head, sizeof(head),
-			     "HTTP/1.1 %d X\r\nContent-Type: application/x-protobuf\r\n"
-			     "Content-Length: %zu\r\n%s\r\n",
-			     r->status, r->body_len, r->headers ? r->headers : "");
+	cr_assert_not_null(out);
+	n += (size_t)snprintf(out, cap,
+			      "HTTP/1.1 %d X\r\nContent-Type: application/x-protobuf\r\n%s%s",
+			      r->status, conn, r->headers ? r->headers : "");
+	if (chunked) {
+		n += (size_t)snprintf(out + n, cap - n, "Transfer-Encoding: chunked\r\n\r\n");
+		for (size_t at = 0, step = 1; at < r->body_len; at += step, step++) {
+			if (step > r->body_len - at)
+				step = r->body_len - at;
+			n += (size_t)snprintf(out + n, cap - n, "%zx;piece=%zu\r\n", step, at);
+			memcpy(out + n, r->body + at, step);
+			n += step;
+			n += (size_t)snprintf(out + n, cap - n, "\r\n");
+		}
+		n += (size_t)snprintf(out + n, cap - n, "0\r\nX-Trailer: yes\r\n\r\n");
+	} else {
+		if (r->act != RESPOND_EOF)
+			n += (size_t)snprintf(out + n, cap - n, "Content-Length: %zu\r\n",
+					      r->body_len);
+		n += (size_t)snprintf(out + n, cap - n, "\r\n");
+		if (r->body_len)
+			memcpy(out + n, r->body, r->body_len);
+		n += r->body_len;
+	}
+	if (r->act == RESPOND_JUNK) /* in the same send() as the response */
+		n += (size_t)snprintf(out + n, cap - n,
+				      "HTTP/1.1 200 Fake\r\nContent-Length: 0\r\n\r\n");
+	*ret_len = n;
+	return out;
+}
 
-	send_all(fd, head, (size_t)n);
-	if (r->body_len)
-		send_all(fd, r->body, r->body_len);
+static void respond(struct server *s, int fd, const struct reply *r)
+{
+	size_t len;
+	char *out;
+
+	if (r->act == EARLY_413 || r->act == ANNOUNCE_HUGE) {
+		static const char e413[] = "HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n";
+		static const char huge[] = "HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n";
+
+		if (r->act == EARLY_413)
+			send_all(fd, e413, sizeof(e413) - 1);
+		else
+			send_all(fd, huge, sizeof(huge) - 1);
+		while (!atomic_load(&s->stop))
+			usleep(10000);
+		return;
+	}
+	if (r->act == TRICKLE_FOREVER) {
+		static const char head[] = "HTTP/1.1 200 X\r\nContent-Length: 1000000\r\n\r\n";
+
+		send_all(fd, head, sizeof(head) - 1);
+		/* Until the client gives up and closes (the send then fails). */
+		while (!atomic_load(&s->stop) && send(fd, "x", 1, MSG_NOSIGNAL) == 1)
+			usleep(20000);
+		return;
+	}
+	out = response(r, &len);
+	if (r->act == TRICKLE) {
+		int one = 1;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		for (size_t i = 0; i < len; i++) {
+			send_all(fd, out + i, 1);
+			usleep(300);
+		}
+	} else {
+		send_all(fd, out, len);
+	}
+	if (r->act == RESPOND_CLOSE) {
+		/* Linger: a client that ignored "close" would send here. */
+		struct pollfd p = { fd, POLLIN, 0 };
+		char tmp[256];
+		ssize_t n;
+
+		if (poll(&p, 1, 200) == 1 && (n = recv(fd, tmp, sizeof(tmp), 0)) > 0) {
+			pthread_mutex_lock(&s->lock);
+			s->after_close += (size_t)n;
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
+	free(out);
 }
 
 static void serve_conn(struct server *s, int fd, unsigned conn)
@@ -319,6 +746,10 @@ static void serve_conn(struct server *s, int fd, unsigned conn)
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 
+	while (s->no_read && !atomic_load(&s->stop))
+		usleep(10000);
+	if (conn == 1 && s->stall_first_ms)
+		usleep(s->stall_first_ms * 1000u);
 	for (;;) {
 		char *end;
 		size_t head_len, body_len;
@@ -331,6 +762,11 @@ static void serve_conn(struct server *s, int fd, unsigned conn)
 				goto out;
 		head_len = (size_t)(end - buf) + 4;
 		body_len = content_length(buf);
+		pthread_mutex_lock(&s->lock);
+		idx = s->n_reqs;
+		pthread_mutex_unlock(&s->lock);
+		if (s->script[idx < s->n_script ? idx : s->n_script - 1].act == EARLY_413)
+			body_len = 0; /* recorded without it, and never read */
 		while (len < head_len + body_len)
 			if (!read_some(s, fd, &buf, &len, &cap))
 				goto out;
@@ -362,8 +798,9 @@ static void serve_conn(struct server *s, int fd, unsigned conn)
 				;
 			goto out;
 		}
-		respond(fd, r);
-		if (r->act == RESPOND_EOF)
+		respond(s, fd, r);
+		if (r->act == RESPOND_EOF || r->act == RESPOND_CLOSE || r->act == RESPOND_DROP ||
+		    r->act == TRICKLE_FOREVER || r->act == EARLY_413 || r->act == ANNOUNCE_HUGE)
 			goto out;
 	}
 out:
@@ -389,6 +826,9 @@ static void *server_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		serve_conn(s, fd, conn);
 		close(fd);
+		pthread_mutex_lock(&s->lock);
+		s->n_closed++;
+		pthread_mutex_unlock(&s->lock);
 	}
 	return NULL;
 }
@@ -440,6 +880,22 @@ static size_t server_count(struct server *s)
 	return n;
 }
 
+/* Wait (bounded) until the server has closed @n connections. */
+static void server_wait_closed(struct server *s, unsigned n)
+{
+	for (int i = 0; i < 2000; i++) {
+		unsigned closed;
+
+		pthread_mutex_lock(&s->lock);
+		closed = s->n_closed;
+		pthread_mutex_unlock(&s->lock);
+		if (closed >= n)
+			return;
+		usleep(5000);
+	}
+	cr_assert_fail("the server never closed connection %u", n);
+}
+
 /* The value of header @name in request @i, or NULL. */
 static char *req_header(struct server *s, size_t i, const char *name)
 {
@@ -483,7 +939,7 @@ static uint64_t in_ms(uint64_t ms)
 
 static const struct reply ok_200 = { RESPOND, 200, NULL, NULL, 0 };
 
-Test(otlp_http, ok_200, .init = setup, .timeout = 30)
+TRANSPORT_TEST(ok_200)
 {
 	struct server s;
 	struct osh_config cfg;
@@ -492,7 +948,7 @@ Test(otlp_http, ok_200, .init = setup, .timeout = 30)
 
 	server_start(&s, &ok_200, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_not_null(h);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
@@ -513,15 +969,17 @@ Test(otlp_http, ok_200, .init = setup, .timeout = 30)
 	cr_assert_eq(st.bytes_sent, sizeof(payload));
 	cr_assert_eq(n_logs, 0, "nothing to report: %s", logs[0]);
 
-	/* The socket was the module's own while it lived. */
-	cr_assert_geq(owned_total, 1);
+	/* The socket and the wake fd were the module's own while they lived. */
+	cr_assert_eq(socks_total, 1);
+	cr_assert_eq(owned_total - socks_total, 1, "the wake fd");
+	cr_assert_eq(owned_now, 2);
 	osh_otlp_http_destroy(h);
 	cr_assert_eq(owned_now, 0, "every owned fd is disowned before it is closed");
 	cr_assert_eq(disowned_total, owned_total);
 	server_stop(&s);
 }
 
-Test(otlp_http, keep_alive, .init = setup, .timeout = 30)
+TRANSPORT_TEST(keep_alive)
 {
 	struct server s;
 	struct osh_config cfg;
@@ -529,18 +987,18 @@ Test(otlp_http, keep_alive, .init = setup, .timeout = 30)
 
 	server_start(&s, &ok_200, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 			     OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 3);
 	cr_assert_eq(s.reqs[2].conn, s.reqs[0].conn, "one connection for every batch");
-	cr_assert_eq(owned_total, 1);
+	cr_assert_eq(socks_total, 1);
 	osh_otlp_http_destroy(h);
 	server_stop(&s);
 }
 
-Test(otlp_http, retry_503_then_200, .init = setup, .timeout = 30)
+TRANSPORT_TEST(retry_503_then_200)
 {
 	static const struct reply script[] = { { RESPOND, 503, NULL, NULL, 0 },
 					       { RESPOND, 200, NULL, NULL, 0 } };
@@ -551,7 +1009,7 @@ Test(otlp_http, retry_503_then_200, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 2);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 2);
@@ -564,7 +1022,7 @@ Test(otlp_http, retry_503_then_200, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, retryable_statuses, .init = setup, .timeout = 30)
+TRANSPORT_TEST(retryable_statuses)
 {
 	static const int codes[] = { 429, 502, 504 };
 
@@ -577,7 +1035,7 @@ Test(otlp_http, retryable_statuses, .init = setup, .timeout = 30)
 
 		server_start(&s, script, 2);
 		cfg = config_for(s.url);
-		h = osh_otlp_http_create(&cfg, &host);
+		h = make(&cfg);
 		cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 			     OSH_EXPORT_OK, "status %d", codes[i]);
 		cr_assert_eq(server_count(&s), 2, "status %d", codes[i]);
@@ -586,7 +1044,7 @@ Test(otlp_http, retryable_statuses, .init = setup, .timeout = 30)
 	}
 }
 
-Test(otlp_http, empty_reply_is_retried, .init = setup, .timeout = 30)
+TRANSPORT_TEST(empty_reply_is_retried)
 {
 	static const struct reply script[] = { { CLOSE, 0, NULL, NULL, 0 },
 					       { RESPOND, 200, NULL, NULL, 0 } };
@@ -596,7 +1054,7 @@ Test(otlp_http, empty_reply_is_retried, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 2);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 2);
@@ -605,7 +1063,7 @@ Test(otlp_http, empty_reply_is_retried, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, retry_after_seconds, .init = setup, .timeout = 30)
+TRANSPORT_TEST(retry_after_seconds)
 {
 	static const struct reply script[] = { { RESPOND, 429, "Retry-After: 1\r\n", NULL, 0 },
 					       { RESPOND, 200, NULL, NULL, 0 } };
@@ -615,7 +1073,7 @@ Test(otlp_http, retry_after_seconds, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 2);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 2);
@@ -626,7 +1084,7 @@ Test(otlp_http, retry_after_seconds, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, retry_after_past_deadline_gives_up_now, .init = setup, .timeout = 30)
+TRANSPORT_TEST(retry_after_past_deadline_gives_up_now)
 {
 	static const struct reply script[] = { { RESPOND, 503, "Retry-After: 30\r\n", NULL, 0 } };
 	struct server s;
@@ -636,7 +1094,7 @@ Test(otlp_http, retry_after_past_deadline_gives_up_now, .init = setup, .timeout 
 
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	t0 = osh_clock_monotonic_ns();
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(5000), false),
 		     OSH_EXPORT_GAVE_UP);
@@ -646,7 +1104,7 @@ Test(otlp_http, retry_after_past_deadline_gives_up_now, .init = setup, .timeout 
 	server_stop(&s);
 }
 
-Test(otlp_http, retryable_until_deadline, .init = setup, .timeout = 30)
+TRANSPORT_TEST(retryable_until_deadline)
 {
 	static const struct reply script[] = { { RESPOND, 503, NULL, NULL, 0 } };
 	struct server s;
@@ -656,7 +1114,7 @@ Test(otlp_http, retryable_until_deadline, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	/* Waits of 20, 40, 80, 160, 320 ms (+-20%) fit in 1 s; 640 more does not,
 	 * so the transport gives up at once instead of sleeping to the deadline. */
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(1000), false),
@@ -670,7 +1128,7 @@ Test(otlp_http, retryable_until_deadline, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, final_makes_one_attempt, .init = setup, .timeout = 30)
+TRANSPORT_TEST(final_makes_one_attempt)
 {
 	static const struct reply script[] = { { RESPOND, 503, NULL, NULL, 0 } };
 	struct server s;
@@ -679,7 +1137,7 @@ Test(otlp_http, final_makes_one_attempt, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), true),
 		     OSH_EXPORT_GAVE_UP);
 	cr_assert_eq(server_count(&s), 1);
@@ -687,7 +1145,7 @@ Test(otlp_http, final_makes_one_attempt, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, status_400_dropped_and_reported_once, .init = setup, .timeout = 30)
+TRANSPORT_TEST(status_400_dropped_and_reported_once)
 {
 	static const struct reply script[] = { { RESPOND, 400, NULL, NULL, 0 } };
 	struct server s;
@@ -698,7 +1156,7 @@ Test(otlp_http, status_400_dropped_and_reported_once, .init = setup, .timeout = 
 	server_start(&s, script, 1);
 	snprintf(url, sizeof(url), "http://user:hunter2@127.0.0.1:%d/v1/traces", s.port);
 	cfg = config_for(url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_DROPPED);
 	cr_assert_eq(server_count(&s), 1, "no retry after 400");
@@ -714,7 +1172,7 @@ Test(otlp_http, status_400_dropped_and_reported_once, .init = setup, .timeout = 
 	server_stop(&s);
 }
 
-Test(otlp_http, other_statuses_dropped, .init = setup, .timeout = 30)
+TRANSPORT_TEST(other_statuses_dropped)
 {
 	static const int codes[] = { 401, 403, 404, 413, 500, 501, 302 };
 
@@ -727,7 +1185,7 @@ Test(otlp_http, other_statuses_dropped, .init = setup, .timeout = 30)
 
 		server_start(&s, script, 1);
 		cfg = config_for(s.url);
-		h = osh_otlp_http_create(&cfg, &host);
+		h = make(&cfg);
 		cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 			     OSH_EXPORT_DROPPED, "status %d", codes[i]);
 		cr_assert_eq(server_count(&s), 1, "status %d", codes[i]);
@@ -753,7 +1211,7 @@ static uint8_t *partial_body(int64_t rejected, const char *msg, size_t *ret_len)
 	return buf;
 }
 
-Test(otlp_http, partial_success_counted, .init = setup, .timeout = 30)
+TRANSPORT_TEST(partial_success_counted)
 {
 	struct reply script[] = { { RESPOND, 200, NULL, NULL, 0 } };
 	struct server s;
@@ -765,7 +1223,7 @@ Test(otlp_http, partial_success_counted, .init = setup, .timeout = 30)
 	script[0].body = body;
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
@@ -781,7 +1239,7 @@ Test(otlp_http, partial_success_counted, .init = setup, .timeout = 30)
 	free(body);
 }
 
-Test(otlp_http, non_protobuf_2xx_body_is_accepted, .init = setup, .timeout = 30)
+TRANSPORT_TEST(non_protobuf_2xx_body_is_accepted)
 {
 	static const uint8_t junk[] = "{\"partialSuccess\":{}}";
 	static const struct reply script[] = { { RESPOND, 202, NULL, junk, sizeof(junk) - 1 } };
@@ -791,14 +1249,14 @@ Test(otlp_http, non_protobuf_2xx_body_is_accepted, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
 	osh_otlp_http_destroy(h);
 	server_stop(&s);
 }
 
-Test(otlp_http, oversized_response_dropped, .init = setup, .timeout = 30)
+TRANSPORT_TEST(oversized_response_dropped)
 {
 	struct reply script[] = { { RESPOND, 200, NULL, NULL, OSH_OTLP_MAX_RESPONSE + 1 } };
 	struct server s;
@@ -809,7 +1267,7 @@ Test(otlp_http, oversized_response_dropped, .init = setup, .timeout = 30)
 	script[0].body = big;
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_DROPPED);
 	cr_assert_eq(server_count(&s), 1);
@@ -820,8 +1278,28 @@ Test(otlp_http, oversized_response_dropped, .init = setup, .timeout = 30)
 	free(big);
 }
 
+/* The announced length alone is enough to refuse: no waiting for the body. */
+TRANSPORT_TEST(oversized_announced_response_dropped_at_once)
+{
+	static const struct reply script[] = { { ANNOUNCE_HUGE, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	/* The body never comes: waiting for it would end at the deadline. */
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(5000), false),
+		     OSH_EXPORT_DROPPED);
+	cr_assert_eq(n_logs, 1);
+	cr_assert(strstr(logs[0], "4 MiB"), "%s", logs[0]);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
 /* Without a Content-Length, only the body callback can enforce the cap. */
-Test(otlp_http, oversized_streamed_response_dropped, .init = setup, .timeout = 30)
+TRANSPORT_TEST(oversized_streamed_response_dropped)
 {
 	struct reply script[] = { { RESPOND_EOF, 200, NULL, NULL, OSH_OTLP_MAX_RESPONSE + 1 } };
 	struct server s;
@@ -832,7 +1310,7 @@ Test(otlp_http, oversized_streamed_response_dropped, .init = setup, .timeout = 3
 	script[0].body = big;
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_DROPPED);
 	cr_assert_eq(server_count(&s), 1);
@@ -843,7 +1321,7 @@ Test(otlp_http, oversized_streamed_response_dropped, .init = setup, .timeout = 3
 	free(big);
 }
 
-Test(otlp_http, streamed_response_under_cap, .init = setup, .timeout = 30)
+TRANSPORT_TEST(streamed_response_under_cap)
 {
 	struct reply script[] = { { RESPOND_EOF, 200, NULL, NULL, 0 } };
 	struct server s;
@@ -855,7 +1333,7 @@ Test(otlp_http, streamed_response_under_cap, .init = setup, .timeout = 30)
 	script[0].body = body;
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
 		     OSH_EXPORT_OK);
 	osh_otlp_http_stats(h, &st);
@@ -865,7 +1343,7 @@ Test(otlp_http, streamed_response_under_cap, .init = setup, .timeout = 30)
 	free(body);
 }
 
-Test(otlp_http, oversized_request_refused, .init = setup, .timeout = 30)
+TRANSPORT_TEST(oversized_request_refused)
 {
 	struct server s;
 	struct osh_config cfg;
@@ -875,7 +1353,7 @@ Test(otlp_http, oversized_request_refused, .init = setup, .timeout = 30)
 
 	server_start(&s, &ok_200, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, big, OSH_OTLP_MAX_REQUEST + 1, in_ms(10000), false),
 		     OSH_EXPORT_DROPPED);
 	osh_otlp_http_stats(h, &st);
@@ -887,7 +1365,7 @@ Test(otlp_http, oversized_request_refused, .init = setup, .timeout = 30)
 	free(big);
 }
 
-Test(otlp_http, gzip_body, .init = setup, .timeout = 30)
+TRANSPORT_TEST(gzip_body)
 {
 	enum { N = 20 };
 	static const struct osh_resource_attr ra[] = { { .key = "service.name", .str = "llm.gz" } };
@@ -914,7 +1392,7 @@ Test(otlp_http, gzip_body, .init = setup, .timeout = 30)
 	server_start(&s, &ok_200, 1);
 	cfg = config_for(s.url);
 	cfg.otlp_gzip = true;
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, body, len, in_ms(10000), false), OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 1);
 	cr_assert_str_eq(req_header(&s, 0, "Content-Encoding"), "gzip");
@@ -946,7 +1424,7 @@ Test(otlp_http, gzip_body, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, custom_headers, .init = setup, .timeout = 30)
+TRANSPORT_TEST(custom_headers)
 {
 	struct server s;
 	struct osh_config cfg;
@@ -955,8 +1433,8 @@ Test(otlp_http, custom_headers, .init = setup, .timeout = 30)
 	server_start(&s, &ok_200, 1);
 	cfg = config_for(s.url);
 	cfg.otlp_headers = " Authorization = Bearer%20a%2Cb ,broken,x-tenant=t1,"
-			   "User-Agent=mine%2F1,content-type=text/plain";
-	h = osh_otlp_http_create(&cfg, &host);
+			   "User-Agent=mine%2F1,content-type=text/plain,x-empty=";
+	h = make(&cfg);
 	cr_assert_not_null(h);
 	cr_assert_eq(n_logs, 1, "malformed members reported once at creation");
 	cr_assert(strstr(logs[0], "2 malformed"), "%s", logs[0]);
@@ -966,6 +1444,7 @@ Test(otlp_http, custom_headers, .init = setup, .timeout = 30)
 	cr_assert_str_eq(req_header(&s, 0, "x-tenant"), "t1");
 	cr_assert_str_eq(req_header(&s, 0, "Content-Type"), "application/x-protobuf");
 	cr_assert_null(req_header(&s, 0, "broken"));
+	cr_assert_str_eq(req_header(&s, 0, "x-empty"), "", "an empty value is sent as such");
 	/* An explicit User-Agent header replaces the default one. */
 	cr_assert_str_eq(req_header(&s, 0, "User-Agent"), "mine/1");
 	osh_otlp_http_destroy(h);
@@ -980,7 +1459,7 @@ static int closed_port(void)
 	return port;
 }
 
-Test(otlp_http, refused_final_is_unreachable, .init = setup, .timeout = 30)
+TRANSPORT_TEST(refused_final_is_unreachable)
 {
 	struct osh_config cfg;
 	struct osh_otlp_http *h;
@@ -990,7 +1469,7 @@ Test(otlp_http, refused_final_is_unreachable, .init = setup, .timeout = 30)
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", closed_port());
 	cfg = config_for(url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	t0 = osh_clock_monotonic_ns();
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), true),
 		     OSH_EXPORT_UNREACHABLE);
@@ -999,11 +1478,12 @@ Test(otlp_http, refused_final_is_unreachable, .init = setup, .timeout = 30)
 	cr_assert_eq(st.requests, 1);
 	cr_assert_eq(st.bytes_sent, 0);
 	cr_assert_eq(n_logs, 0, "the shim decides how to report a missing collector");
-	cr_assert_eq(owned_now, 0, "the refused socket was disowned and closed");
+	cr_assert_eq(socks_total, 1);
+	cr_assert_eq(socks_now, 0, "the refused socket was disowned and closed");
 	osh_otlp_http_destroy(h);
 }
 
-Test(otlp_http, refused_until_deadline_is_unreachable, .init = setup, .timeout = 30)
+TRANSPORT_TEST(refused_until_deadline_is_unreachable)
 {
 	struct osh_config cfg;
 	struct osh_otlp_http *h;
@@ -1012,7 +1492,7 @@ Test(otlp_http, refused_until_deadline_is_unreachable, .init = setup, .timeout =
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", closed_port());
 	cfg = config_for(url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(300), false),
 		     OSH_EXPORT_UNREACHABLE);
 	osh_otlp_http_stats(h, &st);
@@ -1020,7 +1500,7 @@ Test(otlp_http, refused_until_deadline_is_unreachable, .init = setup, .timeout =
 	osh_otlp_http_destroy(h);
 }
 
-Test(otlp_http, deadline_already_passed, .init = setup, .timeout = 30)
+TRANSPORT_TEST(deadline_already_passed)
 {
 	struct server s;
 	struct osh_config cfg;
@@ -1028,7 +1508,7 @@ Test(otlp_http, deadline_already_passed, .init = setup, .timeout = 30)
 
 	server_start(&s, &ok_200, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload),
 					osh_clock_monotonic_ns() - 1, false),
 		     OSH_EXPORT_GAVE_UP);
@@ -1055,7 +1535,7 @@ static void *interrupt_main(void *arg)
 	return NULL;
 }
 
-Test(otlp_http, interrupt_aborts_hanging_request, .init = setup, .timeout = 30)
+TRANSPORT_TEST(interrupt_aborts_hanging_request)
 {
 	static const struct reply script[] = { { HANG, 0, NULL, NULL, 0 } };
 	struct server s;
@@ -1067,7 +1547,7 @@ Test(otlp_http, interrupt_aborts_hanging_request, .init = setup, .timeout = 30)
 
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	it = (struct interrupter){ h, &s, 1 };
 	cr_assert_eq(pthread_create(&t, NULL, interrupt_main, &it), 0);
 	t0 = osh_clock_monotonic_ns();
@@ -1088,7 +1568,7 @@ Test(otlp_http, interrupt_aborts_hanging_request, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, interrupt_cuts_backoff_wait, .init = setup, .timeout = 30)
+TRANSPORT_TEST(interrupt_cuts_backoff_wait)
 {
 	static const struct reply script[] = { { RESPOND, 503, NULL, NULL, 0 } };
 	struct server s;
@@ -1101,7 +1581,7 @@ Test(otlp_http, interrupt_cuts_backoff_wait, .init = setup, .timeout = 30)
 	server_start(&s, script, 1);
 	cfg = config_for(s.url);
 	cfg.retry_initial_ms = 15000;
-	h = osh_otlp_http_create(&cfg, &host);
+	h = make(&cfg);
 	it = (struct interrupter){ h, &s, 1 };
 	cr_assert_eq(pthread_create(&t, NULL, interrupt_main, &it), 0);
 	t0 = osh_clock_monotonic_ns();
@@ -1116,7 +1596,7 @@ Test(otlp_http, interrupt_cuts_backoff_wait, .init = setup, .timeout = 30)
 	server_stop(&s);
 }
 
-Test(otlp_http, create_fails_without_url, .init = setup, .timeout = 30)
+TRANSPORT_TEST(create_fails_without_url)
 {
 	struct osh_config cfg = config_for(NULL);
 
@@ -1127,7 +1607,7 @@ Test(otlp_http, create_fails_without_url, .init = setup, .timeout = 30)
 
 /* ---- the module table, end to end ---- */
 
-Test(otlp_http, module_exports_spans, .init = setup, .timeout = 30)
+TRANSPORT_TEST(module_exports_spans)
 {
 	static const struct osh_resource_attr ra[] = {
 		{ .key = "service.name", .str = "llm.module" },
@@ -1179,4 +1659,611 @@ Test(otlp_http, module_exports_spans, .init = setup, .timeout = 30)
 	m->destroy(exp);
 	m->destroy(NULL);
 	server_stop(&s);
+}
+
+/* ---- connection handling ---- */
+
+TRANSPORT_TEST(server_closed_keep_alive_between_exports)
+{
+	static const struct reply script[] = { { RESPOND_DROP, 200, NULL, NULL, 0 },
+					       { RESPOND, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+
+	server_start(&s, script, 2);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	/* The server hangs up on the idle connection before the next export. */
+	server_wait_closed(&s, 1);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 2);
+	cr_assert_neq(s.reqs[1].conn, s.reqs[0].conn);
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.requests, 2);
+	cr_assert_eq(st.retries, 0, "not a failure");
+	cr_assert_eq(st.bytes_sent, 2 * sizeof(payload),
+		     "the closed connection was noticed before sending on it");
+	cr_assert_eq(socks_total, 2, "one reconnect");
+	cr_assert_eq(socks_now, 1);
+	cr_assert_eq(n_logs, 0);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+/* The race the check before reuse cannot see: the server takes the request
+ * on the kept-alive connection, then closes it without a word. */
+TRANSPORT_TEST(stale_keep_alive_retried_at_once)
+{
+	static const struct reply script[] = { { RESPOND, 200, NULL, NULL, 0 },
+					       { CLOSE, 0, NULL, NULL, 0 },
+					       { RESPOND, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+
+	server_start(&s, script, 3);
+	cfg = config_for(s.url);
+	/* A backoff this long would not fit the deadline: only an immediate
+	 * retry can succeed. */
+	cfg.retry_initial_ms = 60000;
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 3);
+	cr_assert_eq(s.reqs[1].conn, s.reqs[0].conn, "the second request reused the connection");
+	cr_assert_neq(s.reqs[2].conn, s.reqs[1].conn, "and was sent again on a fresh one");
+	cr_assert_arr_eq(s.reqs[2].body, payload, sizeof(payload));
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.requests, 2);
+	cr_assert_eq(st.retries, 0);
+	cr_assert_eq(n_logs, 0);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+/* A fresh connection that dies without an answer is a failure, though. */
+TRANSPORT_TEST(fresh_connection_closed_is_a_failure)
+{
+	static const struct reply script[] = { { CLOSE, 0, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), true),
+		     OSH_EXPORT_GAVE_UP);
+	cr_assert_eq(server_count(&s), 1, "no second round on a fresh connection");
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.requests, 1);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+TRANSPORT_TEST(connection_close_response)
+{
+	static const struct reply script[] = { { RESPOND_CLOSE, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	/* The server lingers after each response: a request sent on the old
+	 * connection would reach it. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+			     OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 3);
+	cr_assert_neq(s.reqs[1].conn, s.reqs[0].conn);
+	cr_assert_neq(s.reqs[2].conn, s.reqs[1].conn);
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.requests, 3);
+	cr_assert_eq(st.retries, 0);
+	cr_assert_eq(socks_total, 3, "a new connection per request, nothing wasted");
+	cr_assert_eq(s.after_close, 0, "nothing sent after \"Connection: close\"");
+	cr_assert_eq(n_logs, 0);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+TRANSPORT_TEST(chunked_response)
+{
+	struct reply script[] = { { RESPOND_CHUNKED, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+	uint8_t *body = partial_body(3, "three spans rejected by the chunked collector",
+				     &script[0].body_len);
+
+	script[0].body = body;
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.rejected_spans, 6, "the body was decoded");
+	cr_assert_eq(s.reqs[1].conn, s.reqs[0].conn, "kept alive after a chunked body");
+	cr_assert_eq(n_logs, 1);
+	cr_assert(strstr(logs[0], "three spans rejected by the chunked collector"), "%s", logs[0]);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+	free(body);
+}
+
+TRANSPORT_TEST(trickled_response_is_read_whole)
+{
+	struct reply script[] = { { TRICKLE, 200, "Retry-After: 0\r\n", NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+	uint8_t *body = partial_body(2, "two", &script[0].body_len);
+
+	script[0].body = body;
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(20000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(20000), false),
+		     OSH_EXPORT_OK);
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.rejected_spans, 4);
+	cr_assert_eq(s.reqs[1].conn, s.reqs[0].conn);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+	free(body);
+}
+
+/* Bytes keep coming, so no read ever waits long: only the deadline ends it. */
+TRANSPORT_TEST(slow_trickle_stops_at_the_deadline)
+{
+	static const struct reply script[] = { { TRICKLE_FOREVER, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	uint64_t t0, spent;
+
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	t0 = osh_clock_monotonic_ns();
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(500), false),
+		     OSH_EXPORT_GAVE_UP);
+	spent = osh_clock_monotonic_ns() - t0;
+	/* The whole body would take 20000 s. */
+	cr_assert_lt(spent, 8000000000ull, "returned after %llu ms",
+		     (unsigned long long)(spent / 1000000));
+	cr_assert_eq(server_count(&s), 1);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+struct late_interrupt {
+	struct osh_otlp_http *h;
+	unsigned ms;
+};
+
+static void *late_interrupt_main(void *arg)
+{
+	struct late_interrupt *li = arg;
+
+	usleep(li->ms * 1000u);
+	osh_otlp_http_interrupt(li->h, osh_clock_monotonic_ns());
+	return NULL;
+}
+
+/* A collector that accepts and never reads: a large request fills the
+ * socket buffers and the sender waits to write. */
+TRANSPORT_TEST(interrupt_wakes_a_blocked_send)
+{
+	enum { BIG = 32 << 20 };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct late_interrupt li;
+	pthread_t t;
+	uint64_t t0, spent;
+	uint8_t *big = calloc(1, BIG);
+
+	cr_assert_not_null(big);
+	server_start(&s, &ok_200, 1);
+	s.no_read = true;
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	li = (struct late_interrupt){ h, 300 };
+	cr_assert_eq(pthread_create(&t, NULL, late_interrupt_main, &li), 0);
+	t0 = osh_clock_monotonic_ns();
+	cr_assert_eq(osh_otlp_http_send(h, big, BIG, in_ms(25000), false), OSH_EXPORT_GAVE_UP);
+	spent = osh_clock_monotonic_ns() - t0;
+	pthread_join(t, NULL);
+	cr_assert_lt(spent, 8000000000ull, "returned after %llu ms",
+		     (unsigned long long)(spent / 1000000));
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+	free(big);
+}
+
+/* A listener whose accept queue is full drops further SYNs: connect() hangs
+ * (and if this kernel completes it anyway, the request hangs instead). */
+TRANSPORT_TEST(interrupt_wakes_a_blocked_connect)
+{
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct late_interrupt li;
+	pthread_t t;
+	uint64_t t0, spent;
+	int port, lfd = bind_loopback(&port), fillers[8];
+	char url[128];
+
+	cr_assert_eq(listen(lfd, 0), 0);
+	for (int i = 0; i < 8; i++) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(fillers[i], (struct sockaddr *)&a, sizeof(a));
+	}
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", port);
+	cfg = config_for(url);
+	h = make(&cfg);
+	li = (struct late_interrupt){ h, 300 };
+	cr_assert_eq(pthread_create(&t, NULL, late_interrupt_main, &li), 0);
+	t0 = osh_clock_monotonic_ns();
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(25000), false),
+		     OSH_EXPORT_GAVE_UP);
+	spent = osh_clock_monotonic_ns() - t0;
+	pthread_join(t, NULL);
+	cr_assert_lt(spent, 8000000000ull, "returned after %llu ms",
+		     (unsigned long long)(spent / 1000000));
+	osh_otlp_http_destroy(h);
+	for (int i = 0; i < 8; i++)
+		close(fillers[i]);
+	close(lfd);
+}
+
+TRANSPORT_TEST(userinfo_becomes_basic_auth)
+{
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	char url[160];
+
+	server_start(&s, &ok_200, 1);
+	/* "us@er" / "p:ss" percent-encoded; base64("us@er:p:ss"). */
+	snprintf(url, sizeof(url), "http://us%%40er:p%%3Ass@127.0.0.1:%d/v1/traces", s.port);
+	cfg = config_for(url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_str_eq(req_header(&s, 0, "Authorization"), "Basic dXNAZXI6cDpzcw==");
+	snprintf(url, sizeof(url), "127.0.0.1:%d", s.port);
+	cr_assert_str_eq(req_header(&s, 0, "Host"), url, "no userinfo in Host");
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+TRANSPORT_TEST(localhost_by_name)
+{
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	char url[128];
+
+	server_start(&s, &ok_200, 1);
+	/* localhost may resolve to ::1 first, where nobody listens: the next
+	 * address is tried. */
+	snprintf(url, sizeof(url), "http://localhost:%d/v1/traces?x=1#frag", s.port);
+	cfg = config_for(url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert(strncmp(s.reqs[0].head, "POST /v1/traces?x=1 HTTP/1.1\r\n", 30) == 0, "%s",
+		  s.reqs[0].head);
+	snprintf(url, sizeof(url), "localhost:%d", s.port);
+	cr_assert_str_eq(req_header(&s, 0, "Host"), url);
+	cr_assert_eq(s.reqs[1].conn, s.reqs[0].conn);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+Test(otlp_http_curl, missing_libcurl_drops_and_reports_once, .init = setup_curl, .timeout = 30)
+{
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	struct osh_otlp_stats st;
+
+	osh_otlp_http_set_curl_library("libcurl-not-here.so.4");
+	server_start(&s, &ok_200, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(n_logs, 0, "nothing loaded yet");
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_DROPPED);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_DROPPED);
+	cr_assert_eq(n_logs, 1, "reported once");
+	cr_assert_eq(log_levels[0], OSH_LOG_ERROR);
+	cr_assert(strstr(logs[0], "libcurl-not-here.so.4"), "%s", logs[0]);
+	cr_assert_eq(server_count(&s), 0);
+	osh_otlp_http_stats(h, &st);
+	cr_assert_eq(st.requests, 0);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+/* ---- which engine, and what it costs ---- */
+
+Test(otlp_http_auto, plain_http_never_loads_libcurl, .init = setup, .timeout = 30)
+{
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+
+	cr_assert_not(libcurl_mapped(), "this test program must not link libcurl");
+	server_start(&s, &ok_200, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert(osh_otlp_http_is_builtin(h));
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+	cr_assert_not(libcurl_mapped(), "libcurl was loaded for a plain http:// export");
+}
+
+/* The check above can see libcurl when it is there. */
+Test(otlp_http_auto, https_loads_libcurl, .init = setup, .timeout = 30)
+{
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	char url[128];
+
+	cr_assert_not(libcurl_mapped());
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/v1/traces", closed_port());
+	cfg = config_for(url);
+	h = make(&cfg);
+	cr_assert_not(osh_otlp_http_is_builtin(h));
+	cr_assert_not(libcurl_mapped(), "not before the first send");
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), true),
+		     OSH_EXPORT_UNREACHABLE);
+	cr_assert(libcurl_mapped());
+	cr_assert_eq(n_logs, 0);
+	osh_otlp_http_destroy(h);
+}
+
+Test(otlp_http_auto, engine_for_url, .init = setup)
+{
+	static const struct {
+		const char *url;
+		bool builtin;
+	} cases[] = {
+		{ "http://127.0.0.1:4318/v1/traces", true },
+		{ "HTTP://localhost/v1/traces", true },
+		{ "http://collector.example.com:80/", true },
+		{ "http://[::1]:4318/v1/traces", true },
+		{ "http://[::ffff:127.0.0.1]/", true },
+		{ "http://host:/x", true },
+		{ "http://u:p@host/", true },
+		{ "http://host", true },
+		{ "http://host?q=1", true },
+		{ "http://host/a#b c", true },
+		{ "https://host/", false },
+		{ "ftp://host/", false },
+		{ "http://[zz]/", false },
+		{ "http://[::1/", false },
+		{ "http://[::1]x/", false },
+		{ "http://::1/", false },
+		{ "http://host:99999/", false },
+		{ "http://host:0/", false },
+		{ "http://host:12a/", false },
+		{ "http://:80/", false },
+		{ "http://u@/", false },
+		{ "http://ho%41st/", false },
+		{ "http://host/a b", false },
+		{ "http://host/\x80", false },
+		{ "http://u:%zz@host/", false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct osh_config cfg = config_for(cases[i].url);
+		struct osh_otlp_http *h = osh_otlp_http_create(&cfg, &host);
+
+		cr_assert_not_null(h, "case %zu", i);
+		cr_assert_eq(osh_otlp_http_is_builtin(h), cases[i].builtin, "case %zu (%s)", i,
+			     cases[i].url);
+		osh_otlp_http_destroy(h);
+	}
+	cr_assert_eq(n_logs, 0);
+	cr_assert_eq(owned_now, 0);
+}
+
+Test(otlp_http_auto, proxy_from_the_environment_means_libcurl, .init = setup)
+{
+	static const struct {
+		const char *var, *proxy, *no_proxy;
+		const char *url;
+		bool builtin;
+	} cases[] = {
+		{ "http_proxy", "http://proxy:3128", NULL, "http://127.0.0.1:4318/", false },
+		{ "all_proxy", "http://proxy:3128", NULL, "http://127.0.0.1:4318/", false },
+		{ "ALL_PROXY", "http://proxy:3128", NULL, "http://127.0.0.1:4318/", false },
+		/* libcurl ignores HTTP_PROXY ("httpoxy"), and so do we. */
+		{ "HTTP_PROXY", "http://proxy:3128", NULL, "http://127.0.0.1:4318/", true },
+		{ "https_proxy", "http://proxy:3128", NULL, "http://127.0.0.1:4318/", true },
+		{ "http_proxy", "", NULL, "http://127.0.0.1:4318/", true },
+		{ "http_proxy", "http://proxy:3128", "127.0.0.1", "http://127.0.0.1:4318/", true },
+		{ "http_proxy", "http://proxy:3128", "*", "http://c.example.com/", true },
+		{ "http_proxy", "http://proxy:3128", "localhost, 127.0.0.1", "http://127.0.0.1/",
+		  true },
+		{ "http_proxy", "http://proxy:3128", "example.com", "http://c.example.com/", true },
+		{ "http_proxy", "http://proxy:3128", ".example.com", "http://c.example.com/",
+		  true },
+		{ "http_proxy", "http://proxy:3128", "EXAMPLE.com", "http://c.example.com/", true },
+		{ "http_proxy", "http://proxy:3128", "[::1]", "http://[::1]:4318/", true },
+		{ "http_proxy", "http://proxy:3128", "ample.com", "http://c.example.com/", false },
+		{ "http_proxy", "http://proxy:3128", "c.example.com.au", "http://c.example.com/",
+		  false },
+		{ "http_proxy", "http://proxy:3128", "127.0.0.0/8", "http://127.0.0.1/", false },
+		{ "http_proxy", "http://proxy:3128", ",", "http://127.0.0.1/", false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct osh_config cfg = config_for(cases[i].url);
+		struct osh_otlp_http *h;
+
+		setup();
+		setenv(cases[i].var, cases[i].proxy, 1);
+		if (cases[i].no_proxy)
+			setenv(i % 2 ? "no_proxy" : "NO_PROXY", cases[i].no_proxy, 1);
+		h = osh_otlp_http_create(&cfg, &host);
+		cr_assert_not_null(h, "case %zu", i);
+		cr_assert_eq(osh_otlp_http_is_builtin(h), cases[i].builtin, "case %zu (%s=%s, %s)",
+			     i, cases[i].var, cases[i].proxy,
+			     cases[i].no_proxy ? cases[i].no_proxy : "-");
+		osh_otlp_http_destroy(h);
+	}
+	/* Forcing the built-in client ignores the proxy. */
+	setup();
+	setenv("http_proxy", "http://proxy:3128", 1);
+	setenv("OTELSHIM_OTLP_TRANSPORT", "builtin", 1);
+	{
+		struct osh_config cfg = config_for("http://127.0.0.1:4318/");
+		struct osh_otlp_http *h = osh_otlp_http_create(&cfg, &host);
+
+		cr_assert(osh_otlp_http_is_builtin(h));
+		osh_otlp_http_destroy(h);
+	}
+	cr_assert_eq(n_logs, 0);
+}
+
+Test(otlp_http_auto, transport_override, .init = setup)
+{
+	static const struct {
+		const char *env, *url;
+		bool builtin;
+		const char *log;	/* part of the one warning, or NULL */
+	} cases[] = {
+		{ "curl", "http://127.0.0.1:4318/", false, NULL },
+		{ "builtin", "http://127.0.0.1:4318/", true, NULL },
+		{ "", "http://127.0.0.1:4318/", true, NULL },
+		{ "builtin", "https://127.0.0.1:4318/", false, "plain http:// only" },
+		{ "builtin", "http://host/a b", false, "plain http:// only" },
+		{ "Curl", "http://127.0.0.1:4318/", true, "neither curl nor builtin" },
+		{ "nonsense", "https://127.0.0.1:4318/", false, "neither curl nor builtin" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct osh_config cfg = config_for(cases[i].url);
+		struct osh_otlp_http *h;
+
+		n_logs = 0;
+		setenv("OTELSHIM_OTLP_TRANSPORT", cases[i].env, 1);
+		h = osh_otlp_http_create(&cfg, &host);
+		cr_assert_not_null(h, "case %zu", i);
+		cr_assert_eq(osh_otlp_http_is_builtin(h), cases[i].builtin, "case %zu", i);
+		cr_assert_eq(n_logs, cases[i].log ? 1 : 0, "case %zu", i);
+		if (cases[i].log)
+			cr_assert(strstr(logs[0], cases[i].log), "case %zu: %s", i, logs[0]);
+		osh_otlp_http_destroy(h);
+	}
+	cr_assert_not(libcurl_mapped(), "choosing libcurl does not load it");
+}
+
+/* Bytes after a complete response cannot be the answer to anything we
+ * asked: the connection is out of step, and is not reused. (libcurl drops
+ * such bytes and keeps the connection.) */
+Test(otlp_http_builtin, bytes_after_the_response_end_the_connection, .init = setup_builtin,
+     .timeout = 30)
+{
+	static const struct reply script[] = { { RESPOND_JUNK, 200, NULL, NULL, 0 },
+					       { RESPOND, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+
+	server_start(&s, script, 2);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 2, "the fake response did not answer the second request");
+	cr_assert_neq(s.reqs[1].conn, s.reqs[0].conn);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+/* A collector that refuses a large body without reading it: the answer is
+ * read while the request is still going out. */
+TRANSPORT_TEST(early_response_while_sending)
+{
+	enum { BIG = 32 << 20 };
+	static const struct reply script[] = { { EARLY_413, 413, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	uint8_t *big = calloc(1, BIG);
+
+	cr_assert_not_null(big);
+	server_start(&s, script, 1);
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	/* Without reading early, the send would block until this deadline. */
+	cr_assert_eq(osh_otlp_http_send(h, big, BIG, in_ms(5000), false), OSH_EXPORT_DROPPED);
+	cr_assert_eq(server_count(&s), 1);
+	cr_assert_eq(n_logs, 1);
+	cr_assert(strstr(logs[0], "HTTP 413"), "%s", logs[0]);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+	free(big);
+}
+
+/* A request cut off by the deadline while going out leaves the connection
+ * in mid-message: the next export must not write after it. */
+TRANSPORT_TEST(send_cut_short_is_not_reused)
+{
+	enum { BIG = 32 << 20 };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	uint8_t *big = calloc(1, BIG);
+
+	cr_assert_not_null(big);
+	server_start(&s, &ok_200, 1);
+	s.stall_first_ms = 1000;
+	cfg = config_for(s.url);
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, big, BIG, in_ms(300), false), OSH_EXPORT_GAVE_UP);
+	/* The server then reads what reached it of the first connection, up to
+	 * its end, and serves the next one. */
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(15000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 1);
+	cr_assert_arr_eq(s.reqs[0].body, payload, sizeof(payload));
+	cr_assert_eq(s.reqs[0].conn, 2);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+	free(big);
 }
