@@ -280,5 +280,8 @@ OSH_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	const struct osh_real *r = osh_real_get();
 	struct osh_conn *c = osh_conn_get(fd);
 
+	/* A bad msg is the program's EFAULT to get, not our crash. */
+	if (!msg)
+		return r->recvmsg(fd, msg, flags);
 	READ_HOOK_BODY(r->recvmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen, flags);
 }

@@ -900,8 +900,13 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
 	plan->active = false;
 	plan->changed = false;
 	plan->n_ins = 0;
-	for (int i = 0; i < iovcnt; i++)
+	for (int i = 0; i < iovcnt; i++) {
+		/* A NULL buffer is the program's EFAULT from the kernel; the
+		 * parser must not be the one to touch it. */
+		if (!iov || (!iov[i].iov_base && iov[i].iov_len))
+			return;
 		total += iov[i].iov_len;
+	}
 	if (total == 0 || !osh_conn_lock(c))
 		return;
 	if (atomic_load(&c->role) != OSH_ROLE_CLIENT || tx_finished(cl)) {
@@ -1179,7 +1184,9 @@ void osh_client_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssiz
 	struct osh_client *cl = &c->client;
 	bool release;
 
-	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+	/* Nothing was read and the connection is fine: a retry, or a bad
+	 * buffer that is the program's own business. */
+	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT))
 		return;
 	if (!osh_conn_lock(c))
 		return;

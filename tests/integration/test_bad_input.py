@@ -149,6 +149,36 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(got, req)
         self.assertEqual(s['name'], 'POST /bytes')
 
+    def test_bad_pointers_get_the_programs_own_errors(self):
+        # NULL/invalid buffers on a tracked socket: the program gets EFAULT
+        # (or whatever libc says) exactly as without the shim, never a crash.
+        script = (
+            'import ctypes, socket, sys\n'
+            'libc = ctypes.CDLL(None, use_errno=True)\n'
+            's = socket.create_connection(("127.0.0.1", int(sys.argv[1])))\n'
+            's.sendall(b"GET /p HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")\n'
+            's.setblocking(False); fd = s.fileno(); out = []\n'
+            'for name, args in (("write", (fd, None, 10)), ("writev", (fd, None, 1)),\n'
+            '                   ("send", (fd, None, 10, 0)), ("sendmsg", (fd, None, 0)),\n'
+            '                   ("recvmsg", (fd, None, 0)), ("recv", (fd, None, 10, 0)),\n'
+            '                   ("read", (fd, None, 10)), ("readv", (fd, None, 1))):\n'
+            '    r = getattr(libc, name)(*args)\n'
+            '    out.append("%s=%d/%d" % (name, r, ctypes.get_errno()))\n'
+            'print(" ".join(out))\n')
+        srv = SinkServer()
+        try:
+            base = run_under_shim([PY, '-c', script, str(srv.port)], preload=False, check=True)
+        finally:
+            srv.close()
+        srv = SinkServer()
+        try:
+            res = run_under_shim([PY, '-c', script, str(srv.port)], check=True)
+        finally:
+            srv.close()
+        self.assertEqual(res.stdout, base.stdout)
+        self.assertIn(b'recvmsg=-1/14', res.stdout)
+        self.assertIn(b'write=-1/14', res.stdout)
+
     def test_random_http_like_fuzz(self):
         rnd = __import__('random').Random(1234)
         pieces = [b'GET ', b'POST ', b'/', b'a', b' HTTP/1.1', b'\r\n', b'\n', b'Host: x', b':', b' ',
