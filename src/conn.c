@@ -6,7 +6,6 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 
 #include "conn.h"
 #include "diag.h"
@@ -62,17 +61,6 @@ void osh_conn_unlock(struct osh_conn *c)
 	atomic_store_explicit(&c->locked, false, memory_order_release);
 }
 
-static bool socket_identity(int fd, uint64_t *ret_dev, uint64_t *ret_ino)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
-		return false;
-	*ret_dev = st.st_dev;
-	*ret_ino = st.st_ino;
-	return true;
-}
-
 /* The exporter's fds (libcurl keeps one or two connections). */
 #define MAX_EXPORTER_FDS 16
 static _Atomic int exporter_fds[MAX_EXPORTER_FDS] = { [0 ... MAX_EXPORTER_FDS - 1] = -1 };
@@ -120,7 +108,6 @@ void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct osh_conn *c = osh_conn_slot(fd);
 	struct osh_peer peer = { 0 };
-	uint64_t dev, ino;
 
 	if (!c)
 		return;
@@ -137,8 +124,6 @@ void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 	} else {
 		return;
 	}
-	if (!socket_identity(fd, &dev, &ino))
-		return;
 	/* A slot still marked from an fd closed behind our back (fclose,
 	 * dup2, close_range): drop what it held. */
 	if (atomic_load(&c->role) != OSH_ROLE_NONE)
@@ -148,9 +133,6 @@ void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 	osh_client_reset(&c->client);
 	c->peer = peer;
 	c->peer_text_len = (uint8_t)osh_peer_format(&peer, c->peer_text, sizeof(c->peer_text));
-	c->dev = dev;
-	c->ino = ino;
-	c->exporter_closed = false;
 	atomic_store_explicit(&c->role, OSH_ROLE_CLIENT, memory_order_release);
 	osh_conn_unlock(c);
 }
@@ -168,7 +150,6 @@ void osh_conn_mark_exporter(int fd, bool owned)
 		if (atomic_compare_exchange_strong(&exporter_fds[i], &expected, owned ? fd : -1))
 			break;
 	}
-	c->exporter_closed = false;
 	atomic_store_explicit(&c->role, owned ? OSH_ROLE_EXPORTER : OSH_ROLE_NONE,
 			      memory_order_release);
 }

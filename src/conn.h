@@ -43,9 +43,6 @@ struct osh_peer {
 struct osh_conn {
 	_Atomic uint8_t role;
 	_Atomic bool locked;
-	bool exporter_closed;	/* the host close()d an exporter fd: pretend done */
-	uint64_t dev;		/* st_dev/st_ino of the socket when tracking began: */
-	uint64_t ino;		/* fds closed behind our back are noticed by comparing */
 	struct osh_peer peer;
 	uint8_t peer_text_len;
 	char peer_text[47];	/* the peer address as text, formatted once */
@@ -83,7 +80,7 @@ void osh_conn_unlock(struct osh_conn *c);
 
 /* Start tracking @fd as an outgoing connection to @addr (after a
  * successful or in-progress connect()). Any stale state in the slot is
- * dropped first. App thread; one fstat. */
+ * dropped first. App thread; no syscall beyond a new chunk's mmap. */
 void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len);
 
 /* Mark/unmark @fd as the exporter's own socket. */

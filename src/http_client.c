@@ -532,10 +532,7 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 
 struct tx_run {
 	struct osh_conn *c;
-	int fd;
 	bool replay;		/* re-walking bytes the dry run already saw */
-	bool stale;		/* the fd no longer is our socket */
-	bool checked;		/* identity checked during this call */
 	uint64_t call_pos;	/* stream offset of this call's first byte */
 	uint64_t now;
 	uint64_t next_seq;	/* replay: the next exchange to revisit */
@@ -893,10 +890,11 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
 			   struct osh_tx_plan *plan)
 {
 	struct osh_client *cl = &c->client;
-	struct tx_run r = { .c = c, .fd = fd };
+	struct tx_run r = { .c = c };
 	size_t total = 0;
 	bool release = false;
 
+	(void)fd;
 	plan->active = false;
 	plan->changed = false;
 	plan->n_ins = 0;
@@ -932,13 +930,6 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
 	r.prot = cl->tx.acc_len;
 	r.now = osh_clock_realtime_ns();
 	tx_walk_iov(&r, &plan->after, iov, iovcnt, total);
-	if (r.stale) {
-		cl->tx_busy = false;
-		plan->active = false;
-		osh_conn_unlock(c);
-		osh_conn_release(c, OSH_END_DESYNC);
-		return;
-	}
 
 	/* Collect injections that fall inside this call, in stream order. */
 	for (uint64_t s = cl->ring_head; s < cl->ring_tail; s++) {
