@@ -664,6 +664,26 @@ static void chunk_size_done(struct osh_http_body *b)
 	b->state = b->remaining ? CH_DATA : CH_TRAILER_START;
 }
 
+/* Skip the rest of a line (chunk extension, trailer field) of at most @max
+ * bytes in all, across calls. 1: *pp is past its LF; 0: the line goes on
+ * beyond @end; -1: longer than @max. */
+static int skip_line(struct osh_http_body *b, const char **pp, const char *end, size_t max)
+{
+	size_t room = max - b->line_len;
+	size_t avail = (size_t)(end - *pp);
+	const char *nl = memchr(*pp, '\n', avail < room + 1 ? avail : room + 1);
+
+	if (!nl) {
+		if (avail > room)
+			return -1;
+		b->line_len += (uint32_t)avail;
+		*pp = end;
+		return 0;
+	}
+	*pp = nl + 1;
+	return 1;
+}
+
 static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len)
 {
 	const char *p = buf;
@@ -704,19 +724,12 @@ static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len
 			}
 			break;
 		case CH_EXT: {
-			size_t room = CHUNK_LINE_MAX - b->line_len;
-			size_t avail = (size_t)(end - p);
-			const char *nl = memchr(p, '\n', avail < room + 1 ? avail : room + 1);
+			int r = skip_line(b, &p, end, CHUNK_LINE_MAX);
 
-			if (!nl) {
-				if (avail > room)
-					goto invalid;
-				b->line_len += (uint32_t)avail;
-				p = end;
-				break;
-			}
-			p = nl + 1;
-			chunk_size_done(b);
+			if (r < 0)
+				goto invalid;
+			if (r > 0)
+				chunk_size_done(b);
 			break;
 		}
 		case CH_SIZE_LF:
@@ -764,19 +777,12 @@ static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len
 			}
 			break;
 		case CH_TRAILER: {
-			size_t room = TRAILER_LINE_MAX - b->line_len;
-			size_t avail = (size_t)(end - p);
-			const char *nl = memchr(p, '\n', avail < room + 1 ? avail : room + 1);
+			int r = skip_line(b, &p, end, TRAILER_LINE_MAX);
 
-			if (!nl) {
-				if (avail > room)
-					goto invalid;
-				b->line_len += (uint32_t)avail;
-				p = end;
-				break;
-			}
-			p = nl + 1;
-			b->state = CH_TRAILER_START;
+			if (r < 0)
+				goto invalid;
+			if (r > 0)
+				b->state = CH_TRAILER_START;
 			break;
 		}
 		case CH_FINAL_LF:
