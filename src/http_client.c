@@ -406,15 +406,19 @@ static void finish(struct osh_client *cl, struct osh_exchange *ex, const char *e
 		return;
 	rec->end_ns = osh_clock_realtime_ns();
 	if (ex->got_response) {
-		char v[8];
+		/* The parser guarantees one minor digit and a 3-digit status:
+		 * no printf on the per-request path. */
+		char v[3] = { '1', '.', (char)('0' + cl->rx_minor) };
+
 		osh_span_set_int(rec, "http.response.status_code", cl->rx_status);
-		snprintf(v, sizeof(v), "1.%d", cl->rx_minor);
-		osh_span_set_cstr(rec, "network.protocol.version", v);
+		osh_span_set_str(rec, "network.protocol.version", v, sizeof(v));
 		osh_span_set_int(rec, "http.response.body.size", (int64_t)cl->rx_body.payload);
 		if (cl->rx_status >= 400 && !error_type) {
-			char code[16];
-			snprintf(code, sizeof(code), "%d", cl->rx_status);
-			osh_span_set_cstr(rec, "error.type", code);
+			char code[12];
+			struct sb b = { code, 0, sizeof(code) };
+
+			sb_uint(&b, (unsigned)cl->rx_status);
+			osh_span_set_str(rec, "error.type", code, b.len);
 			osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
 		}
 	}

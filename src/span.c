@@ -108,27 +108,40 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
 	return n;
 }
 
-static bool all_ascii(const char *s, size_t len)
+/* True when no byte of @s has its top bit set. Whole words, the last one
+ * overlapping the one before: the values stored here are mostly 3-40
+ * bytes, and a byte loop over the tail cost more than the words. */
+static inline bool all_ascii(const char *s, size_t len)
 {
-	uint64_t acc = 0;
-	size_t i = 0;
+	const uint64_t high = 0x8080808080808080ull;
+	uint64_t acc = 0, w;
 
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, s + i, 8);
-		acc |= w;
+	if (len >= 8) {
+		size_t i = 0;
+
+		for (; i + 8 < len; i += 8) {
+			memcpy(&w, s + i, 8);
+			acc |= w;
+		}
+		memcpy(&w, s + len - 8, 8);
+		return !((acc | w) & high);
 	}
-	for (; i < len; i++)
+	if (len >= 4) {
+		uint32_t a, b;
+
+		memcpy(&a, s, 4);
+		memcpy(&b, s + len - 4, 4);
+		return !((a | b) & 0x80808080u);
+	}
+	for (size_t i = 0; i < len; i++)
 		acc |= (unsigned char)s[i];
-	return !(acc & 0x8080808080808080ull);
+	return !(acc & 0x80);
 }
 
-/* Copy @s into the arena. OTLP strings must be valid UTF-8 (a collector may
- * reject a whole batch otherwise), and header and URL bytes are whatever the
- * program sent: invalid sequences become U+FFFD. Values are cut at
- * character boundaries, to the value length limit (in characters) when
- * @limited and always to the arena's room. */
-static struct osh_sref store(struct osh_span *span, const char *s, size_t len, bool limited)
+/* The careful copy: invalid UTF-8 sequences become U+FFFD, and the value
+ * is cut at a character boundary to the value length limit (in characters)
+ * when @limited and always to the arena's room. */
+static struct osh_sref store_slow(struct osh_span *span, const char *s, size_t len, bool limited)
 {
 	struct osh_sref ref = { span->arena_used, 0 };
 	size_t room = (size_t)(OSH_SPAN_ARENA - span->arena_used);
@@ -161,6 +174,25 @@ static struct osh_sref store(struct osh_span *span, const char *s, size_t len, b
 	return ref;
 }
 
+/* Copy @s into the arena. OTLP strings must be valid UTF-8 (a collector may
+ * reject a whole batch otherwise), and header and URL bytes are whatever the
+ * program sent. The common case (ASCII that fits, under any limit) is one
+ * check and one copy. */
+static inline struct osh_sref store(struct osh_span *span, const char *s, size_t len, bool limited)
+{
+	size_t used = span->arena_used;
+
+	if (__builtin_expect(len <= OSH_SPAN_ARENA - used &&
+				     (!limited || !value_limit || len <= value_limit) &&
+				     all_ascii(s, len),
+			     1)) {
+		memcpy(span->arena + used, s, len);
+		span->arena_used = (uint16_t)(used + len);
+		return (struct osh_sref){ (uint16_t)used, (uint16_t)len };
+	}
+	return store_slow(span, s, len, limited);
+}
+
 char *osh_span_reserve(struct osh_span *span, size_t len, struct osh_sref *ret)
 {
 	if (len > (size_t)(OSH_SPAN_ARENA - span->arena_used))
@@ -188,7 +220,8 @@ void osh_span_set_status(struct osh_span *span, enum osh_status_code code, const
 		span->status_message = store(span, msg, strlen(msg), true);
 }
 
-static struct osh_attr *new_attr(struct osh_span *span, const char *key, uint8_t type)
+static inline struct osh_attr *new_attr(struct osh_span *span, const char *key, size_t key_len,
+				       uint8_t type)
 {
 	struct osh_attr *a;
 
@@ -198,50 +231,48 @@ static struct osh_attr *new_attr(struct osh_span *span, const char *key, uint8_t
 	}
 	a = &span->attrs[span->n_attrs++];
 	a->key = key;
+	a->key_len = (uint8_t)(key_len < UINT8_MAX ? key_len : UINT8_MAX);
 	a->type = type;
 	return a;
 }
 
-void osh_span_set_str(struct osh_span *span, const char *key, const char *s, size_t len)
+void osh_span_add_str(struct osh_span *span, const char *key, size_t key_len, const char *s,
+		      size_t len)
 {
-	struct osh_attr *a = new_attr(span, key, OSH_ATTR_STRING);
+	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_STRING);
 
 	if (a)
 		a->v.s = store(span, s, len, true);
 }
 
-void osh_span_set_sref(struct osh_span *span, const char *key, struct osh_sref ref)
+void osh_span_add_sref(struct osh_span *span, const char *key, size_t key_len,
+		       struct osh_sref ref)
 {
-	struct osh_attr *a = new_attr(span, key, OSH_ATTR_STRING);
+	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_STRING);
 
 	if (a)
 		a->v.s = ref;
 }
 
-void osh_span_set_cstr(struct osh_span *span, const char *key, const char *s)
+void osh_span_add_int(struct osh_span *span, const char *key, size_t key_len, int64_t v)
 {
-	osh_span_set_str(span, key, s, strlen(s));
-}
-
-void osh_span_set_int(struct osh_span *span, const char *key, int64_t v)
-{
-	struct osh_attr *a = new_attr(span, key, OSH_ATTR_INT);
+	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_INT);
 
 	if (a)
 		a->v.i = v;
 }
 
-void osh_span_set_double(struct osh_span *span, const char *key, double v)
+void osh_span_add_double(struct osh_span *span, const char *key, size_t key_len, double v)
 {
-	struct osh_attr *a = new_attr(span, key, OSH_ATTR_DOUBLE);
+	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_DOUBLE);
 
 	if (a)
 		a->v.d = v;
 }
 
-void osh_span_set_bool(struct osh_span *span, const char *key, bool v)
+void osh_span_add_bool(struct osh_span *span, const char *key, size_t key_len, bool v)
 {
-	struct osh_attr *a = new_attr(span, key, OSH_ATTR_BOOL);
+	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_BOOL);
 
 	if (a)
 		a->v.b = v;

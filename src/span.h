@@ -48,6 +48,7 @@ struct osh_sref {
 struct osh_attr {
 	const char *key; /* static storage */
 	uint8_t type;	 /* enum osh_attr_type */
+	uint8_t key_len; /* strlen(key): keys are the shim's literals, < 256 */
 	union {
 		struct osh_sref s;
 		int64_t i;
@@ -96,12 +97,43 @@ void osh_span_set_name(struct osh_span *span, const char *s, size_t len);
 void osh_span_set_trace_state(struct osh_span *span, const char *s, size_t len);
 void osh_span_set_status(struct osh_span *span, enum osh_status_code code, const char *msg);
 
+/* The setters below take the key's length from __builtin_strlen(), which
+ * the compiler folds for the string literals every caller passes: neither
+ * the setter nor the encoder has to measure keys at run time. */
+void osh_span_add_str(struct osh_span *span, const char *key, size_t key_len, const char *s,
+		      size_t len);
+void osh_span_add_sref(struct osh_span *span, const char *key, size_t key_len,
+		       struct osh_sref ref);
+void osh_span_add_int(struct osh_span *span, const char *key, size_t key_len, int64_t v);
+void osh_span_add_double(struct osh_span *span, const char *key, size_t key_len, double v);
+void osh_span_add_bool(struct osh_span *span, const char *key, size_t key_len, bool v);
+
 /* @key must have static storage duration. */
-void osh_span_set_str(struct osh_span *span, const char *key, const char *s, size_t len);
-void osh_span_set_cstr(struct osh_span *span, const char *key, const char *s);
-void osh_span_set_int(struct osh_span *span, const char *key, int64_t v);
-void osh_span_set_double(struct osh_span *span, const char *key, double v);
-void osh_span_set_bool(struct osh_span *span, const char *key, bool v);
+static inline void osh_span_set_str(struct osh_span *span, const char *key, const char *s,
+				    size_t len)
+{
+	osh_span_add_str(span, key, __builtin_strlen(key), s, len);
+}
+
+static inline void osh_span_set_cstr(struct osh_span *span, const char *key, const char *s)
+{
+	osh_span_add_str(span, key, __builtin_strlen(key), s, __builtin_strlen(s));
+}
+
+static inline void osh_span_set_int(struct osh_span *span, const char *key, int64_t v)
+{
+	osh_span_add_int(span, key, __builtin_strlen(key), v);
+}
+
+static inline void osh_span_set_double(struct osh_span *span, const char *key, double v)
+{
+	osh_span_add_double(span, key, __builtin_strlen(key), v);
+}
+
+static inline void osh_span_set_bool(struct osh_span *span, const char *key, bool v)
+{
+	osh_span_add_bool(span, key, __builtin_strlen(key), v);
+}
 
 /* Arena string access: pointer to @ref.len bytes (not NUL-terminated). */
 static inline const char *osh_span_str(const struct osh_span *span, struct osh_sref ref)
@@ -111,7 +143,10 @@ static inline const char *osh_span_str(const struct osh_span *span, struct osh_s
 
 /* A string attribute whose value is bytes already in the arena (a part of
  * another value: url.path inside url.full). */
-void osh_span_set_sref(struct osh_span *span, const char *key, struct osh_sref ref);
+static inline void osh_span_set_sref(struct osh_span *span, const char *key, struct osh_sref ref)
+{
+	osh_span_add_sref(span, key, __builtin_strlen(key), ref);
+}
 
 /* Find an attribute by key (tests, console); NULL if absent. */
 const struct osh_attr *osh_span_find(const struct osh_span *span, const char *key);
