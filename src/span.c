@@ -231,7 +231,7 @@ static inline struct osh_attr *new_attr(struct osh_span *span, const char *key, 
 	}
 	a = &span->attrs[span->n_attrs++];
 	a->key = key;
-	a->key_len = (uint8_t)(key_len < UINT8_MAX ? key_len : UINT8_MAX);
+	a->key_len = (uint16_t)(key_len < UINT16_MAX ? key_len : UINT16_MAX);
 	a->type = type;
 	return a;
 }

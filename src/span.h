@@ -48,7 +48,7 @@ struct osh_sref {
 struct osh_attr {
 	const char *key; /* static storage */
 	uint8_t type;	 /* enum osh_attr_type */
-	uint8_t key_len; /* strlen(key): keys are the shim's literals, < 256 */
+	uint16_t key_len; /* strlen(key), capped at 65535 */
 	union {
 		struct osh_sref s;
 		int64_t i;
