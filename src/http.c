@@ -105,7 +105,56 @@ static bool ieq(const char *p, size_t n, const char *lit, size_t lit_len)
 	return true;
 }
 
-#define NAME_IS(p, n, lit) ieq((p), (n), lit, sizeof(lit) - 1)
+/* Values (list elements, Expect): bytes are not validated, so compare
+ * exactly, byte by byte. */
+#define VALUE_IS(p, n, lit) ieq((p), (n), lit, sizeof(lit) - 1)
+
+static inline uint64_t load64(const char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, 8);
+	return w;
+}
+
+static inline uint32_t load32(const char *p)
+{
+	uint32_t w;
+
+	memcpy(&w, p, 4);
+	return w;
+}
+
+/* Field names, already checked to be tokens (split_field), against a
+ * lowercase literal of letters, digits and '-': setting bit 0x20 lowercases
+ * a letter and leaves '-' and digits alone, and the only other bytes it
+ * could map onto them (CR, controls) are not token characters. So whole
+ * words compare at once, the last one overlapping: a header name costs a
+ * few instructions instead of a lowercase-and-compare per byte. Always
+ * inlined: @lit_len is a constant, and the branches fold away. */
+static inline __attribute__((always_inline)) bool name_is(const char *p, size_t n,
+							 const char *lit, size_t lit_len)
+{
+	const uint64_t lc64 = 0x2020202020202020ull;
+	const uint32_t lc32 = 0x20202020u;
+
+	if (n != lit_len)
+		return false;
+	if (n >= 8) {
+		size_t i = 0;
+
+		for (; i + 8 < n; i += 8)
+			if ((load64(p + i) | lc64) != load64(lit + i))
+				return false;
+		return (load64(p + n - 8) | lc64) == load64(lit + n - 8);
+	}
+	if (n >= 4)
+		return (load32(p) | lc32) == load32(lit) &&
+		       (load32(p + n - 4) | lc32) == load32(lit + n - 4);
+	return ieq(p, n, lit, lit_len);
+}
+
+#define NAME_IS(p, n, lit) name_is((p), (n), lit, sizeof(lit) - 1)
 
 bool osh_str_ieq(struct osh_str s, const char *lit)
 {
@@ -337,7 +386,7 @@ static void framing_transfer_encoding(struct framing *f, struct osh_str v)
 	if (semi)
 		last = trim_value(last.p, semi);
 	f->te_seen = true;
-	f->te_chunked = NAME_IS(last.p, last.len, "chunked");
+	f->te_chunked = VALUE_IS(last.p, last.len, "chunked");
 }
 
 static void framing_connection(struct framing *f, struct osh_str v)
@@ -347,7 +396,7 @@ static void framing_connection(struct framing *f, struct osh_str v)
 	struct osh_str elem;
 
 	while (next_element(&p, end, &elem)) {
-		if (NAME_IS(elem.p, elem.len, "close"))
+		if (VALUE_IS(elem.p, elem.len, "close"))
 			f->close = true;
 	}
 }
@@ -386,7 +435,7 @@ static void request_field(struct osh_http_request *r, struct osh_str name, struc
 			keep_first(&r->host, v);
 		break;
 	case 6:
-		if (NAME_IS(name.p, name.len, "expect") && NAME_IS(v.p, v.len, "100-continue"))
+		if (NAME_IS(name.p, name.len, "expect") && VALUE_IS(v.p, v.len, "100-continue"))
 			r->expect_continue = true;
 		break;
 	case 7:

@@ -582,13 +582,13 @@ static struct osh_exchange *tx_current(struct tx_run *r)
 	return seq ? ring_at(cl, seq - 1) : NULL;
 }
 
-/* A complete head at @head (len @h): parse, decide, set up body framing. */
-static void tx_head_done(struct tx_run *r, struct osh_tx_parse *t, const char *head, size_t h)
+/* A complete, parsed request head: decide, set up body framing. */
+static void tx_head_parsed(struct tx_run *r, struct osh_tx_parse *t,
+			   const struct osh_http_request *req)
 {
-	struct osh_http_request req;
 	struct osh_exchange *ex = tx_current(r);
 
-	if (!ex || osh_http_parse_request(&req, head, h) < 0) {
+	if (!ex) {
 		t->state = TX_DEAD;
 		return;
 	}
@@ -597,13 +597,25 @@ static void tx_head_done(struct tx_run *r, struct osh_tx_parse *t, const char *h
 	 * complete and that ended the exchange; a record created now would
 	 * never be finished or freed. */
 	if (!ex->head_parsed && !r->replay && ex->seq >= r->c->client.ring_head)
-		decide(r->c, ex, &req, (int64_t)t->head_pos - (int64_t)r->call_pos, r->call_pos);
-	if (ex->is_connect || req.upgrade) {
+		decide(r->c, ex, req, (int64_t)t->head_pos - (int64_t)r->call_pos, r->call_pos);
+	if (ex->is_connect || req->upgrade) {
 		t->state = TX_TUNNEL;
 		return;
 	}
-	osh_http_body_start(&t->body, req.body, req.content_length);
-	t->state = req.body == OSH_BODY_NONE || t->body.done ? TX_IDLE : TX_BODY;
+	osh_http_body_start(&t->body, req->body, req->content_length);
+	t->state = req->body == OSH_BODY_NONE || t->body.done ? TX_IDLE : TX_BODY;
+}
+
+/* A complete head at @head (len @h), gathered across calls. */
+static void tx_head_done(struct tx_run *r, struct osh_tx_parse *t, const char *head, size_t h)
+{
+	struct osh_http_request req;
+
+	if (osh_http_parse_request(&req, head, h) < 0) {
+		t->state = TX_DEAD;
+		return;
+	}
+	tx_head_parsed(r, t, &req);
 }
 
 /* Walk @len program bytes at @p. */
@@ -656,15 +668,19 @@ static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, siz
 				}
 			}
 			if (!old) {
-				h = osh_http_head_end(p, len, 0);
-				if (h > 0) {
-					tx_head_done(r, t, p, (size_t)h);
-					t->pos += (uint64_t)h;
-					p += h;
-					len -= (size_t)h;
+				/* The whole head in this call (the usual case):
+				 * one parse finds its end too. */
+				struct osh_http_request req;
+				int rc = osh_http_parse_request(&req, p, len);
+
+				if (rc > 0) {
+					tx_head_parsed(r, t, &req);
+					t->pos += (uint64_t)rc;
+					p += rc;
+					len -= (size_t)rc;
 					break;
 				}
-				if (h == OSH_HTTP_INVALID) {
+				if (rc == OSH_HTTP_INVALID) {
 					t->state = TX_DEAD;
 					break;
 				}
@@ -1057,25 +1073,25 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 
 /* ---- read path ---------------------------------------------------------- */
 
-static void rx_head_done(struct osh_client *cl, const char *head, size_t h)
+/* A complete, parsed response head. */
+static void rx_head_parsed(struct osh_client *cl, const struct osh_http_response *resp)
 {
-	struct osh_http_response resp;
 	struct osh_exchange *ex;
 	enum osh_http_body_kind kind;
 
-	if (cl->ring_head == cl->ring_tail || osh_http_parse_response(&resp, head, h) < 0) {
+	if (cl->ring_head == cl->ring_tail) {
 		cl->rx_state = RX_DEAD;
 		return;
 	}
 	ex = ring_at(cl, cl->ring_head);
-	if (resp.status < 200 && resp.status != 101)
+	if (resp->status < 200 && resp->status != 101)
 		return; /* interim (100 Continue, 103 Early Hints): the final one follows */
-	kind = osh_http_response_body(&resp, ex->is_head ? "HEAD" : ex->is_connect ? "CONNECT" : "GET",
+	kind = osh_http_response_body(resp, ex->is_head ? "HEAD" : ex->is_connect ? "CONNECT" : "GET",
 				      ex->is_head ? 4 : ex->is_connect ? 7 : 3);
 	ex->got_response = true;
-	cl->rx_status = resp.status;
-	cl->rx_minor = resp.minor_version;
-	osh_http_body_start(&cl->rx_body, kind, resp.content_length);
+	cl->rx_status = resp->status;
+	cl->rx_minor = resp->minor_version;
+	osh_http_body_start(&cl->rx_body, kind, resp->content_length);
 	if (kind == OSH_BODY_TUNNEL) {
 		finish(cl, ex, NULL);
 		cl->rx_state = RX_DEAD;
@@ -1086,6 +1102,18 @@ static void rx_head_done(struct osh_client *cl, const char *head, size_t h)
 		return;
 	}
 	cl->rx_state = RX_BODY;
+}
+
+/* A complete head at @head (len @h), gathered across reads. */
+static void rx_head_done(struct osh_client *cl, const char *head, size_t h)
+{
+	struct osh_http_response resp;
+
+	if (osh_http_parse_response(&resp, head, h) < 0) {
+		cl->rx_state = RX_DEAD;
+		return;
+	}
+	rx_head_parsed(cl, &resp);
 }
 
 static void rx_walk(struct osh_client *cl, const char *p, size_t len)
@@ -1134,14 +1162,18 @@ static void rx_walk(struct osh_client *cl, const char *p, size_t len)
 				cl->rx_sniffed = true;
 		}
 		if (!old) {
-			h = osh_http_head_end(p, len, 0);
-			if (h > 0) {
-				rx_head_done(cl, p, (size_t)h);
-				p += h;
-				len -= (size_t)h;
+			/* The whole head in this read: one parse finds its
+			 * end too. */
+			struct osh_http_response resp;
+			int rc = osh_http_parse_response(&resp, p, len);
+
+			if (rc > 0) {
+				rx_head_parsed(cl, &resp);
+				p += rc;
+				len -= (size_t)rc;
 				continue;
 			}
-			if (h == OSH_HTTP_INVALID) {
+			if (rc == OSH_HTTP_INVALID) {
 				cl->rx_state = RX_DEAD;
 				return;
 			}

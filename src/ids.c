@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,8 +212,12 @@ _Static_assert(sizeof(hex_pairs) == 513, "hex pair table");
 
 void osh_hex_encode(const uint8_t *in, size_t n, char *out)
 {
+	/* Two-byte copies from the pair table. Each input byte is read into a
+	 * local before the store: through char pointers the compiler must
+	 * assume a store to @out can change @in, and would reload. */
 	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex_pairs[2 * in[i]];
-		out[2 * i + 1] = hex_pairs[2 * in[i] + 1];
+		unsigned b = in[i];
+
+		memcpy(out + 2 * i, hex_pairs + 2 * b, 2);
 	}
 }

@@ -9,6 +9,7 @@
  * URL component (segment, query value) is where a credential would stand on
  * its own anyway. Patterns match the raw bytes; a percent-encoded key is not
  * decoded first. */
+#define _GNU_SOURCE /* memrchr */
 #include "buildconf.h"
 
 #include <stdint.h>
@@ -410,14 +411,24 @@ static size_t scheme_len(const char *s, size_t len)
 static size_t authority(struct wr *w, const char *s, size_t len)
 {
 	size_t alen = until(s, len, C_SL | C_QF);
-	size_t j = alen;
+	const char *at = alen ? memrchr(s, '@', alen) : NULL;
+	size_t j = at ? (size_t)(at - s) + 1 : 0;
 
-	while (j > 0 && s[j - 1] != '@')
-		j--;
 	if (j > 0)
 		put(w, REDACTED ":" REDACTED "@", 2 * REDACTED_LEN + 2);
 	put(w, s + j, alen - j);
 	return alen;
+}
+
+size_t osh_url_path_len(const char *s, size_t len)
+{
+	/* Two memchr() calls (vectorised in libc) cost less than a table
+	 * lookup per byte on anything but the shortest paths. */
+	const char *q = len ? memchr(s, '?', len) : NULL;
+	size_t lim = q ? (size_t)(q - s) : len;
+	const char *h = lim ? memchr(s, '#', lim) : NULL;
+
+	return h ? (size_t)(h - s) : lim;
 }
 
 size_t osh_redact_url(const char *url, size_t len, char *out, size_t outsz)
@@ -440,7 +451,7 @@ size_t osh_redact_url(const char *url, size_t len, char *out, size_t outsz)
 	if (i > 0 || url[0] != '/')
 		i += authority(&w, url + i, len - i);
 
-	n = until(url + i, len - i, C_QF);
+	n = osh_url_path_len(url + i, len - i);
 	path(&w, url + i, n);
 	i += n;
 

@@ -29,3 +29,6 @@ size_t osh_redact_url(const char *url, size_t len, char *out, size_t outsz);
 
 /* Same for a query string alone (without '?'), for url.query. */
 size_t osh_redact_query(const char *query, size_t len, char *out, size_t outsz);
+
+/* Length of the path at the start of @s: up to its first '?' or '#'. */
+size_t osh_url_path_len(const char *s, size_t len);

@@ -129,9 +129,7 @@ size_t osh_route_template(const char *path, size_t len, char *out, size_t outsz)
 		return 0;
 	cap = outsz - 1;
 	i = path ? path_start(path, len) : len;
-	end = i;
-	while (end < len && !(cls[(unsigned char)path[end]] & C_END))
-		end++;
+	end = i + osh_url_path_len(path + i, len - i);
 	if (i == end) {
 		o = copy(out, cap, o, "/", 1);
 		out[o] = '\0';
@@ -142,9 +140,9 @@ size_t osh_route_template(const char *path, size_t len, char *out, size_t outsz)
 	 * copied as they are. */
 	while (i < end && o < cap) {
 		size_t s = i;
+		const char *sl = memchr(path + i, '/', end - i);
 
-		while (i < end && path[i] != '/')
-			i++;
+		i = sl ? (size_t)(sl - path) : end;
 		if (i > s && (osh_route_segment_is_id(path + s, i - s) ||
 			      osh_redact_is_secret(path + s, i - s)))
 			o = copy(out, cap, o, ID, ID_LEN);
