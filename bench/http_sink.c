@@ -2,7 +2,9 @@
  * connection, answers every request with a small fixed response. Serves
  * both the benchmark client's requests and the shim's OTLP posts (for
  * those it returns an empty 200 protobuf body). Counts requests per path
- * prefix and prints the counts on SIGTERM/SIGINT.
+ * prefix, and the spans inside the OTLP posts (a minimal protobuf walk:
+ * ExportTraceServiceRequest.resource_spans(1) -> ResourceSpans.scope_spans(2)
+ * -> ScopeSpans.spans(2)), and prints the counts on SIGTERM/SIGINT.
  *
  *   http_sink PORT_FILE     (binds 127.0.0.1:0, writes the port there)
  */
@@ -20,7 +22,47 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static _Atomic unsigned long app_requests, otlp_requests, otlp_bytes;
+static _Atomic unsigned long app_requests, otlp_requests, otlp_bytes, otlp_spans;
+
+static bool varint(const unsigned char **p, const unsigned char *e, unsigned long *v)
+{
+	*v = 0;
+	for (int shift = 0; *p < e && shift < 64; shift += 7) {
+		unsigned char b = *(*p)++;
+		*v |= (unsigned long)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* Spans in one message at nesting @depth (0 = the request). */
+static unsigned long count_spans(const unsigned char *p, const unsigned char *e, int depth)
+{
+	unsigned long n = 0, key, len;
+
+	while (p < e && varint(&p, e, &key)) {
+		unsigned field = (unsigned)(key >> 3), wire = key & 7;
+
+		if (wire == 0) {
+			if (!varint(&p, e, &len))
+				break;
+		} else if (wire == 1 || wire == 5) {
+			p += wire == 1 ? 8 : 4;
+		} else if (wire == 2) {
+			if (!varint(&p, e, &len) || len > (unsigned long)(e - p))
+				break;
+			if (depth == 2 && field == 2)
+				n++;
+			else if ((depth == 0 && field == 1) || (depth == 1 && field == 2))
+				n += count_spans(p, p + len, depth + 1);
+			p += len;
+		} else {
+			break;
+		}
+	}
+	return n;
+}
 
 static void *serve(void *arg)
 {
@@ -59,6 +101,7 @@ static void *serve(void *arg)
 		bool otlp = head > 12 && memcmp(buf, "POST /v1/traces", 15) == 0;
 		/* Drain the body (possibly larger than the buffer). */
 		size_t need = head + clen;
+		bool whole = need <= (1 << 20);
 		while (have < need) {
 			if (have == (1 << 20)) {
 				need -= have;
@@ -73,6 +116,11 @@ static void *serve(void *arg)
 		if (otlp) {
 			otlp_requests++;
 			otlp_bytes += clen;
+			/* Only when the whole body fit in the buffer (it does
+			 * for batches under 1 MiB). */
+			if (whole)
+				otlp_spans += count_spans((unsigned char *)buf + head,
+							  (unsigned char *)buf + need, 0);
 			if (write(fd, otlp_resp, sizeof(otlp_resp) - 1) < 0)
 				goto out;
 		} else {
@@ -91,9 +139,10 @@ out:
 
 static void report(int sig)
 {
-	char line[160];
-	int n = snprintf(line, sizeof(line), "app_requests=%lu otlp_requests=%lu otlp_bytes=%lu\n",
-			 app_requests, otlp_requests, otlp_bytes);
+	char line[200];
+	int n = snprintf(line, sizeof(line),
+			 "app_requests=%lu otlp_requests=%lu otlp_bytes=%lu otlp_spans=%lu\n",
+			 app_requests, otlp_requests, otlp_bytes, otlp_spans);
 	(void)!write(1, line, (size_t)n);
 	_exit(sig == SIGTERM ? 0 : 1);
 }

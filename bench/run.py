@@ -4,14 +4,15 @@ baseline measured in the same run, interleaved, because these machines are
 noisy (2 shared cores). Results go to stdout as Markdown rows for
 docs/BENCHMARKS.md.
 
-    bench/run.py [startup] [requests] [encode] [callgrind]     (default: all)
+    bench/run.py [startup] [requests] [encode] [callgrind] [server]   (default: all)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
-(used when present; a spawn loop otherwise).
+(used when present; a spawn loop otherwise), and for `server` nginx and wrk.
 """
 
 import os
 import re
+import socket
 import shutil
 import signal
 import statistics
@@ -180,6 +181,148 @@ def bench_callgrind():
          '+%.1f' % (shim - base)),
         ('callgrind: instructions at load (constructor + relocation), `syscall_loop`', '-', '-',
          '+%d' % load),
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# server: nginx + wrk
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    types {{ text/html html; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {tmp}/www;
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline_s=10.0):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError('nothing listens on port %d' % port)
+
+
+def parse_wrk(out):
+    """requests made, requests/s, p99 latency in ms, from `wrk --latency` output."""
+    unit = {'us': 1e-3, 'ms': 1.0, 's': 1e3}
+    n = int(re.search(r'(\d+) requests in', out).group(1))
+    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+    m = re.search(r'^\s+99%\s+([\d.]+)(us|ms|s)\s*$', out, re.M)
+    errors = re.search(r'Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)', out)
+    if errors:
+        raise RuntimeError('wrk saw errors: ' + errors.group(0))
+    return n, rps, float(m.group(1)) * unit[m.group(2)]
+
+
+def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
+    """Start nginx with @env, run wrk against it, stop nginx gracefully (so the shim
+    flushes at exit); returns (requests, rps, p99_ms, nginx stderr)."""
+    with open(os.path.join(tmp, 'nginx.err'), 'w+b') as err:
+        p = subprocess.Popen(['nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
+                              '-e', os.path.join(tmp, 'error.log')],
+                             env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_port(port)
+            out = subprocess.run(['wrk'] + list(wrk_args) + ['-d%ds' % seconds, '--latency',
+                                  'http://127.0.0.1:%d/index.html' % port],
+                                 capture_output=True, text=True, check=True,
+                                 timeout=seconds + 30).stdout
+        finally:
+            p.send_signal(signal.SIGQUIT)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        err.seek(0)
+        return parse_wrk(out) + (err.read().decode(errors='replace'),)
+
+
+def bench_server(seconds=10, rounds=3):
+    """nginx serving a small static file on loopback, wrk -t1 -c8, with and without the
+    shim (always_on, OTLP export to the local sink), interleaved rounds: throughput ratio,
+    p99 latency difference, spans the sink received against requests wrk made."""
+    if not shutil.which('nginx') or not shutil.which('wrk'):
+        raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
+    base, shim = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        os.makedirs(os.path.join(tmp, 'www'))
+        with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
+            f.write('<html><body>otelshim bench</body></html>\n' * 10)  # ~400 bytes
+        with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
+            f.write(NGINX_CONF.format(tmp=tmp, port=port))
+        for r in range(rounds):
+            n, rps, p99, _ = nginx_run(tmp, port, clean_env(), seconds)
+            base.append((n, rps, p99))
+            sink, sink_port = start_sink()
+            try:
+                n, rps, p99, err = nginx_run(tmp, port, clean_env(
+                    LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
+                    OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                    OTEL_LOG_LEVEL='warn'), seconds)
+            finally:
+                counts = stop_sink(sink)
+            m = re.search(r'(\d+) spans dropped', err)
+            shim.append((n, rps, p99, int(counts.get('otlp_spans', 0)), int(m.group(1)) if m else 0))
+        # Paced: each of 24 connections waits 1 ms between requests (wrk's delay()
+        # hook; about 2.3 ms a cycle here), near 10,000 requests/s: no span may be lost.
+        paced = os.path.join(tmp, 'paced.lua')
+        with open(paced, 'w') as f:
+            f.write('function delay()\n  return 1\nend\n')
+        sink, sink_port = start_sink()
+        try:
+            pn, prps, _, perr = nginx_run(tmp, port, clean_env(
+                LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
+                OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                OTEL_LOG_LEVEL='warn'), seconds, ('-t1', '-c24', '-s', paced))
+        finally:
+            pcounts = stop_sink(sink)
+        m = re.search(r'(\d+) spans dropped', perr)
+        paced_row = (pn, prps, int(pcounts.get('otlp_spans', 0)), int(m.group(1)) if m else 0)
+    b_rps = statistics.median(x[1] for x in base)
+    s_rps = statistics.median(x[1] for x in shim)
+    ratio = statistics.median(s[1] / b[1] for s, b in zip(shim, base))
+    p99d = statistics.median(s[2] - b[2] for s, b in zip(shim, base))
+    spans = ', '.join('%d of %d (%d dropped)' % (s[3], s[0], s[4]) for s in shim)
+    return [
+        ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds)'
+         % (seconds, rounds), '%.0f' % b_rps, '%.0f' % s_rps, 'ratio %.3f' % ratio),
+        ('server: p99 latency', '%.3f ms' % statistics.median(x[2] for x in base),
+         '%.3f ms' % statistics.median(x[2] for x in shim), '%+.3f ms' % p99d),
+        ('server: spans the sink received / requests wrk made, per round', '-', spans,
+         'lost: %d' % sum(s[0] - s[3] for s in shim)),
+        ('server: paced, wrk -c24 with 1 ms between requests (%.0f requests/s): spans received / requests'
+         % paced_row[1], '-', '%d of %d (%d dropped)' % (paced_row[2], paced_row[0], paced_row[3]),
+         'lost: %d' % (paced_row[0] - paced_row[2])),
     ]
 
 
