@@ -309,50 +309,83 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	if (!port)
 		port = https ? 443 : 80;
 
-	/* url.full, redacted; from the Host header for origin-form targets. */
-	if (absolute) {
-		sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
-	} else if (!authority_form) {
+	/* url.full, redacted; from the Host header for origin-form targets.
+	 * The usual case, an origin-form target and a plain host, redacts only
+	 * the target: the prefix built here has nothing to redact. */
+	char red[URL_MAX + 300];
+	size_t n = 0, path_at = 0;
+	bool have_path = false;
+
+	if (!absolute && !authority_form && target.p[0] == '/' && !memchr(host.p, '@', host.len)) {
 		bool v6 = memchr(host.p, ':', host.len) != NULL;
-		sb_lit(&b, v6 ? "http://[" : "http://");
-		sb_put(&b, host.p, host.len);
+		struct sb pre = { red, 0, 300 };
+
+		sb_put(&pre, v6 ? "http://[" : "http://", v6 ? 8 : 7);
+		sb_put(&pre, host.p, host.len);
 		if (v6)
-			sb_lit(&b, "]");
+			sb_put(&pre, "]", 1);
 		if (port != 80) {
-			sb_lit(&b, ":");
-			sb_uint(&b, (unsigned)port);
+			sb_put(&pre, ":", 1);
+			sb_uint(&pre, (unsigned)port);
 		}
-		if (target.p[0] == '/')
+		path_at = pre.len;
+		have_path = true;
+		n = pre.len + osh_redact_url(target.p, target.len < URL_MAX ? target.len : URL_MAX,
+					     red + pre.len, sizeof(red) - pre.len);
+	} else {
+		if (absolute) {
 			sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
-	}
-	if (b.len) {
-		char red[URL_MAX + 1];
-		size_t n = osh_redact_url(raw, b.len, red, sizeof(red));
-		/* The path starts at the first '/' after "scheme://". */
-		const char *ps = NULL;
-		for (size_t i = 0; i + 2 < n; i++) {
-			if (red[i] == ':' && red[i + 1] == '/' && red[i + 2] == '/') {
-				ps = memchr(red + i + 3, '/', n - i - 3);
-				break;
+		} else if (!authority_form) {
+			bool v6 = memchr(host.p, ':', host.len) != NULL;
+			sb_lit(&b, v6 ? "http://[" : "http://");
+			sb_put(&b, host.p, host.len);
+			if (v6)
+				sb_lit(&b, "]");
+			if (port != 80) {
+				sb_lit(&b, ":");
+				sb_uint(&b, (unsigned)port);
+			}
+			if (target.p[0] == '/')
+				sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
+		}
+		if (b.len) {
+			n = osh_redact_url(raw, b.len, red, sizeof(red));
+			/* The path starts at the first '/' after "scheme://". */
+			for (size_t i = 0; i + 2 < n; i++) {
+				if (red[i] == ':' && red[i + 1] == '/' && red[i + 2] == '/') {
+					const char *ps = memchr(red + i + 3, '/', n - i - 3);
+
+					if (ps) {
+						path_at = (size_t)(ps - red);
+						have_path = true;
+					}
+					break;
+				}
 			}
 		}
+	}
+	if (n) {
 		static const char url_full[] = "url.full";
 		const struct osh_attr *full;
 
 		osh_span_set_str(rec, url_full, red, n);
 		full = rec->n_attrs ? &rec->attrs[rec->n_attrs - 1] : NULL;
-		if (ps && full && full->key == url_full) {
-			/* url.path: the stored url.full from its path to the
-			 * query or fragment (already redacted). */
-			size_t off = (size_t)(ps - red);
-			size_t plen = 0;
-			while (off + plen < full->v.s.len && red[off + plen] != '?' &&
-			       red[off + plen] != '#')
-				plen++;
-			if (off + plen <= full->v.s.len)
+		if (have_path && path_at <= n) {
+			/* url.path: url.full from its path to the query or
+			 * fragment (already redacted). When url.full went in
+			 * unchanged, that is a part of its stored bytes; when
+			 * storing cut it or replaced invalid UTF-8, offsets
+			 * into it no longer hold, and the path is stored on
+			 * its own. */
+			size_t plen = osh_url_path_len(red + path_at, n - path_at);
+
+			if (full && full->key == url_full && full->v.s.len == n &&
+			    memcmp(osh_span_str(rec, full->v.s), red, n) == 0)
 				osh_span_set_sref(rec, "url.path",
-						  (struct osh_sref){ (uint16_t)(full->v.s.off + off),
+						  (struct osh_sref){ (uint16_t)(full->v.s.off + path_at),
 								     (uint16_t)plen });
+			else
+				osh_span_set_str(rec, "url.path", red + path_at, plen);
 		}
 	}
 	osh_span_set_cstr(rec, "url.scheme", https ? "https" : "http");

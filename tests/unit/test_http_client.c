@@ -1646,6 +1646,13 @@ Test(client, url_and_server_attributes)
 		{"FOO /a HTTP/1.1\r\nHost: x\r\n\r\n", 17, "http://x/a", "/a", "x", "HTTP /a", 80},
 		{"GET /a?token=s3cr3t HTTP/1.1\r\nHost: x\r\n\r\n", 30, "http://x/a?token=REDACTED",
 		 "/a", "x", "GET /a", 80},
+		/* Invalid UTF-8 stored as U+FFFD: url.path must follow the
+		 * stored url.full, not the bytes before sanitising. */
+		{"GET /a\xff/b?q HTTP/1.1\r\nHost: x\r\n\r\n", 22, "http://x/a\xEF\xBF\xBD/b?q",
+		 "/a\xEF\xBF\xBD/b", "x", "GET /a\xEF\xBF\xBD/b", 80},
+		/* A credential as a path segment, origin-form. */
+		{"GET /k/sk-proj-abcdefghijklmnopqrstuvwx/v HTTP/1.1\r\nHost: x:81\r\n\r\n", 50,
+		 "http://x:81/k/REDACTED/v", "/k/REDACTED/v", "x", "GET /k/{id}/v", 81},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
