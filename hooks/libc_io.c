@@ -1,5 +1,9 @@
-/* Hooks on socket I/O: the write family may get header lines spliced in
- * (src/http_client.c plans them), the read family is observed only.
+/* Hooks on socket I/O. On client connections the write family may get
+ * header lines spliced in (src/http_client.c plans them); on server
+ * connections nothing is ever changed: the bytes that went through the real
+ * call are shown to src/http_server.c afterwards. The read family is
+ * observed only. sendfile() and splice() move bytes the shim never sees:
+ * they are counted where the framing allows it.
  *
  * Every hook starts with the fast path: osh_conn_get() is NULL for any fd
  * the shim does not track (files, pipes, non-HTTP sockets), and the real
@@ -7,10 +11,25 @@
  */
 #include "buildconf.h"
 
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "hook.h"
+#include "http_server.h"
+
+static inline bool is_server(const struct osh_conn *c)
+{
+	uint8_t r = atomic_load_explicit(&c->role, memory_order_relaxed);
+
+	return r == OSH_ROLE_SERVER || r == OSH_ROLE_ALIAS;
+}
+
+static inline bool is_client(const struct osh_conn *c)
+{
+	return atomic_load_explicit(&c->role, memory_order_relaxed) == OSH_ROLE_CLIENT;
+}
 
 /* ---- writes ------------------------------------------------------------- */
 
@@ -79,6 +98,17 @@ static ssize_t traced_send(const struct osh_real *r, struct osh_conn *c, const s
 	struct osh_tx_plan plan;
 	ssize_t ret;
 	int err;
+
+	if (is_server(c)) {
+		/* A response: sent as the program wrote it, then observed. */
+		ret = real_send_unchanged(r, s);
+		err = errno;
+		osh_server_tx(c, s->iov, s->iovcnt, ret, err);
+		errno = err;
+		return ret;
+	}
+	if (!is_client(c))
+		return real_send_unchanged(r, s);
 
 	/* When the kernel takes only injected bytes, none of the program's
 	 * went out: reporting 0 would look like an error to many programs, so
@@ -189,6 +219,15 @@ static void observe(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssi
 {
 	if (flags & MSG_PEEK)
 		return;
+	if (is_server(c)) {
+		if (flags & MSG_TRUNC)
+			osh_server_rx_lost(c);
+		else
+			osh_server_rx(c, iov, iovcnt, ret, err);
+		return;
+	}
+	if (!is_client(c))
+		return;
 	if (flags & MSG_TRUNC) {
 		osh_conn_release(c, OSH_END_DESYNC);
 		return;
@@ -284,4 +323,96 @@ OSH_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	if (!msg)
 		return r->recvmsg(fd, msg, flags);
 	READ_HOOK_BODY(r->recvmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen, flags);
+}
+
+/* ---- bytes the shim does not see ----------------------------------------- */
+
+/* Declared here, not through <sys/sendfile.h>: with _FILE_OFFSET_BITS=64
+ * that header renames sendfile to sendfile64, and both names must be
+ * defined (programs built either way import one or the other). */
+ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count);
+
+/* Errors after which the connection is gone (not "this fd cannot be used
+ * with sendfile", after which programs fall back to write()). */
+static bool conn_broken(int err)
+{
+	return err == EPIPE || err == ECONNRESET || err == ETIMEDOUT;
+}
+
+/* After @ret bytes left through @c without passing the shim. */
+static void sent_unseen(struct osh_conn *c, ssize_t ret, int err)
+{
+	if (is_server(c)) {
+		if (ret > 0)
+			osh_server_tx_opaque(c, (size_t)ret);
+		else if (ret < 0 && conn_broken(err))
+			osh_server_tx(c, NULL, 0, ret, err);
+	} else if (is_client(c) && ret > 0) {
+		osh_client_tx_opaque(c, (size_t)ret);
+	}
+}
+
+OSH_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(out_fd);
+	ssize_t ret;
+	int err;
+
+	if (__builtin_expect(!c, 1) || !osh_guard_enter())
+		return r->sendfile(out_fd, in_fd, offset, count);
+	ret = r->sendfile(out_fd, in_fd, offset, count);
+	err = errno;
+	sent_unseen(c, ret, err);
+	errno = err;
+	osh_guard_leave();
+	return ret;
+}
+
+/* A separate symbol (nginx and other large-file builds call it) even where
+ * it is the same function as sendfile(). */
+OSH_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(out_fd);
+	ssize_t ret;
+	int err;
+
+	if (__builtin_expect(!c, 1) || !osh_guard_enter())
+		return r->sendfile64(out_fd, in_fd, offset, count);
+	ret = r->sendfile64(out_fd, in_fd, offset, count);
+	err = errno;
+	sent_unseen(c, ret, err);
+	errno = err;
+	osh_guard_leave();
+	return ret;
+}
+
+/* splice() into a socket is like sendfile(); out of one, the bytes read
+ * are never seen, so that direction's parser has lost its place. */
+OSH_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+			  unsigned int flags)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *ci = osh_conn_get(fd_in);
+	struct osh_conn *co = osh_conn_get(fd_out);
+	ssize_t ret;
+	int err;
+
+	if (__builtin_expect(!ci && !co, 1) || !osh_guard_enter())
+		return r->splice(fd_in, off_in, fd_out, off_out, len, flags);
+	ret = r->splice(fd_in, off_in, fd_out, off_out, len, flags);
+	err = errno;
+	if (co)
+		sent_unseen(co, ret, err);
+	if (ci && ret > 0) {
+		if (is_server(ci))
+			osh_server_rx_lost(ci);
+		else if (is_client(ci))
+			osh_conn_release(ci, OSH_END_DESYNC);
+	}
+	errno = err;
+	osh_guard_leave();
+	return ret;
 }

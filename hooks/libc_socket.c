@@ -1,15 +1,19 @@
 /* Hooks on the lifetime of sockets: connect() starts tracking an outgoing
- * TCP connection, close() ends it. */
+ * TCP connection, accept()/accept4() an incoming one, shutdown() ends a
+ * response delimited by the close, dup()/dup2()/dup3() make the state
+ * follow the fd, close() and the other ways an fd goes away end it. */
 #include "buildconf.h"
 
 #define _GNU_SOURCE
 
 #include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "hook.h"
+#include "http_server.h"
 
 OSH_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -38,6 +42,101 @@ OSH_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	return ret;
 }
 
+/* accept() and accept4(): the real call, then track what it returned when
+ * the listener is one whose connections are traced. A listener already
+ * known to be untraced (AF_UNIX, datagram) costs one load and a branch. */
+static int traced_accept(const struct osh_real *r, int fd, struct sockaddr *addr,
+			 socklen_t *len, int flags, bool four)
+{
+	struct osh_conn *l;
+	struct sockaddr_storage own;
+	socklen_t own_len = sizeof(own);
+	socklen_t room = 0;
+	const struct sockaddr *peer = NULL;
+	socklen_t peer_len = 0;
+	int ret, err;
+
+	osh_init_ensure();
+	l = osh_conn_get(fd);
+	if (!osh_enabled ||
+	    (l && atomic_load_explicit(&l->role, memory_order_relaxed) == OSH_ROLE_LISTENER &&
+	     !l->listener.traced) ||
+	    !osh_guard_enter())
+		return four ? r->accept4(fd, addr, len, flags) : r->accept(fd, addr, len);
+	/* The peer's address comes from the call itself: the program's
+	 * buffer when it gave one (and it was large enough), else ours. */
+	if (addr && len)
+		room = *len;
+	if (addr) {
+		ret = four ? r->accept4(fd, addr, len, flags) : r->accept(fd, addr, len);
+	} else {
+		ret = four ? r->accept4(fd, (struct sockaddr *)&own, &own_len, flags)
+			   : r->accept(fd, (struct sockaddr *)&own, &own_len);
+	}
+	err = errno;
+	if (ret >= 0) {
+		if (!addr) {
+			peer = (struct sockaddr *)&own;
+			peer_len = own_len;
+		} else if (len && *len <= room) {
+			peer = addr;
+			peer_len = *len;
+		}
+		osh_conn_track_server(ret, fd, peer, peer_len);
+		if (osh_conn_get(ret))
+			osh_init_arm_fork();
+	}
+	osh_guard_leave();
+	errno = err;
+	return ret;
+}
+
+OSH_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return traced_accept(osh_real_get(), fd, addr, len, 0, false);
+}
+
+OSH_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	return traced_accept(osh_real_get(), fd, addr, len, flags, true);
+}
+
+OSH_EXPORT int shutdown(int fd, int how)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	int ret, err;
+	uint8_t role;
+
+	if (__builtin_expect(!c, 1) || how == SHUT_RD || !osh_guard_enter())
+		return r->shutdown(fd, how);
+	ret = r->shutdown(fd, how);
+	err = errno;
+	role = atomic_load(&c->role);
+	if (ret == 0 && (role == OSH_ROLE_SERVER || role == OSH_ROLE_ALIAS))
+		osh_server_shutdown(c);
+	osh_guard_leave();
+	errno = err;
+	return ret;
+}
+
+OSH_EXPORT int dup(int fd)
+{
+	const struct osh_real *r = osh_real_get();
+	struct osh_conn *c = osh_conn_get(fd);
+	int ret, err;
+
+	if (__builtin_expect(!c, 1) || osh_conn_in_vfork_child() || !osh_guard_enter())
+		return r->dup(fd);
+	ret = r->dup(fd);
+	err = errno;
+	if (ret >= 0)
+		osh_conn_dup(fd, ret);
+	osh_guard_leave();
+	errno = err;
+	return ret;
+}
+
 OSH_EXPORT int close(int fd)
 {
 	const struct osh_real *r = osh_real_get();
@@ -55,7 +154,8 @@ OSH_EXPORT int close(int fd)
 			return r->close(fd);
 		return 0;
 	}
-	if (!osh_guard_enter())
+	/* A vfork child closes its own copies; the table is its parent's. */
+	if (osh_conn_in_vfork_child() || !osh_guard_enter())
 		return r->close(fd);
 	osh_conn_release(c, OSH_END_CLOSED);
 	ret = r->close(fd);
@@ -70,18 +170,24 @@ OSH_EXPORT int close(int fd)
  * tracked slot left behind would describe whatever the number is reused for
  * next, so they release the slot first. */
 
+/* dup2() and dup3(): whatever @newfd was is closed first; then it refers
+ * to @oldfd's socket, and its state follows (osh_conn_dup). */
 OSH_EXPORT int dup2(int oldfd, int newfd)
 {
 	const struct osh_real *r = osh_real_get();
-	struct osh_conn *c = osh_conn_get(newfd);
+	struct osh_conn *cn = osh_conn_get(newfd);
+	struct osh_conn *co = osh_conn_get(oldfd);
 	int ret, err;
 
-	if (__builtin_expect(!c, 1) || oldfd == newfd ||
-	    atomic_load(&c->role) != OSH_ROLE_CLIENT || !osh_guard_enter())
+	if (__builtin_expect(!cn && !co, 1) || oldfd == newfd || osh_conn_in_vfork_child() ||
+	    !osh_guard_enter())
 		return r->dup2(oldfd, newfd);
-	osh_conn_release(c, OSH_END_CLOSED);
+	if (cn && osh_conn_is_ours(cn))
+		osh_conn_release(cn, OSH_END_CLOSED);
 	ret = r->dup2(oldfd, newfd);
 	err = errno;
+	if (ret >= 0 && co)
+		osh_conn_dup(oldfd, ret);
 	osh_guard_leave();
 	errno = err;
 	return ret;
@@ -90,15 +196,19 @@ OSH_EXPORT int dup2(int oldfd, int newfd)
 OSH_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	const struct osh_real *r = osh_real_get();
-	struct osh_conn *c = osh_conn_get(newfd);
+	struct osh_conn *cn = osh_conn_get(newfd);
+	struct osh_conn *co = osh_conn_get(oldfd);
 	int ret, err;
 
-	if (__builtin_expect(!c, 1) || oldfd == newfd ||
-	    atomic_load(&c->role) != OSH_ROLE_CLIENT || !osh_guard_enter())
+	if (__builtin_expect(!cn && !co, 1) || oldfd == newfd || osh_conn_in_vfork_child() ||
+	    !osh_guard_enter())
 		return r->dup3(oldfd, newfd, flags);
-	osh_conn_release(c, OSH_END_CLOSED);
+	if (cn && osh_conn_is_ours(cn))
+		osh_conn_release(cn, OSH_END_CLOSED);
 	ret = r->dup3(oldfd, newfd, flags);
 	err = errno;
+	if (ret >= 0 && co)
+		osh_conn_dup(oldfd, ret);
 	osh_guard_leave();
 	errno = err;
 	return ret;
@@ -109,8 +219,7 @@ OSH_EXPORT int fclose(FILE *f)
 	const struct osh_real *r = osh_real_get();
 	struct osh_conn *c = f ? osh_conn_get(fileno_unlocked(f)) : NULL;
 
-	if (__builtin_expect(c != NULL, 0) && atomic_load(&c->role) == OSH_ROLE_CLIENT &&
-	    osh_guard_enter()) {
+	if (__builtin_expect(c != NULL, 0) && osh_conn_is_ours(c) && osh_guard_enter()) {
 		osh_conn_release(c, OSH_END_CLOSED);
 		osh_guard_leave();
 	}
@@ -149,8 +258,11 @@ OSH_EXPORT int close_range(unsigned first, unsigned last, int flags)
 	const struct osh_real *r = osh_real_get();
 	int ret, err;
 
-	/* CLOEXEC only marks fds: nothing is closed now. */
-	if ((flags & CLOSE_RANGE_CLOEXEC) || first > last || !osh_guard_enter())
+	/* CLOEXEC only marks fds: nothing is closed now. A vfork child
+	 * (Python's subprocess) closes its own copies of the fds, the
+	 * exporter's included, and must leave its parent's table alone. */
+	if ((flags & CLOSE_RANGE_CLOEXEC) || first > last || osh_conn_in_vfork_child() ||
+	    !osh_guard_enter())
 		return r->close_range(first, last, flags);
 	osh_conn_release_range(first, last);
 	ret = close_range_sparing(r, first, last, flags);
@@ -166,7 +278,7 @@ OSH_EXPORT void closefrom(int lowfd)
 	int keep[16], n;
 	unsigned lo;
 
-	if (lowfd < 0 || !osh_guard_enter()) {
+	if (lowfd < 0 || osh_conn_in_vfork_child() || !osh_guard_enter()) {
 		r->closefrom(lowfd);
 		return;
 	}

@@ -627,6 +627,9 @@ static void load_limits(struct osh_config *cfg, getenv_fn get)
 {
 	cfg->exit_timeout_ms = 2000;
 	env_uint(get, "OTELSHIM_EXIT_TIMEOUT_MS", 0, &cfg->exit_timeout_ms);
+	/* Off by default: with it every preloaded process exports a span, and
+	 * a busy shell script would flood the backend. otelshim-run sets it. */
+	cfg->process_spans = env_bool(get, "OTELSHIM_PROCESS_SPANS");
 	/* 0 would make the backoff a busy loop. */
 	cfg->retry_initial_ms = 1000;
 	env_uint(get, "OTELSHIM_RETRY_INITIAL_MS", 1, &cfg->retry_initial_ms);

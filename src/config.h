@@ -67,6 +67,8 @@ struct osh_config {
 	enum osh_exporter_kind fallback; /* OTEL_FALLBACK_EXPORTER (console or none) */
 
 	uint32_t exit_timeout_ms;	/* OTELSHIM_EXIT_TIMEOUT_MS: flush budget at exit (2000) */
+	bool process_spans;		/* OTELSHIM_PROCESS_SPANS: a span for the process's life
+					 * (off; otelshim-run turns it on) */
 	uint32_t retry_initial_ms;	/* OTELSHIM_RETRY_INITIAL_MS: first backoff step (1000) */
 
 	uint32_t attr_value_limit;	/* OTEL_(SPAN_)ATTRIBUTE_VALUE_LENGTH_LIMIT, 0 = none */

@@ -4,13 +4,47 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "diag.h"
+#include "http_server.h"
 
 struct osh_conn *_Atomic osh_conn_chunks[OSH_CONN_TOP];
+
+/* This process's pid, known once something is tracked and refreshed in
+ * fork children; a vfork child runs on the parent's memory with another
+ * pid and no fork handler. */
+static pid_t owner_pid;
+
+static void conn_after_fork(void)
+{
+	__atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
+}
+
+/* At the first tracked connection (pthread_atfork allocates: not at load). */
+static void arm(void)
+{
+	static bool armed;
+
+	if (__builtin_expect(__atomic_load_n(&armed, __ATOMIC_ACQUIRE), 1))
+		return;
+	if (!__atomic_exchange_n(&armed, true, __ATOMIC_ACQ_REL)) {
+		__atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
+		pthread_atfork(NULL, NULL, conn_after_fork);
+	}
+}
+
+bool osh_conn_in_vfork_child(void)
+{
+	pid_t p = __atomic_load_n(&owner_pid, __ATOMIC_RELAXED);
+
+	return p && getpid() != p;
+}
 
 struct osh_conn *osh_conn_slot(int fd)
 {
@@ -98,43 +132,298 @@ void osh_conn_release_range(unsigned first, unsigned last)
 			continue;
 		for (unsigned fd = lo < first ? first : lo; fd <= hi && fd <= last; fd++) {
 			struct osh_conn *c = &chunk[fd & (OSH_CONN_CHUNK - 1)];
-			if (atomic_load(&c->role) == OSH_ROLE_CLIENT)
+			if (osh_conn_is_ours(c))
 				osh_conn_release(c, OSH_END_CLOSED);
 		}
 	}
 }
 
+/* Drop whatever state the slot holds (lock held): the role the state was
+ * made for says how. The anchor's generation moves on, which retires every
+ * thread context and alias that pointed here. */
+static void reset_state(struct osh_conn *c)
+{
+	switch (c->held) {
+	case OSH_ROLE_CLIENT:
+		osh_client_reset(&c->client);
+		break;
+	case OSH_ROLE_SERVER:
+		osh_server_reset(&c->server);
+		break;
+	default:
+		break;
+	}
+	/* The union is the last member. */
+	memset(&c->client, 0, sizeof(*c) - offsetof(struct osh_conn, client));
+	c->held = OSH_ROLE_NONE;
+	c->n_fds = 0;
+	osh_context_anchor_reset(&c->anchor);
+}
+
+/* The slot is about to describe a new socket on its fd number: whatever
+ * it held goes, including a zombie's state (its aliases then find a new
+ * generation and stop). */
+static void evict(struct osh_conn *c)
+{
+	uint8_t r = atomic_load(&c->role);
+
+	if (r == OSH_ROLE_NONE || r == OSH_ROLE_EXPORTER)
+		return;
+	if (r != OSH_ROLE_ZOMBIE)
+		osh_conn_release(c, OSH_END_DESYNC);
+	if (atomic_load(&c->role) != OSH_ROLE_ZOMBIE)
+		return;
+	if (!osh_conn_lock(c)) {
+		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+		return;
+	}
+	if (atomic_load(&c->role) == OSH_ROLE_ZOMBIE) {
+		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+		osh_server_abandon(c, OSH_END_CLOSED, 0);
+		reset_state(c);
+	}
+	osh_conn_unlock(c);
+}
+
+static bool peer_from(const struct sockaddr *addr, socklen_t len, struct osh_peer *ret)
+{
+	struct osh_peer p = { 0 };
+
+	if (!addr || len < sizeof(sa_family_t))
+		return false;
+	if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		p.family = AF_INET;
+		p.port = ntohs(in->sin_port);
+		memcpy(p.addr, &in->sin_addr, 4);
+	} else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+		p.family = AF_INET6;
+		p.port = ntohs(in6->sin6_port);
+		memcpy(p.addr, &in6->sin6_addr, 16);
+	} else {
+		return false;
+	}
+	*ret = p;
+	return true;
+}
+
 void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct osh_conn *c = osh_conn_slot(fd);
-	struct osh_peer peer = { 0 };
+	struct osh_peer peer;
 
-	if (!c)
+	if (!c || !peer_from(addr, len, &peer))
 		return;
-	if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-		peer.family = AF_INET;
-		peer.port = ntohs(in->sin_port);
-		memcpy(peer.addr, &in->sin_addr, 4);
-	} else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-		peer.family = AF_INET6;
-		peer.port = ntohs(in6->sin6_port);
-		memcpy(peer.addr, &in6->sin6_addr, 16);
-	} else {
-		return;
-	}
+	arm();
 	/* A slot still marked from an fd closed behind our back (fclose,
 	 * dup2, close_range): drop what it held. */
-	if (atomic_load(&c->role) != OSH_ROLE_NONE)
-		osh_conn_release(c, OSH_END_DESYNC);
+	evict(c);
 	if (!osh_conn_lock(c))
 		return;
-	osh_client_reset(&c->client);
+	reset_state(c);
 	c->peer = peer;
 	c->peer_text_len = (uint8_t)osh_peer_format(&peer, c->peer_text, sizeof(c->peer_text));
+	c->held = OSH_ROLE_CLIENT;
 	atomic_store_explicit(&c->role, OSH_ROLE_CLIENT, memory_order_release);
 	osh_conn_unlock(c);
+}
+
+/* Decide once per listener fd whether what it accepts is traced, and keep
+ * its local address. Returns the listener's slot (role LISTENER) or NULL. */
+static struct osh_conn *classify_listener(int listen_fd)
+{
+	struct osh_conn *l = osh_conn_slot(listen_fd);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct osh_peer local = { 0 };
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	bool traced;
+
+	if (!l)
+		return NULL;
+	if (atomic_load(&l->role) == OSH_ROLE_LISTENER)
+		return l;
+	/* AF_UNIX and other families stay untraced (their accepts still go
+	 * through this slot, which remembers the verdict). */
+	traced = getsockopt(listen_fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+		 type == SOCK_STREAM && getsockname(listen_fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		 peer_from((struct sockaddr *)&ss, sl, &local);
+	evict(l);
+	if (!osh_conn_lock(l))
+		return NULL;
+	reset_state(l);
+	l->local = local;
+	l->listener.traced = traced;
+	l->held = OSH_ROLE_LISTENER;
+	atomic_store_explicit(&l->role, OSH_ROLE_LISTENER, memory_order_release);
+	osh_conn_unlock(l);
+	return l;
+}
+
+void osh_conn_track_server(int fd, int listen_fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct osh_conn *l = classify_listener(listen_fd);
+	struct osh_conn *c;
+	struct osh_peer peer, local;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	/* A listener's fields are written before its role is published and
+	 * never change after: no lock on the per-accept path. */
+	if (!l || atomic_load_explicit(&l->role, memory_order_acquire) != OSH_ROLE_LISTENER ||
+	    !l->listener.traced)
+		return;
+	local = l->local;
+	if (!addr) {
+		/* The program's buffer was too small for the address. */
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+			return;
+		addr = (struct sockaddr *)&ss;
+		len = sl;
+	}
+	c = osh_conn_slot(fd);
+	if (!c || !peer_from(addr, len, &peer))
+		return;
+	arm();
+	evict(c);
+	if (!osh_conn_lock(c))
+		return;
+	reset_state(c);
+	c->peer = peer;
+	c->local = local;
+	c->peer_text_len = (uint8_t)osh_peer_format(&peer, c->peer_text, sizeof(c->peer_text));
+	c->n_fds = 1;
+	c->held = OSH_ROLE_SERVER;
+	atomic_store_explicit(&c->role, OSH_ROLE_SERVER, memory_order_release);
+	osh_conn_unlock(c);
+}
+
+/* The owner slot an alias refers to, and the generation it expects. */
+static struct osh_conn *alias_owner(const struct osh_conn *a, uint32_t *ret_gen)
+{
+	uint64_t ref = atomic_load_explicit(&a->alias, memory_order_acquire);
+	int fd = (int)(ref >> 32);
+	struct osh_conn *chunk;
+
+	if ((unsigned)fd >= OSH_CONN_MAX_FD)
+		return NULL;
+	chunk = atomic_load_explicit(&osh_conn_chunks[(unsigned)fd >> OSH_CONN_CHUNK_BITS],
+				     memory_order_acquire);
+	if (!chunk)
+		return NULL;
+	*ret_gen = (uint32_t)ref;
+	return &chunk[(unsigned)fd & (OSH_CONN_CHUNK - 1)];
+}
+
+struct osh_conn *osh_conn_lock_server(struct osh_conn *c)
+{
+	struct osh_conn *o = c;
+	uint32_t gen = 0;
+	uint8_t r = atomic_load_explicit(&c->role, memory_order_acquire);
+
+	if (r == OSH_ROLE_ALIAS) {
+		o = alias_owner(c, &gen);
+		if (!o)
+			return NULL;
+	} else if (r != OSH_ROLE_SERVER) {
+		return NULL;
+	}
+	if (!osh_conn_lock(o))
+		return NULL;
+	r = atomic_load(&o->role);
+	if (o == c) {
+		if (r == OSH_ROLE_SERVER)
+			return o;
+	} else if ((r == OSH_ROLE_SERVER || r == OSH_ROLE_ZOMBIE) &&
+		   atomic_load(&o->anchor.gen) == gen) {
+		return o;
+	}
+	osh_conn_unlock(o);
+	return NULL;
+}
+
+void osh_conn_dup(int oldfd, int newfd)
+{
+	struct osh_conn *c = osh_conn_get(oldfd);
+	struct osh_conn *n = osh_conn_slot(newfd);
+	struct osh_conn *o;
+	uint8_t r;
+	uint64_t ref;
+	bool traced;
+	struct osh_peer local;
+
+	if (!c || !n || c == n)
+		return;
+	r = atomic_load(&c->role);
+	switch (r) {
+	case OSH_ROLE_CLIENT:
+		/* Bytes written through the copy would never pass the
+		 * injector, whose stream offsets would then be wrong: stop. */
+		osh_conn_release(c, OSH_END_DESYNC);
+		return;
+	case OSH_ROLE_LISTENER:
+		if (!osh_conn_lock(c))
+			return;
+		traced = c->listener.traced;
+		local = c->local;
+		r = atomic_load(&c->role);
+		osh_conn_unlock(c);
+		if (r != OSH_ROLE_LISTENER)
+			return;
+		evict(n);
+		if (!osh_conn_lock(n))
+			return;
+		reset_state(n);
+		n->local = local;
+		n->listener.traced = traced;
+		n->held = OSH_ROLE_LISTENER;
+		atomic_store_explicit(&n->role, OSH_ROLE_LISTENER, memory_order_release);
+		osh_conn_unlock(n);
+		return;
+	case OSH_ROLE_SERVER:
+	case OSH_ROLE_ALIAS:
+		break;
+	default:
+		return;
+	}
+	o = osh_conn_lock_server(c);
+	if (!o)
+		return;
+	if (o == n) {
+		/* dup2 of a copy back onto the original number, whose slot
+		 * became a zombie when the number was closed: it is the
+		 * owner's number again. */
+		if (atomic_load(&o->role) == OSH_ROLE_ZOMBIE) {
+			o->n_fds++;
+			atomic_store_explicit(&o->role, OSH_ROLE_SERVER, memory_order_release);
+		}
+		osh_conn_unlock(o);
+		return;
+	}
+	/* The new alias names the owner's fd: @oldfd, or the one @c names. */
+	if (o == c)
+		ref = (uint64_t)(uint32_t)oldfd << 32;
+	else
+		ref = atomic_load(&c->alias) & ~(uint64_t)UINT32_MAX;
+	ref |= atomic_load(&o->anchor.gen);
+	o->n_fds++;
+	osh_conn_unlock(o);
+	evict(n);
+	if (!osh_conn_lock(n)) {
+		/* Give the share back. */
+		if ((o = osh_conn_lock_server(c)) != NULL) {
+			o->n_fds--;
+			osh_conn_unlock(o);
+		}
+		return;
+	}
+	reset_state(n);
+	atomic_store_explicit(&n->alias, ref, memory_order_release);
+	n->held = OSH_ROLE_ALIAS;
+	atomic_store_explicit(&n->role, OSH_ROLE_ALIAS, memory_order_release);
+	osh_conn_unlock(n);
 }
 
 void osh_conn_mark_exporter(int fd, bool owned)
@@ -143,8 +432,8 @@ void osh_conn_mark_exporter(int fd, bool owned)
 
 	if (!c)
 		return;
-	if (owned && atomic_load(&c->role) == OSH_ROLE_CLIENT)
-		osh_conn_release(c, OSH_END_DESYNC);
+	if (owned)
+		evict(c);
 	for (int i = 0; i < MAX_EXPORTER_FDS; i++) {
 		int expected = owned ? -1 : fd;
 		if (atomic_compare_exchange_strong(&exporter_fds[i], &expected, owned ? fd : -1))
@@ -154,18 +443,78 @@ void osh_conn_mark_exporter(int fd, bool owned)
 			      memory_order_release);
 }
 
+/* An alias goes away: give its share of the owner back; the last share of
+ * a zombie ends the state. */
+static void release_alias(struct osh_conn *a, int why)
+{
+	struct osh_conn *o;
+
+	if (!osh_conn_lock(a)) {
+		atomic_store_explicit(&a->role, OSH_ROLE_NONE, memory_order_release);
+		return;
+	}
+	if (atomic_load(&a->role) != OSH_ROLE_ALIAS) {
+		osh_conn_unlock(a);
+		return;
+	}
+	o = osh_conn_lock_server(a);
+	atomic_store_explicit(&a->role, OSH_ROLE_NONE, memory_order_release);
+	reset_state(a);
+	if (o) {
+		if (o->n_fds)
+			o->n_fds--;
+		if (o->n_fds == 0 && atomic_load(&o->role) == OSH_ROLE_ZOMBIE) {
+			atomic_store_explicit(&o->role, OSH_ROLE_NONE, memory_order_release);
+			osh_server_abandon(o, (enum osh_end_reason)why, 0);
+			reset_state(o);
+		}
+		osh_conn_unlock(o);
+	}
+	osh_conn_unlock(a);
+}
+
 void osh_conn_release(struct osh_conn *c, int why)
 {
-	if (atomic_load(&c->role) != OSH_ROLE_CLIENT)
+	uint8_t r = atomic_load(&c->role);
+
+	if (r == OSH_ROLE_ALIAS) {
+		release_alias(c, why);
+		return;
+	}
+	if (r != OSH_ROLE_CLIENT && r != OSH_ROLE_SERVER && r != OSH_ROLE_LISTENER)
 		return;
 	if (!osh_conn_lock(c)) {
-		/* Cannot take the state safely: at least stop tracking. */
+		/* Cannot take the state safely: at least stop tracking (the
+		 * state is reset by whoever tracks the slot next). */
 		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
 		return;
 	}
-	atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
-	osh_client_abandon(&c->client, (enum osh_end_reason)why, 0);
-	osh_client_reset(&c->client);
+	r = atomic_load(&c->role);
+	switch (r) {
+	case OSH_ROLE_CLIENT:
+		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+		osh_client_abandon(&c->client, (enum osh_end_reason)why, 0);
+		reset_state(c);
+		break;
+	case OSH_ROLE_SERVER:
+		if (c->n_fds > 1) {
+			/* Dups of it are still open: the state stays here
+			 * for them, the fd number is no longer ours. */
+			c->n_fds--;
+			atomic_store_explicit(&c->role, OSH_ROLE_ZOMBIE, memory_order_release);
+			break;
+		}
+		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+		osh_server_abandon(c, (enum osh_end_reason)why, 0);
+		reset_state(c);
+		break;
+	case OSH_ROLE_LISTENER:
+		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
+		reset_state(c);
+		break;
+	default:
+		break;
+	}
 	osh_conn_unlock(c);
 }
 

@@ -50,6 +50,17 @@ static _Atomic uint32_t flush_done;
 static _Atomic bool shutdown_started;
 static _Atomic bool shutting_down;
 static _Atomic uint64_t shutdown_deadline;
+/* st_submitted when the last flush was requested (completed or timed out):
+ * a later flush with nothing new to send returns at once, so a program that
+ * tries exec in every PATH directory waits for a slow collector once. */
+static _Atomic uint64_t flushed_upto;
+static _Atomic bool drops_reported;
+/* The process that started the thread: a vfork child shares our memory,
+ * and a fork child whose handler was not armed has a stale thread_state;
+ * neither may wait for a thread that is not theirs. */
+static _Atomic pid_t exporter_pid;
+/* The launcher describes the command it runs, not itself. */
+static const struct osh_process_info *process_override;
 
 static _Atomic uint64_t st_submitted, st_dropped, st_exported, st_failed;
 static void (*test_capture)(struct osh_span *span);
@@ -183,6 +194,10 @@ static void export_batch(struct sink *sk, struct osh_span **spans, size_t n)
 					 : osh_cfg.bsp_export_timeout_ms;
 		uint64_t deadline = osh_clock_monotonic_ns() + ms_to_ns(limit);
 
+		/* An exec flush that failed to reach the collector must not
+		 * mute a program that goes on after its exec failed. */
+		if (!final)
+			sk->unreachable = false;
 		if (!exp || sk->unreachable)
 			break;
 		if (final) {
@@ -240,7 +255,10 @@ static void *exporter_main(void *arg)
 	spans = calloc(batch, sizeof(*spans));
 	proc = calloc(1, sizeof(*proc));
 	if (proc) {
-		osh_resource_probe(proc);
+		if (process_override)
+			*proc = *process_override;
+		else
+			osh_resource_probe(proc);
 		if (osh_resource_build(&sk.res, &osh_cfg, proc) < 0)
 			memset(&sk.res, 0, sizeof(sk.res));
 		free(proc);
@@ -306,6 +324,7 @@ static void start_thread(void)
 		atexit_registered = true;
 		atexit(atexit_flush);
 	}
+	atomic_store(&exporter_pid, getpid());
 	/* Signals meant for the host must never land on our thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -348,35 +367,90 @@ void osh_exporter_submit(struct osh_span *span)
 		wake_exporter();
 }
 
-void osh_exporter_shutdown(void)
+/* True when this process started the exporter thread and it runs. */
+static bool own_thread(void)
 {
-	uint64_t deadline;
-	uint32_t req;
-	void *exp;
+	return atomic_load(&thread_state) == T_RUNNING && atomic_load(&exporter_pid) == getpid();
+}
 
-	if (atomic_exchange(&shutdown_started, true))
-		return;
-	if (atomic_load(&thread_state) != T_RUNNING)
-		return;
-	deadline = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.exit_timeout_ms);
-	atomic_store(&shutdown_deadline, deadline);
-	atomic_store(&shutting_down, true);
+/* Ask the thread to send everything submitted so far and wait for it, or
+ * for @deadline (CLOCK_MONOTONIC ns). */
+static void flush_wait(uint64_t deadline)
+{
+	uint32_t req;
+
+	atomic_store(&flushed_upto, atomic_load(&st_submitted));
 	req = atomic_fetch_add(&flush_req, 1) + 1;
 	wake_exporter();
-	exp = atomic_load(&module_exp);
-	if (exp && module)
-		module->interrupt(exp, deadline);
 	for (;;) {
 		uint32_t done = atomic_load(&flush_done);
 		uint64_t now = osh_clock_monotonic_ns();
 
 		if ((int32_t)(done - req) >= 0 || now >= deadline)
-			break;
+			return;
 		futex_wait(&flush_done, done, deadline - now);
 	}
-	if (atomic_load(&st_dropped))
+}
+
+void osh_exporter_shutdown(void)
+{
+	uint64_t deadline;
+	void *exp;
+
+	if (!own_thread())
+		return;
+	if (!atomic_exchange(&shutdown_started, true)) {
+		deadline = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.exit_timeout_ms);
+		atomic_store(&shutdown_deadline, deadline);
+		atomic_store(&shutting_down, true);
+	} else {
+		/* Called again (the exit handlers, then our destructor; a
+		 * process span ended by a late exit handler): only spans
+		 * submitted since, and within the budget the first call set. */
+		if (atomic_load(&st_submitted) == atomic_load(&flushed_upto))
+			return;
+		deadline = atomic_load(&shutdown_deadline);
+	}
+	exp = atomic_load(&module_exp);
+	if (exp && module)
+		module->interrupt(exp, deadline);
+	flush_wait(deadline);
+	if (atomic_load(&st_dropped) && !atomic_exchange(&drops_reported, true))
 		osh_diag(OSH_LOG_WARN, "%llu spans dropped because the queue was full",
 			 (unsigned long long)atomic_load(&st_dropped));
+}
+
+bool osh_exporter_flush_sync(void)
+{
+	if (!own_thread() || atomic_load(&st_submitted) == atomic_load(&flushed_upto))
+		return false;
+	/* An exec or _exit from an exit handler: the exit flush owns the
+	 * budget. */
+	if (atomic_load(&shutdown_started)) {
+		osh_exporter_shutdown();
+		return false;
+	}
+	/* As at exit (one attempt per batch, an absent collector drops the
+	 * rest at once), but without interrupt(): it would cap the module's
+	 * deadlines for good, and the program may go on if its exec fails.
+	 * A transfer already under way is simply not waited for past the
+	 * deadline. */
+	atomic_store(&shutdown_deadline,
+		     osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.exit_timeout_ms));
+	atomic_store(&shutting_down, true);
+	flush_wait(atomic_load(&shutdown_deadline));
+	return true;
+}
+
+void osh_exporter_resume(void)
+{
+	atomic_store(&shutting_down, false);
+	atomic_store(&shutdown_deadline, 0);
+}
+
+void osh_exporter_set_process(const struct osh_process_info *proc)
+{
+	process_override = proc;
 }
 
 void osh_exporter_after_fork_child(void)
@@ -393,6 +467,7 @@ void osh_exporter_after_fork_child(void)
 	atomic_store(&shutdown_started, false);
 	atomic_store(&shutting_down, false);
 	atomic_store(&shutdown_deadline, 0);
+	atomic_store(&flushed_upto, atomic_load(&st_submitted)); /* the parent's, not ours */
 }
 
 void osh_exporter_stats(struct osh_exporter_stats *ret)

@@ -15,8 +15,24 @@ struct osh_span;
 void osh_exporter_submit(struct osh_span *span);
 
 /* Flush what is queued and wait for it, within OTELSHIM_EXIT_TIMEOUT_MS at
- * most (2 s by default). Idempotent; runs at exit. */
+ * most (2 s by default). Runs at exit; a later call sends only spans
+ * submitted since, within the budget the first call set. Does nothing in a
+ * process that did not start the exporter thread (fork, vfork children). */
 void osh_exporter_shutdown(void);
+
+/* Before exec and _exit, which skip the exit handlers: flush what is queued
+ * as at exit and wait within OTELSHIM_EXIT_TIMEOUT_MS. Returns true when it
+ * flushed, i.e. this process runs the exporter and had new spans; call
+ * osh_exporter_resume() afterwards if the program goes on (exec failed).
+ * Never touches anything in a vfork child. */
+bool osh_exporter_flush_sync(void);
+void osh_exporter_resume(void);
+
+/* The launcher: the resource describes @proc (the command it runs) instead
+ * of the calling process. Before the first submit; @proc must outlive the
+ * exporter. */
+struct osh_process_info;
+void osh_exporter_set_process(const struct osh_process_info *proc);
 
 /* In a fork child: the parent's exporter thread does not exist here and
  * its queued spans are the parent's to send. Forget both; the child's first

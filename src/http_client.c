@@ -22,10 +22,12 @@
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
+#include "context.h"
 #include "diag.h"
 #include "exporter.h"
 #include "http_client.h"
 #include "ids.h"
+#include "procspan.h"
 #include "propagation.h"
 #include "redact.h"
 #include "route.h"
@@ -420,11 +422,20 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 
 /* ---- exchange lifecycle ----------------------------------------------- */
 
-/* The current parent for requests that carry none of their own. Server
- * spans (thread context) slot in here later; today it is the environment
- * carrier or nothing. */
+/* The current parent for requests that carry none of their own: the
+ * SERVER span this thread is serving (context.h); then this process's span
+ * (OTELSHIM_PROCESS_SPANS), then the environment carrier, or nothing. */
 static const struct osh_trace_ctx *current_parent(void)
 {
+	const struct osh_context *t = osh_context_current();
+	const struct osh_trace_ctx *proc;
+
+	if (t)
+		return &t->span;
+	proc = osh_procspan_parent();
+
+	if (proc)
+		return proc;
 	return osh_env_ctx.parent.valid ? &osh_env_ctx.parent : NULL;
 }
 
@@ -464,6 +475,54 @@ static void finish(struct osh_client *cl, struct osh_exchange *ex, const char *e
 	osh_exporter_submit(rec);
 }
 
+/* Build in ex->extra_heap the lines a request made under the thread's
+ * context @t carries besides its traceparent: the context's tracestate, its
+ * baggage (else the environment's), its x-request-id, each only when the
+ * request has none of its own. Returns their length (0: none, or no
+ * memory). */
+static size_t ctx_lines(struct osh_exchange *ex, const struct osh_context *t,
+			const struct osh_http_request *req)
+{
+	size_t ts = osh_cfg.propagate_tracecontext && !req->tracestate_count ? t->tracestate_len : 0;
+	const char *bg = t->baggage;
+	size_t bg_len = t->baggage_len;
+	size_t rid = req->x_request_id.len ? 0 : t->request_id_len;
+	size_t n = 0;
+	char *p;
+
+	if (!bg_len && env_bg_len) {
+		/* "baggage: " + value + CRLF, as built at load. */
+		bg = env_lines + env_ts_len + 9;
+		bg_len = env_bg_len - 11;
+	}
+	if (!osh_cfg.propagate_baggage || req->baggage_count)
+		bg_len = 0;
+	if (!ts && !bg_len && !rid)
+		return 0;
+	p = malloc((ts ? ts + 14 : 0) + (bg_len ? bg_len + 11 : 0) + (rid ? rid + 16 : 0));
+	if (!p)
+		return 0;
+#define PUT(lit, v, l)                                     \
+	do {                                               \
+		memcpy(p + n, lit, sizeof(lit) - 1);       \
+		n += sizeof(lit) - 1;                      \
+		memcpy(p + n, v, l);                       \
+		n += l;                                    \
+		memcpy(p + n, "\r\n", 2);                  \
+		n += 2;                                    \
+	} while (0)
+	if (ts)
+		PUT("tracestate: ", t->tracestate, ts);
+	if (bg_len)
+		PUT("baggage: ", bg, bg_len);
+	if (rid)
+		PUT("x-request-id: ", t->request_id, rid);
+#undef PUT
+	free(ex->extra_heap);
+	ex->extra_heap = p;
+	return n;
+}
+
 /* Decide the trace context of a request whose head is complete, create its
  * span record, and plan its injection. @head_call_off: where the head
  * starts relative to this call's first byte (negative when earlier calls
@@ -473,6 +532,7 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 {
 	struct osh_trace_ctx app = { 0 };
 	const struct osh_trace_ctx *parent = NULL;
+	const struct osh_context *tctx = NULL;	/* the parent, when it is the thread's */
 	bool app_has_tp = req->traceparent_count > 0;
 	bool sampled;
 	struct osh_span *rec = NULL;
@@ -485,6 +545,9 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 			parent = &app;
 	} else {
 		parent = current_parent();
+		tctx = osh_context_current();
+		if (tctx && parent != &tctx->span)
+			tctx = NULL;
 	}
 	if (parent)
 		memcpy(ex->trace_id, parent->trace_id, 16);
@@ -514,6 +577,10 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 				    osh_tracestate_valid(req->tracestate.p, req->tracestate.len))
 					osh_span_set_trace_state(rec, req->tracestate.p,
 								 req->tracestate.len);
+			} else if (tctx) {
+				if (tctx->tracestate_len)
+					osh_span_set_trace_state(rec, tctx->tracestate,
+								 tctx->tracestate_len);
 			} else if (osh_env_ctx.tracestate_len) {
 				osh_span_set_trace_state(rec, osh_env_ctx.tracestate,
 							 osh_env_ctx.tracestate_len);
@@ -526,7 +593,10 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 	/* Injection: never when the program propagates by itself. */
 	if (app_has_tp || (!osh_cfg.propagate_tracecontext && !osh_cfg.propagate_baggage))
 		return;
-	if (env_lines && parent == &osh_env_ctx.parent) {
+	if (tctx) {
+		extra_len = ctx_lines(ex, tctx, req);
+		extra = ex->extra_heap;
+	} else if (env_lines && (parent == &osh_env_ctx.parent || parent == osh_procspan_parent())) {
 		bool ts = env_ts_len && req->tracestate_count == 0;
 		bool bg = env_bg_len && req->baggage_count == 0;
 		extra = env_lines + (ts ? 0 : env_ts_len);
@@ -598,6 +668,8 @@ static struct osh_exchange *tx_new_exchange(struct tx_run *r, struct osh_tx_pars
 	if (cl->ring_tail - cl->ring_head >= OSH_CLIENT_RING)
 		return NULL;
 	ex = ring_at(cl, cl->ring_tail);
+	/* The slot's previous request is over: its lines are no longer sent. */
+	free(ex->extra_heap);
 	memset(ex, 0, offsetof(struct osh_exchange, tp_line));
 	ex->seq = cl->ring_tail++;
 	ex->start_ns = r->now;
@@ -867,6 +939,8 @@ void osh_client_reset(struct osh_client *cl)
 		osh_span_destroy(ex->rec);
 		ex->rec = NULL;
 	}
+	for (int i = 0; i < OSH_CLIENT_RING; i++)
+		free(cl->ring[i].extra_heap);
 	buf_free(&cl->tx_acc);
 	buf_free(&cl->rx_acc);
 	memset(cl, 0, sizeof(*cl));
@@ -961,7 +1035,8 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
 	if (total == 0 || !osh_conn_lock(c))
 		return;
 	if (atomic_load(&c->role) != OSH_ROLE_CLIENT || tx_finished(cl)) {
-		release = should_release(cl);
+		/* (Another role's state is not ours to judge.) */
+		release = atomic_load(&c->role) == OSH_ROLE_CLIENT && should_release(cl);
 		goto out;
 	}
 	if (cl->tx_busy) {
@@ -1029,6 +1104,12 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 	if (!osh_conn_lock(c)) {
 		/* Cannot happen with tx_busy held by us unless the lock is
 		 * stuck; the stream is now unknown. */
+		return real_ret < 0 ? real_ret : (ssize_t)(left > plan->total ? plan->total : left);
+	}
+	if (atomic_load(&c->role) != OSH_ROLE_CLIENT) {
+		/* The fd was closed under the call (and its slot maybe reused
+		 * by another kind of connection): the state is not ours. */
+		osh_conn_unlock(c);
 		return real_ret < 0 ? real_ret : (ssize_t)(left > plan->total ? plan->total : left);
 	}
 
@@ -1102,6 +1183,44 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 	if (real_ret < 0)
 		return real_ret;
 	return (ssize_t)sent_app;
+}
+
+void osh_client_tx_opaque(struct osh_conn *c, size_t n)
+{
+	struct osh_client *cl = &c->client;
+	struct osh_http_body *b = &cl->tx.body;
+	bool release;
+
+	if (!n || !osh_conn_lock(c))
+		return;
+	if (atomic_load(&c->role) != OSH_ROLE_CLIENT) {
+		osh_conn_unlock(c);
+		return;
+	}
+	if (cl->tx_busy) {
+		/* Another thread is between prepare and commit; its commit
+		 * applies this (see osh_client_tx_prepare). */
+		cl->tx_abandoned = true;
+	} else if (cl->tx.state == TX_BODY && b->kind == OSH_BODY_LENGTH && b->remaining >= n) {
+		/* A known-length body: only the count matters. Any injection
+		 * for this request was in its head, all sent already. */
+		b->remaining -= n;
+		b->payload += n;
+		cl->tx.pos += n;
+		if (!b->remaining) {
+			b->done = true;
+			cl->tx.state = TX_IDLE;
+		}
+	} else {
+		cl->tx.pos += n;
+		if (!tx_finished(cl))
+			cl->tx.state = TX_DEAD;
+	}
+	drop_unparsed(cl);
+	release = should_release(cl);
+	osh_conn_unlock(c);
+	if (release)
+		osh_conn_release(c, OSH_END_DESYNC);
 }
 
 /* ---- read path ---------------------------------------------------------- */

@@ -73,8 +73,12 @@ struct osh_exchange {
 	int tx_errno;		/* write error seen while sending it, 0 if none */
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
-	const char *extra;	/* tracestate/baggage lines (static storage) */
+	const char *extra;	/* tracestate/baggage lines (static storage or extra_heap) */
 	struct osh_span *rec;	/* NULL when not recorded (unsampled) */
+	/* Lines built for this request from the thread's context (its
+	 * tracestate, baggage, x-request-id); freed when the ring slot is
+	 * reused or the connection reset. NULL in the common case. */
+	char *extra_heap;
 	char tp_line[72];
 };
 
@@ -145,6 +149,12 @@ void osh_client_tx_prepare(struct osh_conn *c, int fd, const struct iovec *iov, 
  * changes the meaning of an error. */
 ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const struct iovec *iov,
 			     int iovcnt, ssize_t real_ret, int err);
+
+/* @n program bytes went out without passing through the shim (sendfile,
+ * splice). Inside a request body of known length they are counted as body;
+ * anywhere else the write side stops interpreting the stream (no injection
+ * can land in bytes it did not see). */
+void osh_client_tx_opaque(struct osh_conn *c, size_t n);
 
 /* Feed what a real read returned: @ret > 0 bytes spread over @iov (the
  * program's buffers), 0 for end of stream, -1 with @err. */

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
@@ -112,6 +113,32 @@ static int sys_fclose(FILE *f)
 	return EOF;
 }
 
+static int sys_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return (int)syscall(SYS_accept, fd, addr, len);
+}
+static int sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	return (int)syscall(SYS_accept4, fd, addr, len, flags);
+}
+static int sys_shutdown(int fd, int how)
+{
+	return (int)syscall(SYS_shutdown, fd, how);
+}
+static int sys_dup(int fd)
+{
+	return (int)syscall(SYS_dup, fd);
+}
+static ssize_t sys_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	return syscall(SYS_sendfile, out_fd, in_fd, offset, count);
+}
+static ssize_t sys_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+			  unsigned int flags)
+{
+	return syscall(SYS_splice, fd_in, off_in, fd_out, off_out, len, flags);
+}
+
 /* dlsym(RTLD_NEXT) finds the next definition after libotelshim.so in the
  * lookup order: libc's. A failed lookup allocates (dlerror state), which is
  * why this runs once and never on a hot path. */
@@ -131,6 +158,10 @@ extern ssize_t __recv_chk(int, void *, size_t, size_t, int);
 extern ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
 extern int close_range(unsigned, unsigned, int);
 extern void closefrom(int);
+/* Not from <sys/sendfile.h>, which maps one name onto the other under
+ * _FILE_OFFSET_BITS=64: both symbols are hooked. */
+extern ssize_t sendfile(int, int, off_t *, size_t);
+extern ssize_t sendfile64(int, int, off64_t *, size_t);
 
 static void resolve(void)
 {
@@ -159,6 +190,13 @@ static void resolve(void)
 	RESOLVE(close_range, close_range, sys_close_range);
 	RESOLVE(closefrom, closefrom, sys_closefrom);
 	RESOLVE(fclose, fclose, sys_fclose);
+	RESOLVE(accept, accept, sys_accept);
+	RESOLVE(accept4, accept4, sys_accept4);
+	RESOLVE(shutdown, shutdown, sys_shutdown);
+	RESOLVE(dup, dup, sys_dup);
+	RESOLVE(sendfile, sendfile, sys_sendfile);
+	RESOLVE(sendfile64, sendfile64, sys_sendfile);
+	RESOLVE(splice, splice, sys_splice);
 #undef RESOLVE
 	osh_real = r;
 	errno = saved;

@@ -40,6 +40,14 @@ struct osh_real {
 	int (*close_range)(unsigned first, unsigned last, int flags);
 	void (*closefrom)(int lowfd);
 	int (*fclose)(FILE *f);
+	int (*accept)(int fd, struct sockaddr *addr, socklen_t *len);
+	int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+	int (*shutdown)(int fd, int how);
+	int (*dup)(int fd);
+	ssize_t (*sendfile)(int out_fd, int in_fd, off_t *offset, size_t count);
+	ssize_t (*sendfile64)(int out_fd, int in_fd, off_t *offset, size_t count);
+	ssize_t (*splice)(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+			  unsigned int flags);
 };
 
 /* Filled by osh_real_init(); every member is non-NULL afterwards. */

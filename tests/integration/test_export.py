@@ -230,14 +230,24 @@ class LauncherTest(unittest.TestCase):
             res = self.launch(['--service', 'llm.launcher-test', '--endpoint', receiver.endpoint,
                                'curl', '-s', self.server.url + '/e'])
             self.assertEqual(res.returncode, 0, res.stderr)
-            (s,) = receiver.wait_for_spans(1)
-            self.assertEqual(s['resource']['service.name'], 'llm.launcher-test')
+            # The launcher's root span, curl's process span, its request.
+            spans = receiver.wait_for_spans(3)
+            self.assertEqual(len(spans), 3)
+            for s in spans:
+                self.assertEqual(s['resource']['service.name'], 'llm.launcher-test')
             self.assertNotIn(b'otelshim: span', res.stderr)
 
     def test_exit_status_is_the_programs(self):
         res = self.launch(['--console', 'sh', '-c', 'exit 7'])
         self.assertEqual(res.returncode, 7)
-        self.assertEqual(res.stderr, b'')
+        # Nothing on stderr but the spans asked for: the launcher's root span
+        # and sh's own process span.
+        lines = res.stderr.decode().splitlines()
+        self.assertEqual(len(lines), 2, res.stderr)
+        for line in lines:
+            self.assertTrue(line.startswith('otelshim: span "exec sh" kind=internal status=ERROR'),
+                            line)
+            self.assertTrue(line.endswith(' process.exit.code=7'), line)
 
 
 if __name__ == '__main__':

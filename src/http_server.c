@@ -1,0 +1,990 @@
+/* Server-side HTTP/1.x exchange tracking (see http_server.h and
+ * docs/ARCHITECTURE.md, "Server connections").
+ *
+ * Two parsers per connection, both fed after the real call with exactly the
+ * bytes that went through it: requests on the read side, responses on the
+ * write side. An exchange (a ring slot) starts with the first byte of a
+ * request; its head decides the trace context and starts the SERVER span;
+ * it ends when the response body is complete, or when the connection ends
+ * first. Responses are matched to requests in order (HTTP/1.1 pipelining).
+ */
+#include "buildconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "context.h"
+#include "diag.h"
+#include "exporter.h"
+#include "http_server.h"
+#include "ids.h"
+#include "propagation.h"
+#include "redact.h"
+#include "route.h"
+#include "sampler.h"
+#include "span.h"
+
+enum rq_state {
+	RQ_IDLE = 0,	/* between requests */
+	RQ_HEAD,	/* inside a request head */
+	RQ_BODY,	/* inside a request body */
+	RQ_DEAD,	/* not HTTP, or lost track: requests no longer parsed */
+};
+
+enum rs_state {
+	RS_IDLE = 0,	/* between responses */
+	RS_HEAD,	/* inside a response head (interim or final) */
+	RS_BODY,	/* inside a response body */
+	RS_DEAD,	/* lost track: the connection stops being traced */
+};
+
+/* Values longer than these are cut before they reach a span. */
+#define URL_MAX 1024
+#define UA_MAX 256
+#define REQUEST_ID_MAX 256
+#define BAGGAGE_VALUE_MAX 256
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static struct osh_srv_exchange *ring_at(struct osh_server *sv, uint64_t seq)
+{
+	return &sv->ring[seq % OSH_SERVER_RING];
+}
+
+static void buf_free(struct osh_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static bool buf_append(struct osh_buf *b, const char *p, size_t len)
+{
+	size_t need = (size_t)b->len + len;
+
+	if (need > OSH_HTTP_MAX_HEAD)
+		return false;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *np;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > OSH_HTTP_MAX_HEAD)
+			cap = OSH_HTTP_MAX_HEAD;
+		np = realloc(b->p, cap);
+		if (!np) {
+			osh_diag_once(OSH_ONCE_ALLOC, OSH_LOG_WARN,
+				      "out of memory for a split HTTP head; connection not traced");
+			return false;
+		}
+		b->p = np;
+		b->cap = (uint32_t)cap;
+	}
+	memcpy(b->p + b->len, p, len);
+	b->len = (uint32_t)need;
+	return true;
+}
+
+/* Gather a head that may arrive in pieces. Returns 1 with the complete head
+ * in *ret_head (in place, or in @acc: the caller empties it after use) and
+ * in *ret_used the bytes of @p it took; 0 when all of @p was taken and the
+ * head goes on; -1 when it is malformed or too large. */
+static int gather_head(struct osh_buf *acc, uint32_t *scanned, const char *p, size_t len,
+		       const char **ret_head, size_t *ret_hlen, size_t *ret_used)
+{
+	uint32_t old = acc->len;
+	size_t take = len;
+	ssize_t h;
+
+	if (!old) {
+		h = osh_http_head_end(p, len, 0);
+		if (h > 0) {
+			*ret_head = p;
+			*ret_hlen = (size_t)h;
+			*ret_used = (size_t)h;
+			return 1;
+		}
+		if (h == OSH_HTTP_INVALID)
+			return -1;
+	}
+	if (old + take > OSH_HTTP_MAX_HEAD)
+		take = OSH_HTTP_MAX_HEAD - old;
+	if (!take || !buf_append(acc, p, take))
+		return -1;
+	h = osh_http_head_end(acc->p, acc->len, *scanned);
+	if (h > 0) {
+		*ret_head = acc->p;
+		*ret_hlen = (size_t)h;
+		*ret_used = (size_t)h - old;
+		return 1;
+	}
+	if (h == OSH_HTTP_INVALID || acc->len >= OSH_HTTP_MAX_HEAD)
+		return -1;
+	*scanned = acc->len;
+	*ret_used = take;
+	return 0;
+}
+
+/* Sniff the first bytes of a stream, some of which may be gathered in @acc
+ * already. */
+static int sniff(int (*fn)(const char *, size_t), const struct osh_buf *acc, const char *p,
+		 size_t len)
+{
+	char tmp[32];
+	size_t n = 0;
+
+	if (!acc->len)
+		return fn(p, len);
+	for (uint32_t i = 0; i < acc->len && n < sizeof(tmp); i++)
+		tmp[n++] = acc->p[i];
+	for (size_t i = 0; i < len && n < sizeof(tmp); i++)
+		tmp[n++] = p[i];
+	return fn(tmp, n);
+}
+
+static const char *error_type_for_errno(int err)
+{
+	switch (err) {
+	case ECONNRESET:
+		return "connection_reset";
+	case EPIPE:
+		return "broken_pipe";
+	case ETIMEDOUT:
+		return "timeout";
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return "unreachable";
+	default:
+		return "_OTHER";
+	}
+}
+
+/* A bounded string builder: no printf on the per-request path. */
+struct sb {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+static void sb_put(struct sb *b, const char *s, size_t n)
+{
+	if (n > b->cap - b->len)
+		n = b->cap - b->len;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void sb_lit(struct sb *b, const char *s)
+{
+	sb_put(b, s, strlen(s));
+}
+
+static size_t uint_text(unsigned v, char out[12])
+{
+	char t[12];
+	int i = (int)sizeof(t);
+	size_t n;
+
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	n = sizeof(t) - (size_t)i;
+	memcpy(out, t + i, n);
+	return n;
+}
+
+/* The semconv method list (case-sensitive); NULL for anything else. */
+static const char *known_method(struct osh_str m)
+{
+	static const char *const by_len[8][3] = {
+		[3] = { "GET", "PUT" },
+		[4] = { "HEAD", "POST" },
+		[5] = { "TRACE", "PATCH", "QUERY" },
+		[6] = { "DELETE" },
+		[7] = { "CONNECT", "OPTIONS" },
+	};
+
+	if (m.len >= 8)
+		return NULL;
+	for (int i = 0; i < 3 && by_len[m.len][i]; i++)
+		if (memcmp(by_len[m.len][i], m.p, m.len) == 0)
+			return by_len[m.len][i];
+	return NULL;
+}
+
+/* Split "host[:port]" / "[v6]:port" (Host header or URL authority). */
+static bool split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port)
+{
+	const char *p = a.p, *end = a.p + a.len;
+	const char *colon = NULL;
+	struct osh_str host;
+	int port = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (p == end)
+		return false;
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(end - p));
+		if (!close)
+			return false;
+		host.p = p + 1;
+		host.len = (size_t)(close - p - 1);
+		if (close + 1 < end) {
+			if (close[1] != ':')
+				return false;
+			colon = close + 1;
+		}
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		host.p = p;
+		host.len = (size_t)((colon ? colon : end) - p);
+	}
+	if (colon) {
+		if (colon + 1 == end)
+			return false;
+		for (const char *q = colon + 1; q < end; q++) {
+			if (*q < '0' || *q > '9')
+				return false;
+			port = port * 10 + (*q - '0');
+			if (port > 65535)
+				return false;
+		}
+	}
+	if (!host.len)
+		return false;
+	*ret_host = host;
+	*ret_port = port;
+	return true;
+}
+
+static bool has_prefix_ci(struct osh_str s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if (s.len < n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s.p[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c + 32);
+		if (c != lit[i])
+			return false;
+	}
+	return true;
+}
+
+static bool is_wildcard(const struct osh_peer *p)
+{
+	static const uint8_t zero[16];
+
+	return memcmp(p->addr, zero, p->family == AF_INET6 ? 16 : 4) == 0;
+}
+
+/* A string cut to at most @max bytes, before a UTF-8 character rather than
+ * inside one. */
+static size_t cut_utf8(const char *s, size_t len, size_t max)
+{
+	size_t n = len < max ? len : max;
+
+	while (n < len && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+/* ---- span attributes -------------------------------------------------- */
+
+/* Attributes known once the request head is complete (stable HTTP server
+ * semconv, plus the LLM DevOps standard's x-request-id and baggage ids). */
+static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
+			      const struct osh_http_request *req, const struct osh_context *ctx)
+{
+	const char *method = known_method(req->method);
+	struct osh_str target = req->target;
+	struct osh_str pq = target;	/* path [? query] [# fragment] */
+	struct osh_str authority = req->host;
+	struct osh_str host = { 0 };
+	bool absolute = has_prefix_ci(target, "http://") || has_prefix_ci(target, "https://");
+	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
+	int port = 0;
+	char name[300];
+	struct sb nb = { name, 0, sizeof(name) };
+	char num[12];
+
+	if (method) {
+		osh_span_set_cstr(rec, "http.request.method", method);
+	} else {
+		osh_span_set_cstr(rec, "http.request.method", "_OTHER");
+		osh_span_set_str(rec, "http.request.method_original", req->method.p,
+				 req->method.len);
+	}
+
+	/* An absolute-form target (a request meant for a proxy) names the
+	 * authority itself, which then wins over Host (RFC 9112, 3.2.2). */
+	if (absolute) {
+		const char *auth = memchr(target.p, '/', target.len) + 2;
+		const char *tend = target.p + target.len;
+		const char *aend = auth;
+
+		while (aend < tend && *aend != '/' && *aend != '?' && *aend != '#')
+			aend++;
+		authority = (struct osh_str){ auth, (size_t)(aend - auth) };
+		pq = (struct osh_str){ aend, (size_t)(tend - aend) };
+	} else if (authority_form) {
+		authority = target;
+		pq.len = 0;
+	}
+
+	/* url.path and url.query, redacted (secret-looking segments and
+	 * values, sensitive keys). */
+	if (pq.len) {
+		char red[URL_MAX + 1];
+		size_t n = osh_redact_url(pq.p, pq.len < URL_MAX ? pq.len : URL_MAX, red,
+					  sizeof(red));
+		size_t pl = 0;
+
+		while (pl < n && red[pl] != '?' && red[pl] != '#')
+			pl++;
+		if (pl)
+			osh_span_set_str(rec, "url.path", red, pl);
+		else
+			osh_span_set_cstr(rec, "url.path", "/");
+		if (pl < n && red[pl] == '?') {
+			size_t ql = 0;
+			while (pl + 1 + ql < n && red[pl + 1 + ql] != '#')
+				ql++;
+			osh_span_set_str(rec, "url.query", red + pl + 1, ql);
+		}
+	}
+	osh_span_set_cstr(rec, "url.scheme", "http");
+
+	/* http.route and the name: the templated path. */
+	sb_lit(&nb, method ? method : "HTTP");
+	if (!authority_form && !(target.len == 1 && target.p[0] == '*')) {
+		char tmpl[256];
+		size_t tl = osh_route_template(pq.len ? pq.p : "/", pq.len ? pq.len : 1, tmpl,
+					       sizeof(tmpl));
+
+		osh_span_set_str(rec, "http.route", tmpl, tl);
+		sb_lit(&nb, " ");
+		sb_put(&nb, tmpl, tl);
+	}
+	osh_span_set_name(rec, name, nb.len);
+
+	/* server.address/port: the authority the client asked for, else the
+	 * local end of the connection. */
+	if (authority.len && split_authority(authority, &host, &port)) {
+		osh_span_set_str(rec, "server.address", host.p, host.len);
+		osh_span_set_int(rec, "server.port",
+				 port ? port : has_prefix_ci(target, "https://") ? 443 : 80);
+	} else if (c->local.family) {
+		if (!is_wildcard(&c->local)) {
+			char text[48];
+			size_t n = osh_peer_format(&c->local, text, sizeof(text));
+			osh_span_set_str(rec, "server.address", text, n);
+		}
+		osh_span_set_int(rec, "server.port", c->local.port);
+	}
+
+	osh_span_set_str(rec, "client.address", c->peer_text, c->peer_text_len);
+	osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
+	osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	num[0] = '1';
+	num[1] = '.';
+	num[2] = (char)('0' + req->minor_version);
+	osh_span_set_str(rec, "network.protocol.version", num, 3);
+	if (req->user_agent.len)
+		osh_span_set_str(rec, "user_agent.original", req->user_agent.p,
+				 cut_utf8(req->user_agent.p, req->user_agent.len, UA_MAX));
+	if (req->x_request_id.len)
+		osh_span_set_str(rec, "http.request.header.x-request-id", req->x_request_id.p,
+				 cut_utf8(req->x_request_id.p, req->x_request_id.len,
+					  REQUEST_ID_MAX));
+
+	/* LLM DevOps standard, 6: user and tenant ids from the baggage. */
+	if (ctx && ctx->baggage_len) {
+		char v[BAGGAGE_VALUE_MAX];
+		int n = osh_baggage_get(ctx->baggage, ctx->baggage_len, "user_id", v, sizeof(v));
+
+		if (n >= 0)
+			osh_span_set_str(rec, "user_id", v, (size_t)n);
+		n = osh_baggage_get(ctx->baggage, ctx->baggage_len, "tenant_id", v, sizeof(v));
+		if (n >= 0)
+			osh_span_set_str(rec, "tenant_id", v, (size_t)n);
+	}
+}
+
+/* ---- exchange lifecycle ----------------------------------------------- */
+
+/* End the oldest exchange: its response is complete (@status > 0), or it
+ * ends without one (@error_type, or NULL when the shim merely lost track). */
+static void finish(struct osh_conn *c, struct osh_srv_exchange *ex, int status,
+		   const char *error_type)
+{
+	struct osh_server *sv = &c->server;
+	struct osh_span *rec = ex->rec;
+
+	ex->rec = NULL;
+	if (sv->ring_head == ex->seq)
+		sv->ring_head++;
+	osh_context_anchor_done(&c->anchor, sv->ring_head);
+	osh_context_leave(&c->anchor, ex->seq);
+	if (!rec)
+		return;
+	rec->end_ns = osh_clock_realtime_ns();
+	if (status) {
+		osh_span_set_int(rec, "http.response.status_code", status);
+		osh_span_set_int(rec, "http.response.body.size", (int64_t)sv->rs_body.payload);
+		/* Server spans: 5xx is an error, 4xx is the client's. */
+		if (status >= 500 && !error_type) {
+			char code[12];
+			size_t n = uint_text((unsigned)status, code);
+
+			osh_span_set_str(rec, "error.type", code, n);
+			osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
+		}
+	}
+	if (ex->req_body_known)
+		osh_span_set_int(rec, "http.request.body.size", (int64_t)ex->req_body);
+	if (error_type) {
+		osh_span_set_cstr(rec, "error.type", error_type);
+		osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
+	}
+	osh_exporter_submit(rec);
+}
+
+/* Drop the newest exchanges whose request head never parsed: no span can
+ * be named for them, and they would hold the connection tracked. */
+static void drop_unparsed(struct osh_conn *c)
+{
+	struct osh_server *sv = &c->server;
+
+	while (sv->ring_tail > sv->ring_head && !ring_at(sv, sv->ring_tail - 1)->head_parsed) {
+		struct osh_srv_exchange *ex = ring_at(sv, --sv->ring_tail);
+
+		osh_span_destroy(ex->rec);
+		ex->rec = NULL;
+	}
+}
+
+/* A request head is complete: extract the caller's context, decide
+ * sampling, make the exchange the reading thread's context, and start its
+ * span. */
+static void decide(struct osh_conn *c, struct osh_srv_exchange *ex,
+		   const struct osh_http_request *req)
+{
+	struct osh_trace_ctx parent = { 0 };
+	struct osh_trace_ctx me = { 0 };
+	struct osh_str ts = { 0 }, bg = { 0 };
+	const struct osh_context *ctx;
+	struct osh_span *rec;
+	bool has_parent = false;
+	bool sampled;
+
+	/* Exactly one valid traceparent, or the request starts a new trace
+	 * (W3C trace-context: two headers are as bad as a malformed one). */
+	if (osh_cfg.propagate_tracecontext && req->traceparent_count == 1 &&
+	    osh_traceparent_parse(req->traceparent.p, req->traceparent.len, &parent))
+		has_parent = true;
+	if (has_parent)
+		memcpy(ex->trace_id, parent.trace_id, 16);
+	else
+		osh_ids_trace_id(ex->trace_id);
+	osh_ids_span_id(ex->span_id);
+	sampled = osh_sampler_decide(osh_cfg.sampler, osh_cfg.sampler_ratio,
+				     has_parent ? &parent : NULL, ex->trace_id);
+	ex->flags = (uint8_t)((sampled ? OSH_FLAG_SAMPLED : 0) |
+			      (has_parent ? (parent.flags & OSH_FLAG_RANDOM) : 0));
+	ex->head_parsed = true;
+	ex->minor = (uint8_t)req->minor_version;
+	ex->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+	ex->is_connect = req->method.len == 7 && memcmp(req->method.p, "CONNECT", 7) == 0;
+	if (req->body == OSH_BODY_LENGTH) {
+		ex->req_body = req->content_length;
+		ex->req_body_known = true;
+	}
+
+	/* The thread that read the head is now serving this request. A
+	 * tracestate travels only with the traceparent it belongs to. */
+	memcpy(me.trace_id, ex->trace_id, 16);
+	memcpy(me.span_id, ex->span_id, 8);
+	me.flags = ex->flags;
+	me.valid = true;
+	if (has_parent && req->tracestate_count == 1)
+		ts = req->tracestate;
+	if (osh_cfg.propagate_baggage && req->baggage_count)
+		bg = req->baggage;
+	osh_context_enter(&c->anchor, ex->seq, &me, ts, bg, req->x_request_id);
+
+	if (!sampled || osh_cfg.exporter == OSH_EXPORTER_NONE)
+		return;
+	rec = osh_span_create();
+	if (!rec)
+		return;
+	ctx = osh_context_current();
+	memcpy(rec->trace_id, ex->trace_id, 16);
+	memcpy(rec->span_id, ex->span_id, 8);
+	rec->trace_flags = ex->flags;
+	rec->kind = OSH_SPAN_SERVER;
+	rec->start_ns = ex->start_ns;
+	if (has_parent) {
+		rec->has_parent = true;
+		rec->parent_remote = true;
+		memcpy(rec->parent_span_id, parent.span_id, 8);
+		if (ctx && ctx->tracestate_len)
+			osh_span_set_trace_state(rec, ctx->tracestate, ctx->tracestate_len);
+	}
+	set_request_attrs(rec, c, req, ctx);
+	ex->rec = rec;
+}
+
+void osh_server_abandon(struct osh_conn *c, enum osh_end_reason why, int err)
+{
+	struct osh_server *sv = &c->server;
+
+	while (sv->ring_head < sv->ring_tail) {
+		struct osh_srv_exchange *ex = ring_at(sv, sv->ring_head);
+		bool answering = sv->rs_state == RS_BODY && !sv->rs_orphan;
+		const char *etype = NULL;
+		int status = 0;
+
+		if (!ex->head_parsed) {
+			/* Never became a request we could name. */
+			osh_span_destroy(ex->rec);
+			ex->rec = NULL;
+			sv->ring_head++;
+			osh_context_anchor_done(&c->anchor, sv->ring_head);
+			continue;
+		}
+		if (answering) {
+			/* The head went out: the status is known. A body
+			 * delimited by the close is complete now; anything
+			 * else was cut short. */
+			status = sv->rs_status;
+			if (sv->rs_body.kind != OSH_BODY_UNTIL_CLOSE && why != OSH_END_DESYNC)
+				etype = why == OSH_END_ERROR ? error_type_for_errno(err)
+							     : "response_incomplete";
+			sv->rs_state = RS_IDLE;
+		} else {
+			switch (why) {
+			case OSH_END_CLOSED:
+			case OSH_END_EOF:
+				etype = sv->peer_eof ? "client_closed" : "no_response";
+				break;
+			case OSH_END_ERROR:
+				etype = error_type_for_errno(err);
+				break;
+			case OSH_END_DESYNC:
+			default:
+				break;
+			}
+		}
+		finish(c, ex, status, etype);
+	}
+}
+
+void osh_server_reset(struct osh_server *sv)
+{
+	for (int i = 0; i < OSH_SERVER_RING; i++) {
+		osh_span_destroy(sv->ring[i].rec);
+		sv->ring[i].rec = NULL;
+	}
+	buf_free(&sv->rq_acc);
+	buf_free(&sv->rs_acc);
+	memset(sv, 0, sizeof(*sv));
+}
+
+/* True when nothing is left to observe: the slot should be released. */
+static bool should_release(const struct osh_server *sv)
+{
+	if (sv->rs_state == RS_DEAD)
+		return true;
+	return sv->rq_state == RQ_DEAD && sv->ring_head == sv->ring_tail;
+}
+
+/* Stop interpreting requests; the ones already read still get their
+ * responses matched. */
+static void rq_kill(struct osh_conn *c)
+{
+	c->server.rq_state = RQ_DEAD;
+	c->server.rq_acc.len = 0;
+	drop_unparsed(c);
+}
+
+/* Lost the response stream: end what is in flight, without blame. */
+static void rs_kill(struct osh_conn *c)
+{
+	osh_server_abandon(c, OSH_END_DESYNC, 0);
+	c->server.rs_state = RS_DEAD;
+	c->server.rq_state = RQ_DEAD;
+}
+
+/* Unlock @o and stop tracking it when nothing is left to observe. */
+static void unlock_and_settle(struct osh_conn *o)
+{
+	bool release = should_release(&o->server) && atomic_load(&o->role) == OSH_ROLE_SERVER;
+
+	osh_conn_unlock(o);
+	if (release)
+		osh_conn_release(o, OSH_END_DESYNC);
+}
+
+/* ---- requests (the read side) ------------------------------------------ */
+
+static void rq_head_done(struct osh_conn *c, const char *head, size_t h)
+{
+	struct osh_server *sv = &c->server;
+	struct osh_http_request req;
+	struct osh_srv_exchange *ex = ring_at(sv, sv->rq_seq);
+
+	if (osh_http_parse_request(&req, head, h) < 0) {
+		osh_diag_once(OSH_ONCE_HEAD_TOO_LARGE, OSH_LOG_DEBUG,
+			      "malformed request head; connection passes through");
+		rq_kill(c);
+		return;
+	}
+	sv->rq_sniffed = true;
+	/* seq < ring_head: the program answered before the head was complete
+	 * (400, 431), which ended the exchange. */
+	if (sv->rq_seq >= sv->ring_head && !ex->head_parsed)
+		decide(c, ex, &req);
+	osh_http_body_start(&sv->rq_body, req.body, req.content_length);
+	sv->rq_state = sv->rq_body.done ? RQ_IDLE : RQ_BODY;
+}
+
+static void rq_walk(struct osh_conn *c, const char *p, size_t len, uint64_t now)
+{
+	struct osh_server *sv = &c->server;
+
+	while (len > 0 && sv->rq_state != RQ_DEAD) {
+		switch (sv->rq_state) {
+		case RQ_IDLE: {
+			struct osh_srv_exchange *ex;
+
+			/* Empty lines before a request line are tolerated
+			 * (RFC 9112, 2.2): a client's stray CRLF after a body. */
+			if (*p == '\r' || *p == '\n') {
+				p++;
+				len--;
+				break;
+			}
+			if (sv->ring_tail - sv->ring_head >= OSH_SERVER_RING) {
+				rq_kill(c);
+				return;
+			}
+			ex = ring_at(sv, sv->ring_tail);
+			memset(ex, 0, sizeof(*ex));
+			ex->seq = sv->ring_tail++;
+			ex->start_ns = now;
+			sv->rq_seq = ex->seq;
+			sv->rq_acc.len = 0;
+			sv->rq_scanned = 0;
+			sv->rq_state = RQ_HEAD;
+			break;
+		}
+		case RQ_HEAD: {
+			const char *head;
+			size_t hlen, used;
+			int g;
+
+			if (!sv->rq_sniffed) {
+				/* The connection's first bytes decide whether it
+				 * is HTTP at all: TLS, HTTP/2 prior knowledge,
+				 * other protocols pass through. */
+				int sn = sniff(osh_http_sniff_request, &sv->rq_acc, p, len);
+
+				if (sn == 0) {
+					rq_kill(c);
+					return;
+				}
+			}
+			g = gather_head(&sv->rq_acc, &sv->rq_scanned, p, len, &head, &hlen, &used);
+			if (g < 0) {
+				osh_diag_once(OSH_ONCE_HEAD_TOO_LARGE, OSH_LOG_DEBUG,
+					      "request head over %d bytes or malformed; "
+					      "connection passes through",
+					      OSH_HTTP_MAX_HEAD);
+				rq_kill(c);
+				return;
+			}
+			p += used;
+			len -= used;
+			if (g > 0) {
+				rq_head_done(c, head, hlen);
+				sv->rq_acc.len = 0;
+				sv->rq_scanned = 0;
+			}
+			break;
+		}
+		case RQ_BODY: {
+			ssize_t n = osh_http_body_feed(&sv->rq_body, p, len);
+
+			if (n < 0) {
+				rq_kill(c);
+				return;
+			}
+			p += n;
+			len -= (size_t)n;
+			if (sv->rq_body.done) {
+				struct osh_srv_exchange *ex = ring_at(sv, sv->rq_seq);
+
+				if (sv->rq_seq >= sv->ring_head &&
+				    sv->rq_body.kind == OSH_BODY_CHUNKED) {
+					ex->req_body = sv->rq_body.payload;
+					ex->req_body_known = true;
+				}
+				sv->rq_state = RQ_IDLE;
+			}
+			break;
+		}
+		default:
+			return;
+		}
+	}
+}
+
+void osh_server_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+{
+	struct osh_conn *o;
+	struct osh_server *sv;
+
+	/* Nothing was read and the connection is fine: a retry, or a bad
+	 * buffer that is the program's own business. */
+	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT))
+		return;
+	o = osh_conn_lock_server(c);
+	if (!o)
+		return;
+	sv = &o->server;
+	if (ret > 0) {
+		size_t left = (size_t)ret;
+		uint64_t now = osh_clock_realtime_ns();
+
+		for (int i = 0; i < iovcnt && left > 0 && sv->rq_state != RQ_DEAD; i++) {
+			size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+			rq_walk(o, iov[i].iov_base, n, now);
+			left -= n;
+		}
+	} else if (ret == 0) {
+		/* The client closed its side; it may still read what the
+		 * program answers to requests already sent. */
+		sv->peer_eof = true;
+		rq_kill(o);
+	} else {
+		osh_server_abandon(o, OSH_END_ERROR, err);
+		sv->rq_state = RQ_DEAD;
+		sv->rs_state = RS_DEAD;
+	}
+	unlock_and_settle(o);
+}
+
+/* ---- responses (the write side) ----------------------------------------- */
+
+static void rs_head_done(struct osh_conn *c, const char *head, size_t h)
+{
+	struct osh_server *sv = &c->server;
+	struct osh_http_response resp;
+	struct osh_srv_exchange *ex = NULL;
+	enum osh_http_body_kind kind;
+	const char *method = "GET";
+
+	if (osh_http_parse_response(&resp, head, h) < 0) {
+		rs_kill(c);
+		return;
+	}
+	sv->rs_sniffed = true;
+	if (sv->ring_head < sv->ring_tail) {
+		ex = ring_at(sv, sv->ring_head);
+		method = ex->is_head ? "HEAD" : ex->is_connect ? "CONNECT" : "GET";
+	}
+	if (resp.status < 200 && resp.status != 101) {
+		/* Interim (100 Continue, 103 Early Hints): the final
+		 * response follows. */
+		sv->rs_state = RS_IDLE;
+		return;
+	}
+	kind = osh_http_response_body(&resp, method, strlen(method));
+	sv->rs_status = resp.status;
+	sv->rs_orphan = ex == NULL;
+	osh_http_body_start(&sv->rs_body, kind, resp.content_length);
+	if (kind == OSH_BODY_TUNNEL) {
+		/* 101 Switching Protocols, CONNECT 2xx: the bytes that follow
+		 * are another protocol's. */
+		if (ex)
+			finish(c, ex, resp.status, NULL);
+		sv->rs_state = RS_DEAD;
+		sv->rq_state = RQ_DEAD;
+		return;
+	}
+	if (kind == OSH_BODY_NONE || sv->rs_body.done) {
+		if (ex)
+			finish(c, ex, resp.status, NULL);
+		sv->rs_state = RS_IDLE;
+		return;
+	}
+	sv->rs_state = RS_BODY;
+}
+
+/* The response being written is complete. */
+static void rs_complete(struct osh_conn *c)
+{
+	struct osh_server *sv = &c->server;
+
+	if (!sv->rs_orphan && sv->ring_head < sv->ring_tail)
+		finish(c, ring_at(sv, sv->ring_head), sv->rs_status, NULL);
+	sv->rs_state = RS_IDLE;
+	sv->rs_orphan = false;
+}
+
+static void rs_walk(struct osh_conn *c, const char *p, size_t len)
+{
+	struct osh_server *sv = &c->server;
+
+	while (len > 0 && sv->rs_state != RS_DEAD) {
+		switch (sv->rs_state) {
+		case RS_IDLE:
+			sv->rs_acc.len = 0;
+			sv->rs_scanned = 0;
+			sv->rs_state = RS_HEAD;
+			break;
+		case RS_HEAD: {
+			const char *head;
+			size_t hlen, used;
+			int g;
+
+			if (!sv->rs_sniffed) {
+				int sn = sniff(osh_http_sniff_response, &sv->rs_acc, p, len);
+
+				if (sn == 0) {
+					rs_kill(c);
+					return;
+				}
+			}
+			g = gather_head(&sv->rs_acc, &sv->rs_scanned, p, len, &head, &hlen, &used);
+			if (g < 0) {
+				rs_kill(c);
+				return;
+			}
+			p += used;
+			len -= used;
+			if (g > 0) {
+				rs_head_done(c, head, hlen);
+				sv->rs_acc.len = 0;
+				sv->rs_scanned = 0;
+			}
+			break;
+		}
+		case RS_BODY: {
+			ssize_t n = osh_http_body_feed(&sv->rs_body, p, len);
+
+			if (n < 0) {
+				rs_kill(c);
+				return;
+			}
+			p += n;
+			len -= (size_t)n;
+			if (sv->rs_body.done)
+				rs_complete(c);
+			break;
+		}
+		default:
+			return;
+		}
+	}
+}
+
+void osh_server_tx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+{
+	struct osh_conn *o;
+	struct osh_server *sv;
+
+	if (ret == 0 ||
+	    (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT)))
+		return;
+	o = osh_conn_lock_server(c);
+	if (!o)
+		return;
+	sv = &o->server;
+	if (ret > 0) {
+		size_t left = (size_t)ret;
+
+		for (int i = 0; i < iovcnt && left > 0 && sv->rs_state != RS_DEAD; i++) {
+			size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+			rs_walk(o, iov[i].iov_base, n);
+			left -= n;
+		}
+	} else {
+		/* The connection broke under the response. */
+		osh_server_abandon(o, OSH_END_ERROR, err);
+		sv->rq_state = RQ_DEAD;
+		sv->rs_state = RS_DEAD;
+	}
+	unlock_and_settle(o);
+}
+
+void osh_server_tx_opaque(struct osh_conn *c, size_t n)
+{
+	struct osh_conn *o;
+	struct osh_server *sv;
+	struct osh_http_body *b;
+
+	if (!n)
+		return;
+	o = osh_conn_lock_server(c);
+	if (!o)
+		return;
+	sv = &o->server;
+	b = &sv->rs_body;
+	if (sv->rs_state == RS_BODY &&
+	    (b->kind == OSH_BODY_UNTIL_CLOSE || (b->kind == OSH_BODY_LENGTH && b->remaining >= n))) {
+		/* Only lengths matter for these framings: no byte is read. */
+		b->payload += n;
+		if (b->kind == OSH_BODY_LENGTH) {
+			b->remaining -= n;
+			if (!b->remaining) {
+				b->done = true;
+				rs_complete(o);
+			}
+		}
+	} else if (sv->rs_state != RS_DEAD) {
+		/* Chunked framing (or bytes outside any body) cannot be
+		 * followed blind. The response is as good as sent: end it
+		 * now, then let the connection go. */
+		if (sv->rs_state == RS_BODY) {
+			b->payload += n;
+			rs_complete(o);
+		}
+		rs_kill(o);
+	}
+	unlock_and_settle(o);
+}
+
+void osh_server_rx_lost(struct osh_conn *c)
+{
+	struct osh_conn *o = osh_conn_lock_server(c);
+
+	if (!o)
+		return;
+	rq_kill(o);
+	unlock_and_settle(o);
+}
+
+void osh_server_shutdown(struct osh_conn *c)
+{
+	struct osh_conn *o = osh_conn_lock_server(c);
+
+	if (!o)
+		return;
+	osh_server_abandon(o, OSH_END_CLOSED, 0);
+	o->server.rq_state = RQ_DEAD;
+	o->server.rs_state = RS_DEAD;
+	unlock_and_settle(o);
+}
