@@ -4,17 +4,40 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "queue.h"
 #include "span.h"
 
 /* Records are recycled through a lock-free pool instead of malloc/free: a
  * record is taken on an app thread and given back on the exporter thread,
- * the pattern general-purpose allocators handle worst. */
+ * the pattern general-purpose allocators handle worst.
+ *
+ * The pool's records live in slabs: anonymous mappings the kernel populates
+ * in one call. On the VMs this runs on, a page touched for the first time
+ * costs ~9 µs of fault handling one by one and ~0.4 µs populated with its
+ * mapping (docs/BENCHMARKS.md); a busy process keeps a few hundred records
+ * in flight, so that is milliseconds at start. Slabs double (8, 8, 16, ...
+ * 512 records: POOL_SIZE in all, so a slab record always finds room in the
+ * pool): a process that records one span maps 8 records, one that records
+ * thousands ~2.4 MiB once. Past that, or when mmap fails, records come from
+ * malloc and go back to free(). */
 #define POOL_SIZE 1024
+#define SLAB_FIRST 8
+/* Slab mappings remembered (their ranges tell slab records from malloc'd
+ * ones): one doubling series, and another after a fork. */
+#define SLAB_RANGES 24
 enum { POOL_NONE = 0, POOL_INIT, POOL_READY, POOL_FAILED };
 static struct osh_queue pool;
 static _Atomic int pool_state;
+
+static struct {
+	_Atomic(char *) start;
+	_Atomic size_t len;
+} slab[SLAB_RANGES];
+static _Atomic unsigned slab_count;	/* ranges in use */
+static _Atomic unsigned slab_records;	/* records mapped in this series */
+static atomic_flag slab_busy = ATOMIC_FLAG_INIT;
 
 static bool pool_ready(void)
 {
@@ -31,14 +54,68 @@ static bool pool_ready(void)
 	return false;
 }
 
+static bool in_slab(const struct osh_span *span)
+{
+	unsigned n = atomic_load_explicit(&slab_count, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
+		const char *b = atomic_load_explicit(&slab[i].start, memory_order_relaxed);
+		size_t len = atomic_load_explicit(&slab[i].len, memory_order_relaxed);
+
+		if ((const char *)span >= b && (const char *)span < b + len)
+			return true;
+	}
+	return false;
+}
+
+/* Map the next slab: one record for the caller, the rest into the pool.
+ * NULL when the series is complete, another thread is mapping one (the
+ * caller then takes malloc this once), or mmap fails. */
+static struct osh_span *slab_grow(void)
+{
+	unsigned have, n, idx;
+	size_t len;
+	char *m;
+
+	if (atomic_flag_test_and_set_explicit(&slab_busy, memory_order_acquire))
+		return NULL;
+	have = atomic_load(&slab_records);
+	n = have ? have : SLAB_FIRST;
+	idx = atomic_load(&slab_count);
+	if (have + n > POOL_SIZE || idx >= SLAB_RANGES) {
+		atomic_flag_clear_explicit(&slab_busy, memory_order_release);
+		return NULL;
+	}
+	len = (size_t)n * sizeof(struct osh_span);
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		 -1, 0);
+	if (m == MAP_FAILED) {
+		atomic_flag_clear_explicit(&slab_busy, memory_order_release);
+		return NULL;
+	}
+	atomic_store_explicit(&slab[idx].start, m, memory_order_relaxed);
+	atomic_store_explicit(&slab[idx].len, len, memory_order_relaxed);
+	atomic_store_explicit(&slab_count, idx + 1, memory_order_release);
+	atomic_store(&slab_records, have + n);
+	for (unsigned i = 1; i < n; i++)
+		(void)osh_queue_push(&pool, (struct osh_span *)m + i);
+	atomic_flag_clear_explicit(&slab_busy, memory_order_release);
+	return (struct osh_span *)m;
+}
+
 void osh_span_pool_after_fork(void)
 {
 	/* Another thread may have been inside a push or pop: start afresh
-	 * (the records it held stay in the child's copy of the heap). */
+	 * (the records it held stay in the child's copy of the heap). The
+	 * child maps a new series of slabs; the old ranges stay known, so
+	 * inherited records that come back are still told from malloc'd
+	 * ones. */
 	if (atomic_load(&pool_state) == POOL_READY)
 		osh_queue_reset(&pool);
 	else if (atomic_load(&pool_state) == POOL_INIT)
 		atomic_store(&pool_state, POOL_NONE);
+	atomic_store(&slab_records, 0);
+	atomic_flag_clear(&slab_busy);
 }
 
 static uint32_t value_limit;			 /* 0 = arena only */
@@ -52,11 +129,15 @@ void osh_span_set_limits(uint32_t value_length_limit, uint32_t count)
 
 struct osh_span *osh_span_create(void)
 {
-	struct osh_span *s = pool_ready() ? osh_queue_pop(&pool) : NULL;
+	struct osh_span *s = NULL;
 
+	if (pool_ready()) {
+		s = osh_queue_pop(&pool);
+		if (!s)
+			s = slab_grow();
+	}
 	if (!s)
 		s = malloc(sizeof(*s));
-
 	if (s)
 		osh_span_init(s);
 	return s;
@@ -64,8 +145,16 @@ struct osh_span *osh_span_create(void)
 
 void osh_span_destroy(struct osh_span *span)
 {
-	if (span && (!pool_ready() || !osh_queue_push(&pool, span)))
-		free(span);
+	if (!span)
+		return;
+	if (in_slab(span)) {
+		/* Room is certain within one series; after a fork the child's
+		 * new series and inherited records could overflow it, and the
+		 * few records that do are left unused. */
+		(void)osh_queue_push(&pool, span);
+		return;
+	}
+	free(span);
 }
 
 void osh_span_init(struct osh_span *span)
