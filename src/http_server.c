@@ -639,25 +639,38 @@ static void unlock_and_settle(struct osh_conn *o)
 
 /* ---- requests (the read side) ------------------------------------------ */
 
-static void rq_head_done(struct osh_conn *c, const char *head, size_t h)
+/* A complete, parsed request head. */
+static void rq_head_parsed(struct osh_conn *c, const struct osh_http_request *req)
 {
 	struct osh_server *sv = &c->server;
-	struct osh_http_request req;
 	struct osh_srv_exchange *ex = ring_at(sv, sv->rq_seq);
 
-	if (osh_http_parse_request(&req, head, h) < 0) {
-		osh_diag_once(OSH_ONCE_HEAD_TOO_LARGE, OSH_LOG_DEBUG,
-			      "malformed request head; connection passes through");
-		rq_kill(c);
-		return;
-	}
 	sv->rq_sniffed = true;
 	/* seq < ring_head: the program answered before the head was complete
 	 * (400, 431), which ended the exchange. */
 	if (sv->rq_seq >= sv->ring_head && !ex->head_parsed)
-		decide(c, ex, &req);
-	osh_http_body_start(&sv->rq_body, req.body, req.content_length);
+		decide(c, ex, req);
+	osh_http_body_start(&sv->rq_body, req->body, req->content_length);
 	sv->rq_state = sv->rq_body.done ? RQ_IDLE : RQ_BODY;
+}
+
+static void rq_malformed(struct osh_conn *c)
+{
+	osh_diag_once(OSH_ONCE_HEAD_TOO_LARGE, OSH_LOG_DEBUG,
+		      "malformed request head; connection passes through");
+	rq_kill(c);
+}
+
+/* A complete head gathered across reads. */
+static void rq_head_done(struct osh_conn *c, const char *head, size_t h)
+{
+	struct osh_http_request req;
+
+	if (osh_http_parse_request(&req, head, h) < 0) {
+		rq_malformed(c);
+		return;
+	}
+	rq_head_parsed(c, &req);
 }
 
 static void rq_walk(struct osh_conn *c, const char *p, size_t len, uint64_t now)
@@ -703,6 +716,23 @@ static void rq_walk(struct osh_conn *c, const char *p, size_t len, uint64_t now)
 
 				if (sn == 0) {
 					rq_kill(c);
+					return;
+				}
+			}
+			if (!sv->rq_acc.len) {
+				/* The whole head in this read (the usual case):
+				 * one parse finds its end too. */
+				struct osh_http_request req;
+				int rc = osh_http_parse_request(&req, p, len);
+
+				if (rc > 0) {
+					rq_head_parsed(c, &req);
+					p += rc;
+					len -= (size_t)rc;
+					break;
+				}
+				if (rc == OSH_HTTP_INVALID) {
+					rq_malformed(c);
 					return;
 				}
 			}
@@ -788,49 +818,57 @@ void osh_server_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssiz
 
 /* ---- responses (the write side) ----------------------------------------- */
 
-static void rs_head_done(struct osh_conn *c, const char *head, size_t h)
+/* A complete, parsed response head. */
+static void rs_head_parsed(struct osh_conn *c, const struct osh_http_response *resp)
 {
 	struct osh_server *sv = &c->server;
-	struct osh_http_response resp;
 	struct osh_srv_exchange *ex = NULL;
 	enum osh_http_body_kind kind;
 	const char *method = "GET";
 
-	if (osh_http_parse_response(&resp, head, h) < 0) {
-		rs_kill(c);
-		return;
-	}
 	sv->rs_sniffed = true;
 	if (sv->ring_head < sv->ring_tail) {
 		ex = ring_at(sv, sv->ring_head);
 		method = ex->is_head ? "HEAD" : ex->is_connect ? "CONNECT" : "GET";
 	}
-	if (resp.status < 200 && resp.status != 101) {
+	if (resp->status < 200 && resp->status != 101) {
 		/* Interim (100 Continue, 103 Early Hints): the final
 		 * response follows. */
 		sv->rs_state = RS_IDLE;
 		return;
 	}
-	kind = osh_http_response_body(&resp, method, strlen(method));
-	sv->rs_status = resp.status;
+	kind = osh_http_response_body(resp, method, strlen(method));
+	sv->rs_status = resp->status;
 	sv->rs_orphan = ex == NULL;
-	osh_http_body_start(&sv->rs_body, kind, resp.content_length);
+	osh_http_body_start(&sv->rs_body, kind, resp->content_length);
 	if (kind == OSH_BODY_TUNNEL) {
 		/* 101 Switching Protocols, CONNECT 2xx: the bytes that follow
 		 * are another protocol's. */
 		if (ex)
-			finish(c, ex, resp.status, NULL);
+			finish(c, ex, resp->status, NULL);
 		sv->rs_state = RS_DEAD;
 		sv->rq_state = RQ_DEAD;
 		return;
 	}
 	if (kind == OSH_BODY_NONE || sv->rs_body.done) {
 		if (ex)
-			finish(c, ex, resp.status, NULL);
+			finish(c, ex, resp->status, NULL);
 		sv->rs_state = RS_IDLE;
 		return;
 	}
 	sv->rs_state = RS_BODY;
+}
+
+/* A complete head gathered across writes. */
+static void rs_head_done(struct osh_conn *c, const char *head, size_t h)
+{
+	struct osh_http_response resp;
+
+	if (osh_http_parse_response(&resp, head, h) < 0) {
+		rs_kill(c);
+		return;
+	}
+	rs_head_parsed(c, &resp);
 }
 
 /* The response being written is complete. */
@@ -864,6 +902,22 @@ static void rs_walk(struct osh_conn *c, const char *p, size_t len)
 				int sn = sniff(osh_http_sniff_response, &sv->rs_acc, p, len);
 
 				if (sn == 0) {
+					rs_kill(c);
+					return;
+				}
+			}
+			if (!sv->rs_acc.len) {
+				/* The whole head in this write: one parse. */
+				struct osh_http_response resp;
+				int rc = osh_http_parse_response(&resp, p, len);
+
+				if (rc > 0) {
+					rs_head_parsed(c, &resp);
+					p += rc;
+					len -= (size_t)rc;
+					break;
+				}
+				if (rc == OSH_HTTP_INVALID) {
 					rs_kill(c);
 					return;
 				}
