@@ -26,6 +26,7 @@
 #include "diag.h"
 #include "exporter.h"
 #include "http_client.h"
+#include "http_util.h"
 #include "ids.h"
 #include "procspan.h"
 #include "propagation.h"
@@ -89,168 +90,16 @@ static struct osh_exchange *ring_at(struct osh_client *cl, uint64_t seq)
 	return &cl->ring[seq % OSH_CLIENT_RING];
 }
 
-static bool buf_append(struct osh_buf *b, uint32_t at, const char *p, size_t len)
-{
-	size_t need = (size_t)at + len;
 
-	if (need > OSH_HTTP_MAX_HEAD)
-		return false;
-	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *np;
 
-		while (cap < need)
-			cap *= 2;
-		if (cap > OSH_HTTP_MAX_HEAD)
-			cap = OSH_HTTP_MAX_HEAD;
-		np = realloc(b->p, cap);
-		if (!np) {
-			osh_diag_once(OSH_ONCE_ALLOC, OSH_LOG_WARN,
-				      "out of memory for a split HTTP head; connection not traced");
-			return false;
-		}
-		b->p = np;
-		b->cap = (uint32_t)cap;
-	}
-	memcpy(b->p + at, p, len);
-	return true;
-}
-
-static void buf_free(struct osh_buf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
-static const char *error_type_for_errno(int err)
-{
-	switch (err) {
-	case ECONNRESET:
-		return "connection_reset";
-	case EPIPE:
-		return "broken_pipe";
-	case ETIMEDOUT:
-		return "timeout";
-	case ECONNREFUSED:
-		return "connection_refused";
-	case EHOSTUNREACH:
-	case ENETUNREACH:
-		return "unreachable";
-	case 0:
-		return "no_response";
-	default:
-		return "_OTHER";
-	}
-}
 
 /* ---- span attributes -------------------------------------------------- */
 
-/* A bounded string builder: no printf on the per-request path. */
-struct sb {
-	char *p;
-	size_t len;
-	size_t cap;
-};
 
-static void sb_put(struct sb *b, const char *s, size_t n)
-{
-	if (n > b->cap - b->len)
-		n = b->cap - b->len;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
 
-static void sb_lit(struct sb *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
 
-static void sb_uint(struct sb *b, unsigned v)
-{
-	char t[12];
-	int i = (int)sizeof(t);
 
-	do {
-		t[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	sb_put(b, t + i, sizeof(t) - (size_t)i);
-}
 
-/* The semconv method list (case-sensitive); NULL for anything else. */
-static const char *known_method(struct osh_str m)
-{
-	static const char *const by_len[8][3] = {
-		[3] = { "GET", "PUT" },
-		[4] = { "HEAD", "POST" },
-		[5] = { "TRACE", "PATCH", "QUERY" },
-		[6] = { "DELETE" },
-		[7] = { "CONNECT", "OPTIONS" },
-	};
-
-	if (m.len >= 8)
-		return NULL;
-	for (int i = 0; i < 3 && by_len[m.len][i]; i++)
-		if (memcmp(by_len[m.len][i], m.p, m.len) == 0)
-			return by_len[m.len][i];
-	return NULL;
-}
-
-/* Split "host[:port]" / "[v6]:port" (Host header or URL authority). */
-static bool split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port)
-{
-	const char *p = a.p, *end = a.p + a.len;
-	const char *colon = NULL;
-	int port = 0;
-
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	if (p == end)
-		return false;
-	if (*p == '[') {
-		const char *close = memchr(p, ']', (size_t)(end - p));
-		if (!close)
-			return false;
-		ret_host->p = p + 1;
-		ret_host->len = (size_t)(close - p - 1);
-		if (close + 1 < end && close[1] == ':')
-			colon = close + 1;
-	} else {
-		colon = memchr(p, ':', (size_t)(end - p));
-		ret_host->p = p;
-		ret_host->len = (size_t)((colon ? colon : end) - p);
-	}
-	if (colon) {
-		for (const char *q = colon + 1; q < end; q++) {
-			if (*q < '0' || *q > '9' || port > 65535)
-				return false;
-			port = port * 10 + (*q - '0');
-		}
-		if (port > 65535)
-			return false;
-	}
-	*ret_port = port;
-	return ret_host->len > 0;
-}
-
-static bool has_prefix_ci(struct osh_str s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if (s.len < n)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s.p[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c + 32);
-		if (c != lit[i])
-			return false;
-	}
-	return true;
-}
 
 /* Attributes known once the request head is complete. Runs for every
  * sampled request: string building by hand, the URL redacted once, and
@@ -258,26 +107,18 @@ static bool has_prefix_ci(struct osh_str s, const char *lit)
 static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 			      const struct osh_http_request *req)
 {
-	const char *method = known_method(req->method);
+	const char *method = osh_http_set_method(rec, req->method);
 	struct osh_str target = req->target;
 	struct osh_str host = { 0 }, path = target;
 	int port = 0;
-	bool https = has_prefix_ci(target, "https://");
-	bool absolute = https || has_prefix_ci(target, "http://");
+	bool https = osh_str_has_prefix_ci(target, "https://");
+	bool absolute = https || osh_str_has_prefix_ci(target, "http://");
 	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
 	char raw[URL_MAX + 300];
-	struct sb b = { raw, 0, sizeof(raw) };
+	struct osh_sb b = { raw, 0, sizeof(raw) };
 	char name[300];
-	struct sb nb = { name, 0, sizeof(name) };
+	struct osh_sb nb = { name, 0, sizeof(name) };
 
-	/* Method, normalised per semconv: unknown methods are _OTHER. */
-	if (method) {
-		osh_span_set_cstr(rec, "http.request.method", method);
-	} else {
-		osh_span_set_cstr(rec, "http.request.method", "_OTHER");
-		osh_span_set_str(rec, "http.request.method_original", req->method.p,
-				 req->method.len);
-	}
 
 	/* Where the request goes: the URL authority, else Host, else the peer. */
 	if (absolute) {
@@ -289,18 +130,18 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		while (aend < tend && *aend != '/' && *aend != '?' && *aend != '#')
 			aend++;
 		at = memchr(auth, '@', (size_t)(aend - auth));
-		if (!split_authority((struct osh_str){ at ? at + 1 : auth,
+		if (!osh_http_split_authority((struct osh_str){ at ? at + 1 : auth,
 						       (size_t)(aend - (at ? at + 1 : auth)) },
 				     &host, &port))
 			host.len = 0;
 		path.p = aend;
 		path.len = (size_t)(tend - aend);
 	} else if (authority_form) {
-		if (!split_authority(target, &host, &port))
+		if (!osh_http_split_authority(target, &host, &port))
 			host.len = 0;
 		path.len = 0;
 	} else if (req->host.len) {
-		if (!split_authority(req->host, &host, &port))
+		if (!osh_http_split_authority(req->host, &host, &port))
 			host.len = 0;
 	}
 	if (!host.len) {
@@ -320,15 +161,15 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 
 	if (!absolute && !authority_form && target.p[0] == '/' && !memchr(host.p, '@', host.len)) {
 		bool v6 = memchr(host.p, ':', host.len) != NULL;
-		struct sb pre = { red, 0, 300 };
+		struct osh_sb pre = { red, 0, 300 };
 
-		sb_put(&pre, v6 ? "http://[" : "http://", v6 ? 8 : 7);
-		sb_put(&pre, host.p, host.len);
+		osh_sb_put(&pre, v6 ? "http://[" : "http://", v6 ? 8 : 7);
+		osh_sb_put(&pre, host.p, host.len);
 		if (v6)
-			sb_put(&pre, "]", 1);
+			osh_sb_put(&pre, "]", 1);
 		if (port != 80) {
-			sb_put(&pre, ":", 1);
-			sb_uint(&pre, (unsigned)port);
+			osh_sb_put(&pre, ":", 1);
+			osh_sb_uint(&pre, (unsigned)port);
 		}
 		path_at = pre.len;
 		have_path = true;
@@ -336,19 +177,19 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 					     red + pre.len, sizeof(red) - pre.len);
 	} else {
 		if (absolute) {
-			sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
+			osh_sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
 		} else if (!authority_form) {
 			bool v6 = memchr(host.p, ':', host.len) != NULL;
-			sb_lit(&b, v6 ? "http://[" : "http://");
-			sb_put(&b, host.p, host.len);
+			osh_sb_lit(&b, v6 ? "http://[" : "http://");
+			osh_sb_put(&b, host.p, host.len);
 			if (v6)
-				sb_lit(&b, "]");
+				osh_sb_lit(&b, "]");
 			if (port != 80) {
-				sb_lit(&b, ":");
-				sb_uint(&b, (unsigned)port);
+				osh_sb_lit(&b, ":");
+				osh_sb_uint(&b, (unsigned)port);
 			}
 			if (target.p[0] == '/')
-				sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
+				osh_sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
 		}
 		if (b.len) {
 			n = osh_redact_url(raw, b.len, red, sizeof(red));
@@ -409,13 +250,13 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		osh_span_set_int(rec, "http.request.body.size", (int64_t)req->content_length);
 
 	/* Name: "{METHOD} {templated path}"; "HTTP" for unknown methods. */
-	sb_lit(&nb, method ? method : "HTTP");
+	osh_sb_lit(&nb, method ? method : "HTTP");
 	if (!authority_form && !(target.len == 1 && target.p[0] == '*')) {
 		char tmpl[256];
 		size_t tl = osh_route_template(path.len ? path.p : "/", path.len ? path.len : 1,
 					       tmpl, sizeof(tmpl));
-		sb_lit(&nb, " ");
-		sb_put(&nb, tmpl, tl);
+		osh_sb_lit(&nb, " ");
+		osh_sb_put(&nb, tmpl, tl);
 	}
 	osh_span_set_name(rec, name, nb.len);
 }
@@ -459,9 +300,9 @@ static void finish(struct osh_client *cl, struct osh_exchange *ex, const char *e
 		osh_span_set_int(rec, "http.response.body.size", (int64_t)cl->rx_body.payload);
 		if (cl->rx_status >= 400 && !error_type) {
 			char code[12];
-			struct sb b = { code, 0, sizeof(code) };
+			struct osh_sb b = { code, 0, sizeof(code) };
 
-			sb_uint(&b, (unsigned)cl->rx_status);
+			osh_sb_uint(&b, (unsigned)cl->rx_status);
 			osh_span_set_str(rec, "error.type", code, b.len);
 			osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
 		}
@@ -758,7 +599,7 @@ static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, siz
 
 				if (old) {
 					size_t add = len < 32 ? len : 32;
-					if (!buf_append(&cl->tx_acc, base + old, p, add)) {
+					if (!osh_buf_put(&cl->tx_acc, base + old, p, add)) {
 						t->state = TX_DEAD;
 						break;
 					}
@@ -794,7 +635,7 @@ static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, siz
 			take = len;
 			if (old + take > OSH_HTTP_MAX_HEAD)
 				take = OSH_HTTP_MAX_HEAD - old;
-			if (!take || !buf_append(&cl->tx_acc, base + old, p, take)) {
+			if (!take || !osh_buf_put(&cl->tx_acc, base + old, p, take)) {
 				t->state = TX_DEAD;
 				break;
 			}
@@ -913,16 +754,16 @@ void osh_client_abandon(struct osh_client *cl, enum osh_end_reason why, int err)
 			/* The program stopped: an error only when nothing
 			 * came back (it gave up waiting). */
 			if (!ex->got_response)
-				etype = error_type_for_errno(ex->tx_errno);
+				etype = osh_http_error_type(ex->tx_errno);
 			break;
 		case OSH_END_EOF:
 			if (!ex->got_response)
-				etype = error_type_for_errno(ex->tx_errno);
+				etype = osh_http_error_type(ex->tx_errno);
 			else if (cl->rx_state == RX_BODY && cl->rx_body.kind != OSH_BODY_UNTIL_CLOSE)
 				etype = "response_incomplete";
 			break;
 		case OSH_END_ERROR:
-			etype = error_type_for_errno(err ? err : ex->tx_errno);
+			etype = osh_http_error_type(err ? err : ex->tx_errno);
 			break;
 		case OSH_END_DESYNC:
 		default:
@@ -941,8 +782,8 @@ void osh_client_reset(struct osh_client *cl)
 	}
 	for (int i = 0; i < OSH_CLIENT_RING; i++)
 		free(cl->ring[i].extra_heap);
-	buf_free(&cl->tx_acc);
-	buf_free(&cl->rx_acc);
+	osh_buf_free(&cl->tx_acc);
+	osh_buf_free(&cl->rx_acc);
 	memset(cl, 0, sizeof(*cl));
 }
 
@@ -1299,7 +1140,7 @@ static void rx_walk(struct osh_client *cl, const char *p, size_t len)
 
 			if (old) {
 				size_t add = len < 16 ? len : 16;
-				if (!buf_append(&cl->rx_acc, old, p, add)) {
+				if (!osh_buf_put(&cl->rx_acc, old, p, add)) {
 					cl->rx_state = RX_DEAD;
 					return;
 				}
@@ -1333,7 +1174,7 @@ static void rx_walk(struct osh_client *cl, const char *p, size_t len)
 		take = len;
 		if (old + take > OSH_HTTP_MAX_HEAD)
 			take = OSH_HTTP_MAX_HEAD - old;
-		if (!take || !buf_append(&cl->rx_acc, old, p, take)) {
+		if (!take || !osh_buf_put(&cl->rx_acc, old, p, take)) {
 			cl->rx_state = RX_DEAD;
 			return;
 		}

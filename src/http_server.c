@@ -21,6 +21,7 @@
 #include "diag.h"
 #include "exporter.h"
 #include "http_server.h"
+#include "http_util.h"
 #include "ids.h"
 #include "propagation.h"
 #include "redact.h"
@@ -55,40 +56,7 @@ static struct osh_srv_exchange *ring_at(struct osh_server *sv, uint64_t seq)
 	return &sv->ring[seq % OSH_SERVER_RING];
 }
 
-static void buf_free(struct osh_buf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
 
-static bool buf_append(struct osh_buf *b, const char *p, size_t len)
-{
-	size_t need = (size_t)b->len + len;
-
-	if (need > OSH_HTTP_MAX_HEAD)
-		return false;
-	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *np;
-
-		while (cap < need)
-			cap *= 2;
-		if (cap > OSH_HTTP_MAX_HEAD)
-			cap = OSH_HTTP_MAX_HEAD;
-		np = realloc(b->p, cap);
-		if (!np) {
-			osh_diag_once(OSH_ONCE_ALLOC, OSH_LOG_WARN,
-				      "out of memory for a split HTTP head; connection not traced");
-			return false;
-		}
-		b->p = np;
-		b->cap = (uint32_t)cap;
-	}
-	memcpy(b->p + b->len, p, len);
-	b->len = (uint32_t)need;
-	return true;
-}
 
 /* Gather a head that may arrive in pieces. Returns 1 with the complete head
  * in *ret_head (in place, or in @acc: the caller empties it after use) and
@@ -114,8 +82,9 @@ static int gather_head(struct osh_buf *acc, uint32_t *scanned, const char *p, si
 	}
 	if (old + take > OSH_HTTP_MAX_HEAD)
 		take = OSH_HTTP_MAX_HEAD - old;
-	if (!take || !buf_append(acc, p, take))
+	if (!take || !osh_buf_put(acc, acc->len, p, take))
 		return -1;
+	acc->len += (uint32_t)take;
 	h = osh_http_head_end(acc->p, acc->len, *scanned);
 	if (h > 0) {
 		*ret_head = acc->p;
@@ -147,140 +116,12 @@ static int sniff(int (*fn)(const char *, size_t), const struct osh_buf *acc, con
 	return fn(tmp, n);
 }
 
-static const char *error_type_for_errno(int err)
-{
-	switch (err) {
-	case ECONNRESET:
-		return "connection_reset";
-	case EPIPE:
-		return "broken_pipe";
-	case ETIMEDOUT:
-		return "timeout";
-	case EHOSTUNREACH:
-	case ENETUNREACH:
-		return "unreachable";
-	default:
-		return "_OTHER";
-	}
-}
 
-/* A bounded string builder: no printf on the per-request path. */
-struct sb {
-	char *p;
-	size_t len;
-	size_t cap;
-};
 
-static void sb_put(struct sb *b, const char *s, size_t n)
-{
-	if (n > b->cap - b->len)
-		n = b->cap - b->len;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
 
-static void sb_lit(struct sb *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
 
-static size_t uint_text(unsigned v, char out[12])
-{
-	char t[12];
-	int i = (int)sizeof(t);
-	size_t n;
 
-	do {
-		t[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	n = sizeof(t) - (size_t)i;
-	memcpy(out, t + i, n);
-	return n;
-}
 
-/* The semconv method list (case-sensitive); NULL for anything else. */
-static const char *known_method(struct osh_str m)
-{
-	static const char *const by_len[8][3] = {
-		[3] = { "GET", "PUT" },
-		[4] = { "HEAD", "POST" },
-		[5] = { "TRACE", "PATCH", "QUERY" },
-		[6] = { "DELETE" },
-		[7] = { "CONNECT", "OPTIONS" },
-	};
-
-	if (m.len >= 8)
-		return NULL;
-	for (int i = 0; i < 3 && by_len[m.len][i]; i++)
-		if (memcmp(by_len[m.len][i], m.p, m.len) == 0)
-			return by_len[m.len][i];
-	return NULL;
-}
-
-/* Split "host[:port]" / "[v6]:port" (Host header or URL authority). */
-static bool split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port)
-{
-	const char *p = a.p, *end = a.p + a.len;
-	const char *colon = NULL;
-	struct osh_str host;
-	int port = 0;
-
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	if (p == end)
-		return false;
-	if (*p == '[') {
-		const char *close = memchr(p, ']', (size_t)(end - p));
-		if (!close)
-			return false;
-		host.p = p + 1;
-		host.len = (size_t)(close - p - 1);
-		if (close + 1 < end) {
-			if (close[1] != ':')
-				return false;
-			colon = close + 1;
-		}
-	} else {
-		colon = memchr(p, ':', (size_t)(end - p));
-		host.p = p;
-		host.len = (size_t)((colon ? colon : end) - p);
-	}
-	if (colon) {
-		if (colon + 1 == end)
-			return false;
-		for (const char *q = colon + 1; q < end; q++) {
-			if (*q < '0' || *q > '9')
-				return false;
-			port = port * 10 + (*q - '0');
-			if (port > 65535)
-				return false;
-		}
-	}
-	if (!host.len)
-		return false;
-	*ret_host = host;
-	*ret_port = port;
-	return true;
-}
-
-static bool has_prefix_ci(struct osh_str s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if (s.len < n)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s.p[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c + 32);
-		if (c != lit[i])
-			return false;
-	}
-	return true;
-}
 
 static bool is_wildcard(const struct osh_peer *p)
 {
@@ -289,16 +130,6 @@ static bool is_wildcard(const struct osh_peer *p)
 	return memcmp(p->addr, zero, p->family == AF_INET6 ? 16 : 4) == 0;
 }
 
-/* A string cut to at most @max bytes, before a UTF-8 character rather than
- * inside one. */
-static size_t cut_utf8(const char *s, size_t len, size_t max)
-{
-	size_t n = len < max ? len : max;
-
-	while (n < len && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--;
-	return n;
-}
 
 /* ---- span attributes -------------------------------------------------- */
 
@@ -307,25 +138,18 @@ static size_t cut_utf8(const char *s, size_t len, size_t max)
 static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 			      const struct osh_http_request *req, const struct osh_context *ctx)
 {
-	const char *method = known_method(req->method);
+	const char *method = osh_http_set_method(rec, req->method);
 	struct osh_str target = req->target;
 	struct osh_str pq = target;	/* path [? query] [# fragment] */
 	struct osh_str authority = req->host;
 	struct osh_str host = { 0 };
-	bool absolute = has_prefix_ci(target, "http://") || has_prefix_ci(target, "https://");
+	bool absolute = osh_str_has_prefix_ci(target, "http://") || osh_str_has_prefix_ci(target, "https://");
 	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
 	int port = 0;
 	char name[300];
-	struct sb nb = { name, 0, sizeof(name) };
+	struct osh_sb nb = { name, 0, sizeof(name) };
 	char num[12];
 
-	if (method) {
-		osh_span_set_cstr(rec, "http.request.method", method);
-	} else {
-		osh_span_set_cstr(rec, "http.request.method", "_OTHER");
-		osh_span_set_str(rec, "http.request.method_original", req->method.p,
-				 req->method.len);
-	}
 
 	/* An absolute-form target (a request meant for a proxy) names the
 	 * authority itself, which then wins over Host (RFC 9112, 3.2.2). */
@@ -367,24 +191,24 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	osh_span_set_cstr(rec, "url.scheme", "http");
 
 	/* http.route and the name: the templated path. */
-	sb_lit(&nb, method ? method : "HTTP");
+	osh_sb_lit(&nb, method ? method : "HTTP");
 	if (!authority_form && !(target.len == 1 && target.p[0] == '*')) {
 		char tmpl[256];
 		size_t tl = osh_route_template(pq.len ? pq.p : "/", pq.len ? pq.len : 1, tmpl,
 					       sizeof(tmpl));
 
 		osh_span_set_str(rec, "http.route", tmpl, tl);
-		sb_lit(&nb, " ");
-		sb_put(&nb, tmpl, tl);
+		osh_sb_lit(&nb, " ");
+		osh_sb_put(&nb, tmpl, tl);
 	}
 	osh_span_set_name(rec, name, nb.len);
 
 	/* server.address/port: the authority the client asked for, else the
 	 * local end of the connection. */
-	if (authority.len && split_authority(authority, &host, &port)) {
+	if (authority.len && osh_http_split_authority(authority, &host, &port)) {
 		osh_span_set_str(rec, "server.address", host.p, host.len);
 		osh_span_set_int(rec, "server.port",
-				 port ? port : has_prefix_ci(target, "https://") ? 443 : 80);
+				 port ? port : osh_str_has_prefix_ci(target, "https://") ? 443 : 80);
 	} else if (c->local.family) {
 		if (!is_wildcard(&c->local)) {
 			char text[48];
@@ -403,10 +227,10 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	osh_span_set_str(rec, "network.protocol.version", num, 3);
 	if (req->user_agent.len)
 		osh_span_set_str(rec, "user_agent.original", req->user_agent.p,
-				 cut_utf8(req->user_agent.p, req->user_agent.len, UA_MAX));
+				 osh_utf8_cut(req->user_agent.p, req->user_agent.len, UA_MAX));
 	if (req->x_request_id.len)
 		osh_span_set_str(rec, "http.request.header.x-request-id", req->x_request_id.p,
-				 cut_utf8(req->x_request_id.p, req->x_request_id.len,
+				 osh_utf8_cut(req->x_request_id.p, req->x_request_id.len,
 					  REQUEST_ID_MAX));
 
 	/* LLM DevOps standard, 6: user and tenant ids from the baggage. */
@@ -446,9 +270,10 @@ static void finish(struct osh_conn *c, struct osh_srv_exchange *ex, int status,
 		/* Server spans: 5xx is an error, 4xx is the client's. */
 		if (status >= 500 && !error_type) {
 			char code[12];
-			size_t n = uint_text((unsigned)status, code);
+			struct osh_sb b = { code, 0, sizeof(code) };
 
-			osh_span_set_str(rec, "error.type", code, n);
+			osh_sb_uint(&b, (unsigned)status);
+			osh_span_set_str(rec, "error.type", code, b.len);
 			osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
 		}
 	}
@@ -570,7 +395,7 @@ void osh_server_abandon(struct osh_conn *c, enum osh_end_reason why, int err)
 			 * else was cut short. */
 			status = sv->rs_status;
 			if (sv->rs_body.kind != OSH_BODY_UNTIL_CLOSE && why != OSH_END_DESYNC)
-				etype = why == OSH_END_ERROR ? error_type_for_errno(err)
+				etype = why == OSH_END_ERROR ? osh_http_error_type(err)
 							     : "response_incomplete";
 			sv->rs_state = RS_IDLE;
 		} else {
@@ -580,7 +405,7 @@ void osh_server_abandon(struct osh_conn *c, enum osh_end_reason why, int err)
 				etype = sv->peer_eof ? "client_closed" : "no_response";
 				break;
 			case OSH_END_ERROR:
-				etype = error_type_for_errno(err);
+				etype = osh_http_error_type(err);
 				break;
 			case OSH_END_DESYNC:
 			default:
@@ -597,8 +422,8 @@ void osh_server_reset(struct osh_server *sv)
 		osh_span_destroy(sv->ring[i].rec);
 		sv->ring[i].rec = NULL;
 	}
-	buf_free(&sv->rq_acc);
-	buf_free(&sv->rs_acc);
+	osh_buf_free(&sv->rq_acc);
+	osh_buf_free(&sv->rs_acc);
 	memset(sv, 0, sizeof(*sv));
 }
 

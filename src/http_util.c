@@ -1,0 +1,171 @@
+/* Helpers shared by the client and server engines (see http_util.h). */
+#include "buildconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+#include "http_util.h"
+#include "span.h"
+
+bool osh_buf_put(struct osh_buf *b, uint32_t at, const char *p, size_t len)
+{
+	size_t need = (size_t)at + len;
+
+	if (need > OSH_HTTP_MAX_HEAD)
+		return false;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *np;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > OSH_HTTP_MAX_HEAD)
+			cap = OSH_HTTP_MAX_HEAD;
+		np = realloc(b->p, cap);
+		if (!np) {
+			osh_diag_once(OSH_ONCE_ALLOC, OSH_LOG_WARN,
+				      "out of memory for a split HTTP head; connection not traced");
+			return false;
+		}
+		b->p = np;
+		b->cap = (uint32_t)cap;
+	}
+	memcpy(b->p + at, p, len);
+	return true;
+}
+
+void osh_buf_free(struct osh_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+const char *osh_http_known_method(struct osh_str m)
+{
+	static const char *const by_len[8][3] = {
+		[3] = { "GET", "PUT" },
+		[4] = { "HEAD", "POST" },
+		[5] = { "TRACE", "PATCH", "QUERY" },
+		[6] = { "DELETE" },
+		[7] = { "CONNECT", "OPTIONS" },
+	};
+
+	if (m.len >= 8)
+		return NULL;
+	for (int i = 0; i < 3 && by_len[m.len][i]; i++)
+		if (memcmp(by_len[m.len][i], m.p, m.len) == 0)
+			return by_len[m.len][i];
+	return NULL;
+}
+
+const char *osh_http_set_method(struct osh_span *rec, struct osh_str m)
+{
+	const char *known = osh_http_known_method(m);
+
+	/* Normalised per semconv: methods off the list are _OTHER. */
+	if (known) {
+		osh_span_set_cstr(rec, "http.request.method", known);
+	} else {
+		osh_span_set_cstr(rec, "http.request.method", "_OTHER");
+		osh_span_set_str(rec, "http.request.method_original", m.p, m.len);
+	}
+	return known;
+}
+
+bool osh_http_split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port)
+{
+	const char *p = a.p, *end = a.p + a.len;
+	const char *colon = NULL;
+	struct osh_str host;
+	int port = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (p == end)
+		return false;
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(end - p));
+
+		if (!close)
+			return false;
+		host.p = p + 1;
+		host.len = (size_t)(close - p - 1);
+		if (close + 1 < end) {
+			if (close[1] != ':')
+				return false;
+			colon = close + 1;
+		}
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		host.p = p;
+		host.len = (size_t)((colon ? colon : end) - p);
+	}
+	if (colon) {
+		if (colon + 1 == end)
+			return false;
+		for (const char *q = colon + 1; q < end; q++) {
+			if (*q < '0' || *q > '9')
+				return false;
+			port = port * 10 + (*q - '0');
+			if (port > 65535)
+				return false;
+		}
+	}
+	if (!host.len)
+		return false;
+	*ret_host = host;
+	*ret_port = port;
+	return true;
+}
+
+bool osh_str_has_prefix_ci(struct osh_str s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if (s.len < n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s.p[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c + 32);
+		if (c != lit[i])
+			return false;
+	}
+	return true;
+}
+
+size_t osh_utf8_cut(const char *s, size_t len, size_t max)
+{
+	size_t n = len < max ? len : max;
+
+	while (n < len && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+const char *osh_http_error_type(int err)
+{
+	switch (err) {
+	case ECONNRESET:
+		return "connection_reset";
+	case EPIPE:
+		return "broken_pipe";
+	case ETIMEDOUT:
+		return "timeout";
+	case ECONNREFUSED:
+		return "connection_refused";
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return "unreachable";
+	case 0:
+		return "no_response";
+	default:
+		return "_OTHER";
+	}
+}

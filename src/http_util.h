@@ -1,0 +1,76 @@
+/* Helpers the client and server engines share: head buffers, a bounded
+ * string builder, and the small parsers behind span attributes (method
+ * normalisation, Host/authority splitting, UTF-8-safe cuts, error.type
+ * names). Pure or caller-owned state; any thread; no locks, no syscalls. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "http.h"
+#include "http_client.h"	/* struct osh_buf */
+
+/* Copy @len bytes to @at in @b, growing it (capped at OSH_HTTP_MAX_HEAD);
+ * b->len is the caller's. False when over the cap or out of memory (the
+ * connection then stops being traced). */
+bool osh_buf_put(struct osh_buf *b, uint32_t at, const char *p, size_t len);
+void osh_buf_free(struct osh_buf *b);
+
+/* A bounded string builder: no printf on the per-request path. Writes
+ * beyond @cap are cut. */
+struct osh_sb {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+static inline void osh_sb_put(struct osh_sb *b, const char *s, size_t n)
+{
+	if (n > b->cap - b->len)
+		n = b->cap - b->len;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static inline void osh_sb_uint(struct osh_sb *b, unsigned v)
+{
+	char t[12];
+	int i = (int)sizeof(t);
+
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	osh_sb_put(b, t + i, sizeof(t) - (size_t)i);
+}
+
+static inline void osh_sb_lit(struct osh_sb *b, const char *s)
+{
+	osh_sb_put(b, s, __builtin_strlen(s));
+}
+
+/* The semconv method list (case-sensitive): the static name, or NULL for
+ * any other method (reported as _OTHER). */
+const char *osh_http_known_method(struct osh_str m);
+
+/* http.request.method (and http.request.method_original for a method off
+ * the list) on @rec; returns the known method's name, or NULL. */
+struct osh_span;
+const char *osh_http_set_method(struct osh_span *rec, struct osh_str method);
+
+/* Split "host[:port]" or "[v6]:port" (a Host header or URL authority),
+ * trimmed; *ret_port is 0 without a port. False when malformed. */
+bool osh_http_split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port);
+
+/* @s starts with the lowercase literal @lit, ignoring ASCII case. */
+bool osh_str_has_prefix_ci(struct osh_str s, const char *lit);
+
+/* The length of @s cut to at most @max bytes, before a UTF-8 character
+ * rather than inside one. */
+size_t osh_utf8_cut(const char *s, size_t len, size_t max);
+
+/* error.type for a connection that failed with @err (0: it closed before
+ * the response). */
+const char *osh_http_error_type(int err);
