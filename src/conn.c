@@ -14,7 +14,12 @@
 #include "diag.h"
 #include "http_server.h"
 
-struct osh_conn *_Atomic osh_conn_chunks[OSH_CONN_TOP];
+/* 32 KiB the hooks read at every call but for a low fd touch one page of.
+ * In a section of its own, which the linker places after .bss: every other
+ * zero-initialised variable then shares the few pages a process touches at
+ * load instead of spilling past this array onto pages of their own (each
+ * a page fault at start, ~9 us on the VMs this runs on). */
+__attribute__((section(".lbss"))) struct osh_conn *_Atomic osh_conn_chunks[OSH_CONN_TOP];
 
 /* This process's pid, known once something is tracked and refreshed in
  * fork children; a vfork child runs on the parent's memory with another

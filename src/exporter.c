@@ -150,18 +150,30 @@ static void write_stderr(const char *buf, size_t len)
 	}
 }
 
+#define CONSOLE_BUF (64 * 1024)
+#define CONSOLE_SPAN_MAX 8192
+
 static void console_export(struct osh_span **spans, size_t n, const struct osh_resource *res)
 {
-	static char buf[64 * 1024];
+	/* On the heap at first use: a static buffer this size would sit in
+	 * .bss between variables every process touches at load, and each
+	 * extra page touched there is a page fault for every program. */
+	static char *buf;
 	size_t used = 0;
 
+	if (!buf)
+		buf = malloc(CONSOLE_BUF);
+	if (!buf) {
+		osh_diag_once(OSH_ONCE_ALLOC, OSH_LOG_WARN, "out of memory for console output");
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
-		if (sizeof(buf) - used < 8192) {
+		if (CONSOLE_BUF - used < CONSOLE_SPAN_MAX) {
 			write_stderr(buf, used);
 			used = 0;
 		}
 		used += osh_console_format(spans[i], res, osh_cfg.log_json, buf + used,
-					   sizeof(buf) - used);
+					   CONSOLE_BUF - used);
 	}
 	write_stderr(buf, used);
 }
