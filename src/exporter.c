@@ -66,6 +66,11 @@ static _Atomic uint64_t st_submitted, st_dropped, st_exported, st_failed;
 static void (*test_capture)(struct osh_span *span);
 
 /* Exporter-thread state (the module table survives fork: same mappings). */
+/* Spans encoded per wake on the eager path (see eager()). */
+#define EAGER_CHUNK 64
+/* Queued spans that wake the exporter (set by its thread; until then a
+ * batch, as configured). */
+static _Atomic uint64_t wake_every;
 static const struct osh_otlp_module *module;
 static void *_Atomic module_exp;
 static bool atexit_registered;
@@ -236,10 +241,88 @@ static void export_batch(struct sink *sk, struct osh_span **spans, size_t n)
 		osh_span_destroy(spans[i]);
 }
 
-static void drain(struct sink *sk, struct osh_span **spans, size_t batch)
+/* The OTLP path builds each batch while spans arrive: records are encoded
+ * a chunk at a time and go straight back to the pool, and only the encoded
+ * bytes wait for a full batch or the schedule. A busy process then keeps
+ * tens of records in flight instead of a batch's worth: on these VMs the
+ * memory behind ~500 records in flight (fresh pages, cold lines) cost more
+ * than encoding them (docs/BENCHMARKS.md). Not with the console fallback,
+ * which needs the records of a batch that failed. */
+static bool eager(const struct sink *sk)
+{
+	return sk->kind == OSH_EXPORTER_OTLP && osh_cfg.fallback != OSH_EXPORTER_CONSOLE &&
+	       atomic_load(&module_exp) && module->add_spans;
+}
+
+/* Send the batch under way (eager path). */
+static void send_pending(struct sink *sk)
+{
+	bool final = atomic_load(&shutting_down);
+	void *exp = atomic_load(&module_exp);
+	size_t n = module->pending(exp);
+	uint64_t limit = osh_cfg.otlp_timeout_ms < osh_cfg.bsp_export_timeout_ms
+				 ? osh_cfg.otlp_timeout_ms
+				 : osh_cfg.bsp_export_timeout_ms;
+	uint64_t deadline = osh_clock_monotonic_ns() + ms_to_ns(limit);
+	int r = OSH_EXPORT_DROPPED;
+
+	if (!n)
+		return;
+	if (!final)
+		sk->unreachable = false;
+	if (final) {
+		uint64_t sd = atomic_load(&shutdown_deadline);
+		if (sd && sd < deadline)
+			deadline = sd;
+	}
+	if (!sk->unreachable) {
+		r = module->send_pending(exp, deadline, final);
+		if (r == OSH_EXPORT_UNREACHABLE && final)
+			sk->unreachable = true; /* no collector: don't hold up exit */
+	} else {
+		/* Still the batch must go: finish() it unsent. */
+		(void)module->send_pending(exp, osh_clock_monotonic_ns(), true);
+	}
+	if (r == OSH_EXPORT_OK)
+		atomic_fetch_add(&st_exported, n);
+	else
+		atomic_fetch_add(&st_failed, n);
+}
+
+/* Encode what is queued into the batch under way, sending each batch that
+ * fills; @all: also send the last, partial one (schedule, flush, exit). */
+static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
+{
+	void *exp = atomic_load(&module_exp);
+
+	for (;;) {
+		size_t room = batch - module->pending(exp), n = 0, took;
+		struct osh_span *s;
+
+		while (n < room && (s = osh_queue_pop(&queue)))
+			spans[n++] = s;
+		if (!n)
+			break;
+		took = module->add_spans(exp, spans, n);
+		if (took < n)
+			atomic_fetch_add(&st_failed, n - took);
+		for (size_t i = 0; i < n; i++)
+			osh_span_destroy(spans[i]);
+		if (module->pending(exp) >= batch)
+			send_pending(sk);
+	}
+	if (all)
+		send_pending(sk);
+}
+
+static void drain(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
 {
 	size_t n;
 
+	if (eager(sk)) {
+		drain_eager(sk, spans, batch, all);
+		return;
+	}
 	do {
 		struct osh_span *s;
 		n = 0;
@@ -291,22 +374,30 @@ static void *exporter_main(void *arg)
 		batch = 1;
 	}
 
+	/* How many queued spans wake this thread: a chunk on the eager path,
+	 * else a whole batch. */
+	size_t wake_at = eager(&sk) && batch > EAGER_CHUNK ? EAGER_CHUNK : batch;
+
+	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
 	for (;;) {
 		uint32_t req = atomic_load(&flush_req);
 		bool flush = req != flushed;
 		uint64_t now = osh_clock_monotonic_ns();
+		bool due;
 
-		if (!flush && osh_queue_size(&queue) < batch && now < next) {
+		if (!flush && osh_queue_size(&queue) < wake_at && now < next) {
 			uint32_t w = atomic_load(&wake_word);
 			/* Re-check after sampling the word: a producer that
 			 * bumped it meanwhile makes the wait return at once. */
-			if (atomic_load(&flush_req) == flushed && osh_queue_size(&queue) < batch)
+			if (atomic_load(&flush_req) == flushed && osh_queue_size(&queue) < wake_at)
 				futex_wait(&wake_word, w, next - now);
 			continue;
 		}
-		drain(&sk, spans, batch);
-		next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
+		due = flush || now >= next;
+		drain(&sk, spans, batch, due);
+		if (due || !eager(&sk))
+			next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
 		if (flush) {
 			flushed = req;
 			atomic_store(&flush_done, req);
@@ -356,7 +447,7 @@ static void start_thread(void)
 
 void osh_exporter_submit(struct osh_span *span)
 {
-	uint64_t size;
+	uint64_t size, every;
 
 	atomic_fetch_add_explicit(&st_submitted, 1, memory_order_relaxed);
 	if (__builtin_expect(test_capture != NULL, 0)) {
@@ -375,7 +466,10 @@ void osh_exporter_submit(struct osh_span *span)
 	if (__builtin_expect(atomic_load_explicit(&thread_state, memory_order_relaxed) == T_NONE, 0))
 		start_thread();
 	size = osh_queue_size(&queue);
-	if (osh_cfg.bsp_max_batch && size % osh_cfg.bsp_max_batch == 0)
+	every = atomic_load_explicit(&wake_every, memory_order_relaxed);
+	if (!every)
+		every = osh_cfg.bsp_max_batch;
+	if (every && size % every == 0)
 		wake_exporter();
 }
 
@@ -469,6 +563,7 @@ void osh_exporter_after_fork_child(void)
 {
 	atomic_store(&thread_state, T_NONE);
 	atomic_store(&module_exp, NULL); /* the parent's transfer state: never touched */
+	atomic_store(&wake_every, 0);
 	if (atomic_load(&queue_state) == Q_READY)
 		osh_queue_reset(&queue);
 	else if (atomic_load(&queue_state) == Q_INIT)

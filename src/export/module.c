@@ -59,6 +59,39 @@ static int export_spans(void *opaque, struct osh_span *const *spans, size_t n,
 	return osh_otlp_http_send(exp->http, body, len, deadline_ns, final);
 }
 
+static size_t add_spans(void *opaque, struct osh_span *const *spans, size_t n)
+{
+	struct exporter *exp = opaque;
+	size_t before = osh_otlp_encoder_pending(exp->enc);
+
+	if (osh_otlp_encoder_add(exp->enc, spans, n) < 0) {
+		if (!exp->reported_encode && exp->host.log)
+			exp->host.log(OSH_LOG_WARN, "out of memory encoding OTLP, dropping spans");
+		exp->reported_encode = true;
+	}
+	return osh_otlp_encoder_pending(exp->enc) - before;
+}
+
+static size_t pending(void *opaque)
+{
+	struct exporter *exp = opaque;
+
+	return osh_otlp_encoder_pending(exp->enc);
+}
+
+static int send_pending(void *opaque, uint64_t deadline_ns, bool final)
+{
+	struct exporter *exp = opaque;
+	const uint8_t *body;
+	size_t len;
+
+	if (!osh_otlp_encoder_pending(exp->enc))
+		return OSH_EXPORT_OK;
+	if (osh_otlp_encoder_finish(exp->enc, &body, &len) < 0)
+		return OSH_EXPORT_DROPPED;
+	return osh_otlp_http_send(exp->http, body, len, deadline_ns, final);
+}
+
 static void interrupt(void *opaque, uint64_t deadline_ns)
 {
 	struct exporter *exp = opaque;
@@ -91,6 +124,9 @@ __attribute__((visibility("default"))) const struct osh_otlp_module osh_otlp_mod
 	.span_size = sizeof(struct osh_span),
 	.create = create,
 	.export_spans = export_spans,
+	.add_spans = add_spans,
+	.pending = pending,
+	.send_pending = send_pending,
 	.interrupt = interrupt,
 	.stats = stats,
 	.destroy = destroy,

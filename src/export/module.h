@@ -19,7 +19,7 @@ struct osh_config;
 struct osh_resource;
 struct osh_span;
 
-#define OSH_OTLP_ABI 1
+#define OSH_OTLP_ABI 2
 
 enum osh_export_result {
 	OSH_EXPORT_OK = 0,	  /* accepted (possibly partially: see stats) */
@@ -58,6 +58,15 @@ struct osh_otlp_module {
 	 * shutting down, make a single attempt. Returns enum osh_export_result. */
 	int (*export_spans)(void *exp, struct osh_span *const *spans, size_t n,
 			    uint64_t deadline_ns, bool final);
+
+	/* The same, a few spans at a time: add_spans() encodes @n spans into
+	 * the batch under way (the caller frees them right after) and returns
+	 * how many it took (fewer on memory shortage); send_pending() sends
+	 * that batch as export_spans() would (0 spans: OSH_EXPORT_OK, nothing
+	 * sent). pending() counts the spans waiting. */
+	size_t (*add_spans)(void *exp, struct osh_span *const *spans, size_t n);
+	size_t (*pending)(void *exp);
+	int (*send_pending)(void *exp, uint64_t deadline_ns, bool final);
 
 	/* Any thread: pull the current deadline in to @deadline_ns and wake a
 	 * transfer or backoff wait so it notices. */

@@ -106,6 +106,8 @@ struct osh_otlp_encoder {
 
 	uint8_t *out;		/* the batch being written, grown on demand */
 	size_t out_cap;
+	size_t off;		/* end of the spans added so far */
+	size_t pending;		/* spans added since the last finish */
 };
 
 /* Bytes in the varint for @v: one per started group of seven bits. Most
@@ -541,29 +543,50 @@ static size_t head_max(const struct osh_otlp_encoder *enc)
 	       field_len(enc->scope_len);
 }
 
-int osh_otlp_encoder_encode(struct osh_otlp_encoder *enc, struct osh_span *const *spans,
-			    size_t n, const uint8_t **ret_buf, size_t *ret_len)
+int osh_otlp_encoder_add(struct osh_otlp_encoder *enc, struct osh_span *const *spans, size_t n)
 {
-	size_t slack = head_max(enc), off = slack, ss_len, rs_len, head;
+	size_t slack = head_max(enc);
+
+	if (!enc->pending) {
+		if (!ensure(enc, 0, slack))
+			return -ENOMEM;
+		enc->off = slack;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t off = enc->off;
+
+		/* A span that does not fit is left out whole. */
+		if (append_span(enc, &off, spans[i]) < 0)
+			return -ENOMEM;
+		enc->off = off;
+		enc->pending++;
+	}
+	return 0;
+}
+
+size_t osh_otlp_encoder_pending(const struct osh_otlp_encoder *enc)
+{
+	return enc->pending;
+}
+
+int osh_otlp_encoder_finish(struct osh_otlp_encoder *enc, const uint8_t **ret_buf,
+			    size_t *ret_len)
+{
+	size_t slack = head_max(enc), ss_len, rs_len, head;
 	uint8_t *p;
 
 	/* otlp.md §1: no empty envelopes; an empty request is still valid. */
-	if (n == 0) {
+	if (!enc->pending) {
 		if (!ensure(enc, 0, 1))
 			return -ENOMEM;
 		*ret_buf = enc->out;
 		*ret_len = 0;
 		return 0;
 	}
-
-	if (!ensure(enc, 0, slack))
+	enc->pending = 0;
+	if (!ensure(enc, enc->off, field_len(SCHEMA_URL_LEN)))
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		if (append_span(enc, &off, spans[i]) < 0)
-			return -ENOMEM;
-	if (!ensure(enc, off, field_len(SCHEMA_URL_LEN)))
-		return -ENOMEM;
-	p = put_bytes(enc->out + off, KEY_LEN3, SCHEMA_URL, SCHEMA_URL_LEN);
+	p = put_bytes(enc->out + enc->off, KEY_LEN3, SCHEMA_URL, SCHEMA_URL_LEN);
 
 	ss_len = field_len(enc->scope_len) + (size_t)(p - enc->out) - slack;
 	rs_len = field_len(enc->resource_len) + field_len(ss_len);
@@ -578,6 +601,17 @@ int osh_otlp_encoder_encode(struct osh_otlp_encoder *enc, struct osh_span *const
 	p = put_header(p, KEY_LEN2, ss_len);
 	(void)put_bytes(p, KEY_LEN1, enc->scope, enc->scope_len);
 	return 0;
+}
+
+int osh_otlp_encoder_encode(struct osh_otlp_encoder *enc, struct osh_span *const *spans,
+			    size_t n, const uint8_t **ret_buf, size_t *ret_len)
+{
+	enc->pending = 0;
+	if (osh_otlp_encoder_add(enc, spans, n) < 0) {
+		enc->pending = 0;
+		return -ENOMEM;
+	}
+	return osh_otlp_encoder_finish(enc, ret_buf, ret_len);
 }
 
 int osh_otlp_encode(const struct osh_resource *res, struct osh_span *const *spans, size_t n,

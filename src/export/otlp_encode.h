@@ -38,3 +38,14 @@ void osh_otlp_encoder_destroy(struct osh_otlp_encoder *enc); /* accepts NULL */
  * and stays valid until the next call or destroy. 0 or -ENOMEM. */
 int osh_otlp_encoder_encode(struct osh_otlp_encoder *enc, struct osh_span *const *spans,
 			    size_t n, const uint8_t **ret_buf, size_t *ret_len);
+
+/* The same request built a few spans at a time: add() encodes spans into
+ * the batch under way (they may be freed right after), finish() completes
+ * it, as encode() would have for all the spans added, and starts the next.
+ * The exporter thread adds spans as they arrive, so records go back to the
+ * pool at once instead of waiting for a full batch. add(): 0 or -ENOMEM
+ * (spans added before the failing one stay in the batch). */
+int osh_otlp_encoder_add(struct osh_otlp_encoder *enc, struct osh_span *const *spans, size_t n);
+size_t osh_otlp_encoder_pending(const struct osh_otlp_encoder *enc);
+int osh_otlp_encoder_finish(struct osh_otlp_encoder *enc, const uint8_t **ret_buf,
+			    size_t *ret_len);

@@ -739,6 +739,17 @@ static void check_against_protobuf_c(struct osh_otlp_encoder *enc, struct osh_sp
 	cr_assert_eq(osh_otlp_encoder_encode(enc ? enc : own, spans, n, &out, &got_len), 0, "%s",
 		     what);
 	assert_bytes_eq(out, got_len, want, want_len, what);
+	/* Again a few spans at a time (add ... add, finish), as the exporter
+	 * thread builds a batch while spans arrive. */
+	for (size_t i = 0, step = 1; i < n; i += step, step = step * 3 % 7 + 1) {
+		size_t k = step < n - i ? step : n - i;
+
+		cr_assert_eq(osh_otlp_encoder_add(enc ? enc : own, spans + i, k), 0, "%s", what);
+	}
+	cr_assert_eq(osh_otlp_encoder_pending(enc ? enc : own), n, "%s", what);
+	cr_assert_eq(osh_otlp_encoder_finish(enc ? enc : own, &out, &got_len), 0, "%s", what);
+	assert_bytes_eq(out, got_len, want, want_len, what);
+	cr_assert_eq(osh_otlp_encoder_pending(enc ? enc : own), 0, "%s", what);
 	osh_otlp_encoder_destroy(own);
 	free(want);
 }
