@@ -883,3 +883,83 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 		return OSH_HTTP_INVALID;
 	}
 }
+
+bool osh_http_body_skip(struct osh_http_body *b, uint64_t n)
+{
+	if (!n)
+		return true;
+	if (b->done)
+		return false;
+
+	switch (b->kind) {
+	case OSH_BODY_LENGTH:
+		if (n > b->remaining)
+			return false;
+		b->remaining -= n;
+		b->payload += n;
+		if (!b->remaining)
+			b->done = true;
+		return true;
+	case OSH_BODY_CHUNKED:
+		/* Only chunk data can be counted blind: in CH_DATA, remaining
+		 * is never 0 (chunk_size_done), and its end hands over to the
+		 * CRLF that feed_chunked would expect next. */
+		if (b->state != CH_DATA || n > b->remaining)
+			return false;
+		b->remaining -= n;
+		b->payload += n;
+		if (!b->remaining)
+			b->state = CH_DATA_CR;
+		return true;
+	case OSH_BODY_UNTIL_CLOSE:
+	case OSH_BODY_TUNNEL:
+		b->payload += n;
+		return true;
+	default:
+		return false;
+	}
+}
+
+size_t osh_http_join_field(const char *head, size_t head_len, const char *lowercase_name,
+			   char *out, size_t outsz)
+{
+	const char *end = head + head_len;
+	const char *p;
+	const char *eol;
+	size_t name_len;
+	size_t n = 0;
+
+	if (!outsz)
+		return 0;
+	out[0] = '\0';
+	if (!head || !head_len || !lowercase_name)
+		return 0;
+	name_len = strlen(lowercase_name);
+
+	/* The start line carries no field; the empty line ends the fields. A
+	 * line that is no field (the head was not one the parsers accept) is
+	 * skipped rather than trusted. */
+	p = next_line(head, end, &eol);
+	while (p && p < end) {
+		const char *next = next_line(p, end, &eol);
+		struct osh_str name;
+		struct osh_str v;
+
+		if (!next || eol == p)
+			break;
+		if (split_field(p, eol, &name, &v) && v.len &&
+		    ieq(name.p, name.len, lowercase_name, name_len)) {
+			size_t sep = n ? 1 : 0;
+
+			if (sep + v.len > outsz - 1 - n)
+				break;
+			if (sep)
+				out[n++] = ',';
+			memcpy(out + n, v.p, v.len);
+			n += v.len;
+		}
+		p = next;
+	}
+	out[n] = '\0';
+	return n;
+}

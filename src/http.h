@@ -121,3 +121,26 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 
 /* Case-insensitive ASCII comparison of a view with a literal. */
 bool osh_str_ieq(struct osh_str s, const char *lit);
+
+/* Account for @n body bytes the caller sent or received without showing
+ * them (sendfile, splice). Returns true when they lie entirely inside the
+ * body's payload (the current chunk's data; a Content-Length body up to its
+ * end; an until-close or tunnel stream), and updates @b exactly as feeding
+ * those bytes would: remaining, payload, done, and for chunked the state
+ * (ending a chunk's data leaves its CRLF to be fed). Returns false, leaving
+ * @b untouched, when they would reach framing the walker must read
+ * (chunk-size line, CRLF after the data, trailers) or go past the body's
+ * end (or the walker is done or failed): the caller has lost the framing.
+ * @n == 0 is always true. Any thread; pure. */
+bool osh_http_body_skip(struct osh_http_body *b, uint64_t n);
+
+/* Join every value of the field named @lowercase_name in a complete head
+ * (request or status line, fields, empty line; already accepted by
+ * osh_http_parse_request/osh_http_parse_response), as one list (RFC 9110,
+ * 5.3): values in order, OWS-trimmed, empty ones skipped, separated by ",".
+ * The name matches in any case. Writes at most @outsz bytes to @out
+ * including a NUL; a value that does not fit whole ends the list there
+ * (later values are dropped too, so nothing is cut mid-value). Returns the
+ * length written, 0 when the field is absent or nothing fits. Pure. */
+size_t osh_http_join_field(const char *head, size_t head_len, const char *lowercase_name,
+			   char *out, size_t outsz);

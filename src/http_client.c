@@ -1042,16 +1042,13 @@ void osh_client_tx_opaque(struct osh_conn *c, size_t n)
 		/* Another thread is between prepare and commit; its commit
 		 * applies this (see osh_client_tx_prepare). */
 		cl->tx_abandoned = true;
-	} else if (cl->tx.state == TX_BODY && b->kind == OSH_BODY_LENGTH && b->remaining >= n) {
-		/* A known-length body: only the count matters. Any injection
-		 * for this request was in its head, all sent already. */
-		b->remaining -= n;
-		b->payload += n;
+	} else if (cl->tx.state == TX_BODY && osh_http_body_skip(b, n)) {
+		/* Payload of a known-length body or inside one chunk: only the
+		 * count matters. Any injection for this request was in its
+		 * head, all sent already. */
 		cl->tx.pos += n;
-		if (!b->remaining) {
-			b->done = true;
+		if (b->done)
 			cl->tx.state = TX_IDLE;
-		}
 	} else {
 		cl->tx.pos += n;
 		if (!tx_finished(cl))

@@ -49,6 +49,11 @@ enum rs_state {
 #define REQUEST_ID_MAX 256
 #define BAGGAGE_VALUE_MAX 256
 
+/* Several tracestate lines are joined into a buffer this large before
+ * validation; lines beyond it are dropped whole (from the right, as W3C
+ * truncation does). The context keeps at most OSH_CONTEXT_TRACESTATE_MAX. */
+#define TRACESTATE_JOIN_MAX 4096
+
 /* ---- small helpers ---------------------------------------------------- */
 
 static struct osh_srv_exchange *ring_at(struct osh_server *sv, uint64_t seq)
@@ -300,11 +305,42 @@ static void drop_unparsed(struct osh_conn *c)
 	}
 }
 
-/* A request head is complete: extract the caller's context, decide
- * sampling, make the exchange the reading thread's context, and start its
- * span. */
+/* Join a field sent on several lines (RFC 9110, 5.3: one list, in order).
+ * When not even the first line fits @buf, the first line alone is used in
+ * place, as when it comes alone. */
+static struct osh_str join_lines(const char *head, const struct osh_http_request *req,
+				 const char *name, struct osh_str first, char *buf, size_t bufsz)
+{
+	size_t n = osh_http_join_field(head, req->head_len, name, buf, bufsz);
+
+	return n ? (struct osh_str){ buf, n } : first;
+}
+
+/* Enter the exchange's context with the repeated tracestate and/or baggage
+ * lines joined (@join_ts, @join_bg). Rare, and the buffers (12 KiB) come
+ * from the heap: hooks run on the program's threads, whose stacks may be
+ * small. Without memory the first lines are used alone, as when they come
+ * alone; the context copies what it keeps. */
+static void enter_joined(struct osh_conn *c, uint64_t seq, const struct osh_trace_ctx *me,
+			 const struct osh_http_request *req, const char *head, struct osh_str ts,
+			 struct osh_str bg, bool join_ts, bool join_bg)
+{
+	enum { TS_SZ = TRACESTATE_JOIN_MAX + 1, BG_SZ = OSH_CONTEXT_BAGGAGE_MAX + 1 };
+	char *buf = malloc(TS_SZ + BG_SZ);
+
+	if (buf && join_ts)
+		ts = join_lines(head, req, "tracestate", ts, buf, TS_SZ);
+	if (buf && join_bg)
+		bg = join_lines(head, req, "baggage", bg, buf + TS_SZ, BG_SZ);
+	osh_context_enter(&c->anchor, seq, me, ts, bg, req->x_request_id);
+	free(buf);
+}
+
+/* A request head is complete (@head: its bytes, req->head_len of them):
+ * extract the caller's context, decide sampling, make the exchange the
+ * reading thread's context, and start its span. */
 static void decide(struct osh_conn *c, struct osh_srv_exchange *ex,
-		   const struct osh_http_request *req)
+		   const struct osh_http_request *req, const char *head)
 {
 	struct osh_trace_ctx parent = { 0 };
 	struct osh_trace_ctx me = { 0 };
@@ -312,6 +348,7 @@ static void decide(struct osh_conn *c, struct osh_srv_exchange *ex,
 	const struct osh_context *ctx;
 	struct osh_span *rec;
 	bool has_parent = false;
+	bool join_ts = false, join_bg = false;
 	bool sampled;
 
 	/* Exactly one valid traceparent, or the request starts a new trace
@@ -338,16 +375,25 @@ static void decide(struct osh_conn *c, struct osh_srv_exchange *ex,
 	}
 
 	/* The thread that read the head is now serving this request. A
-	 * tracestate travels only with the traceparent it belongs to. */
+	 * tracestate travels only with the traceparent it belongs to. Either
+	 * field may come on several lines: W3C (trace-context, baggage) makes
+	 * them one list, which is then validated as a whole. */
 	memcpy(me.trace_id, ex->trace_id, 16);
 	memcpy(me.span_id, ex->span_id, 8);
 	me.flags = ex->flags;
 	me.valid = true;
-	if (has_parent && req->tracestate_count == 1)
+	if (has_parent && req->tracestate_count) {
 		ts = req->tracestate;
-	if (osh_cfg.propagate_baggage && req->baggage_count)
+		join_ts = req->tracestate_count > 1;
+	}
+	if (osh_cfg.propagate_baggage && req->baggage_count) {
 		bg = req->baggage;
-	osh_context_enter(&c->anchor, ex->seq, &me, ts, bg, req->x_request_id);
+		join_bg = req->baggage_count > 1;
+	}
+	if (join_ts || join_bg)
+		enter_joined(c, ex->seq, &me, req, head, ts, bg, join_ts, join_bg);
+	else
+		osh_context_enter(&c->anchor, ex->seq, &me, ts, bg, req->x_request_id);
 
 	if (!sampled || osh_cfg.exporter == OSH_EXPORTER_NONE)
 		return;
@@ -464,8 +510,9 @@ static void unlock_and_settle(struct osh_conn *o)
 
 /* ---- requests (the read side) ------------------------------------------ */
 
-/* A complete, parsed request head. */
-static void rq_head_parsed(struct osh_conn *c, const struct osh_http_request *req)
+/* A complete, parsed request head, whose bytes start at @head. */
+static void rq_head_parsed(struct osh_conn *c, const struct osh_http_request *req,
+			   const char *head)
 {
 	struct osh_server *sv = &c->server;
 	struct osh_srv_exchange *ex = ring_at(sv, sv->rq_seq);
@@ -474,7 +521,7 @@ static void rq_head_parsed(struct osh_conn *c, const struct osh_http_request *re
 	/* seq < ring_head: the program answered before the head was complete
 	 * (400, 431), which ended the exchange. */
 	if (sv->rq_seq >= sv->ring_head && !ex->head_parsed)
-		decide(c, ex, req);
+		decide(c, ex, req, head);
 	osh_http_body_start(&sv->rq_body, req->body, req->content_length);
 	sv->rq_state = sv->rq_body.done ? RQ_IDLE : RQ_BODY;
 }
@@ -495,7 +542,7 @@ static void rq_head_done(struct osh_conn *c, const char *head, size_t h)
 		rq_malformed(c);
 		return;
 	}
-	rq_head_parsed(c, &req);
+	rq_head_parsed(c, &req, head);
 }
 
 static void rq_walk(struct osh_conn *c, const char *p, size_t len, uint64_t now)
@@ -551,7 +598,7 @@ static void rq_walk(struct osh_conn *c, const char *p, size_t len, uint64_t now)
 				int rc = osh_http_parse_request(&req, p, len);
 
 				if (rc > 0) {
-					rq_head_parsed(c, &req);
+					rq_head_parsed(c, &req, p);
 					p += rc;
 					len -= (size_t)rc;
 					break;
@@ -822,21 +869,18 @@ void osh_server_tx_opaque(struct osh_conn *c, size_t n)
 		return;
 	sv = &o->server;
 	b = &sv->rs_body;
-	if (sv->rs_state == RS_BODY &&
-	    (b->kind == OSH_BODY_UNTIL_CLOSE || (b->kind == OSH_BODY_LENGTH && b->remaining >= n))) {
-		/* Only lengths matter for these framings: no byte is read. */
-		b->payload += n;
-		if (b->kind == OSH_BODY_LENGTH) {
-			b->remaining -= n;
-			if (!b->remaining) {
-				b->done = true;
-				rs_complete(o);
-			}
-		}
+	if (sv->rs_state == RS_BODY && osh_http_body_skip(b, n)) {
+		/* Payload only (a Content-Length or close-delimited body, or
+		 * the inside of one chunk: nginx writes the chunk-size line,
+		 * sends the data from the file, then writes the CRLF): only
+		 * the count matters. The final chunk, written as usual, ends
+		 * a chunked response. */
+		if (b->done)
+			rs_complete(o);
 	} else if (sv->rs_state != RS_DEAD) {
-		/* Chunked framing (or bytes outside any body) cannot be
-		 * followed blind. The response is as good as sent: end it
-		 * now, then let the connection go. */
+		/* Framing (a chunk-size line, a CRLF, trailers, or bytes
+		 * outside any body) cannot be followed blind. The response is
+		 * as good as sent: end it now, then let the connection go. */
 		if (sv->rs_state == RS_BODY) {
 			b->payload += n;
 			rs_complete(o);

@@ -1707,3 +1707,417 @@ Test(http_guard, heads_at_page_end)
 	}
 	munmap(map, (size_t)page * 2);
 }
+
+/* ---- skipping unseen body bytes (sendfile, splice) ---------------------- */
+
+static bool same_walker(const struct osh_http_body *a, const struct osh_http_body *b)
+{
+	return a->kind == b->kind && a->state == b->state && a->done == b->done &&
+	       a->remaining == b->remaining && a->payload == b->payload &&
+	       a->line_len == b->line_len;
+}
+
+#define assert_same_walker(a, b, ...)                                                              \
+	cr_assert(same_walker((a), (b)), __VA_ARGS__)
+
+/* A generated body: its bytes, how many belong to the body (the rest starts
+ * the next message), and which are payload a sender could hand the kernel
+ * unseen (chunk data; all of a Content-Length or until-close body). */
+struct gen_body {
+	enum osh_http_body_kind kind;
+	uint64_t cl;
+	char buf[2048];
+	bool data[2048];
+	size_t len;
+	size_t body_len;
+	uint64_t payload;
+};
+
+static void gen_put(struct gen_body *g, const char *s, size_t n, bool data)
+{
+	cr_assert_leq(g->len + n, sizeof(g->buf));
+	memcpy(g->buf + g->len, s, n);
+	memset(g->data + g->len, data, n);
+	g->len += n;
+}
+
+static void gen_framing(struct gen_body *g, const char *s)
+{
+	gen_put(g, s, strlen(s), false);
+}
+
+static void gen_payload(struct gen_body *g, size_t n, unsigned seed)
+{
+	char tmp[512];
+
+	cr_assert_leq(n, sizeof(tmp));
+	/* Payload bytes that look like framing, to show they are not read. */
+	for (size_t i = 0; i < n; i++)
+		tmp[i] = "0\r\n;x:"[(seed + i) % 6];
+	gen_put(g, tmp, n, true);
+	g->payload += n;
+}
+
+/* Chunks of varied sizes and shapes (extensions, bare LF), trailers, then
+ * the next message. */
+static void gen_chunked(struct gen_body *g)
+{
+	static const unsigned sizes[] = { 1, 5, 16, 2, 31, 3 };
+	char line[64];
+
+	memset(g, 0, sizeof(*g));
+	g->kind = OSH_BODY_CHUNKED;
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(line, sizeof(line), "%x%s%s", sizes[i], i % 3 == 1 ? ";ext=\"v\"" : "",
+			 i % 2 ? "\n" : "\r\n");
+		gen_framing(g, line);
+		gen_payload(g, sizes[i], i);
+		gen_framing(g, i == 4 ? "\n" : "\r\n");
+	}
+	gen_framing(g, "0\r\nX-Trailer: t\r\n\r\n");
+	g->body_len = g->len;
+	gen_framing(g, "HTTP/1.1 200 OK\r\n");
+}
+
+static void gen_length(struct gen_body *g, size_t n)
+{
+	memset(g, 0, sizeof(*g));
+	g->kind = OSH_BODY_LENGTH;
+	g->cl = n;
+	gen_payload(g, n, 3);
+	g->body_len = g->len;
+	gen_framing(g, "GET / HTTP/1.1\r\n");
+}
+
+static void gen_until_close(struct gen_body *g, enum osh_http_body_kind kind)
+{
+	memset(g, 0, sizeof(*g));
+	g->kind = kind;
+	gen_payload(g, 40, 1);
+	g->body_len = g->len;
+}
+
+/* The walker after the first @at bytes of @g, fed in one piece. */
+static void walker_at(const struct gen_body *g, size_t at, struct osh_http_body *ret)
+{
+	osh_http_body_start(ret, g->kind, g->cl);
+	cr_assert_eq(osh_http_body_feed(ret, g->buf, at), (ssize_t)at);
+}
+
+/* From every point of the body, skip every count up to the end of the
+ * buffer: accepted exactly when all the skipped bytes are payload inside the
+ * body, and then the walker equals one fed the same bytes; refused
+ * otherwise, and then untouched. */
+static void check_skip_everywhere(const struct gen_body *g)
+{
+	for (size_t i = 0; i <= g->body_len; i++) {
+		struct osh_http_body at;
+
+		walker_at(g, i, &at);
+		for (size_t j = i; j <= g->len; j++) {
+			struct osh_http_body skipped = at;
+			struct osh_http_body fed = at;
+			bool want = true;
+			bool ok;
+
+			for (size_t k = i; k < j && want; k++)
+				want = k < g->body_len && g->data[k];
+			ok = osh_http_body_skip(&skipped, j - i);
+			cr_assert_eq(ok, want, "kind %d: skip %zu bytes at %zu: %d", g->kind,
+				     j - i, i, ok);
+			if (!ok) {
+				assert_same_walker(&skipped, &at, "refused skip at %zu changed it",
+						   i);
+				continue;
+			}
+			cr_assert_eq(osh_http_body_feed(&fed, g->buf + i, j - i), (ssize_t)(j - i));
+			assert_same_walker(&skipped, &fed,
+					   "kind %d: skip %zu..%zu differs from feed", g->kind, i,
+					   j);
+		}
+	}
+}
+
+Test(http_skip, chunked_every_point)
+{
+	struct gen_body g;
+	struct osh_http_body b;
+
+	gen_chunked(&g);
+	/* The generator's own sanity: fed whole, it is the body it claims. */
+	osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+	cr_assert_eq(osh_http_body_feed(&b, g.buf, g.len), (ssize_t)g.body_len);
+	cr_assert(b.done);
+	cr_assert_eq(b.payload, g.payload);
+	check_skip_everywhere(&g);
+}
+
+Test(http_skip, length_every_point)
+{
+	struct gen_body g;
+
+	gen_length(&g, 37);
+	check_skip_everywhere(&g);
+	gen_length(&g, 1);
+	check_skip_everywhere(&g);
+	gen_length(&g, 0);
+	check_skip_everywhere(&g);
+}
+
+Test(http_skip, until_close_and_tunnel_every_point)
+{
+	struct gen_body g;
+
+	gen_until_close(&g, OSH_BODY_UNTIL_CLOSE);
+	check_skip_everywhere(&g);
+	gen_until_close(&g, OSH_BODY_TUNNEL);
+	check_skip_everywhere(&g);
+}
+
+/* A sender that writes the framing and sends every chunk's data unseen, in
+ * pieces of every size: the walker ends the body where feeding it would. */
+Test(http_skip, chunked_data_all_unseen)
+{
+	struct gen_body g;
+
+	gen_chunked(&g);
+	for (size_t piece = 1; piece <= 32; piece++) {
+		struct osh_http_body b;
+		size_t pos = 0;
+
+		osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+		while (pos < g.len && !b.done) {
+			size_t run = 0;
+			ssize_t r;
+
+			while (pos + run < g.body_len && g.data[pos + run] && run < piece)
+				run++;
+			if (run) {
+				cr_assert(osh_http_body_skip(&b, run), "piece %zu: refused at %zu",
+					  piece, pos);
+				pos += run;
+				continue;
+			}
+			r = osh_http_body_feed(&b, g.buf + pos, 1);
+			cr_assert_eq(r, 1, "piece %zu: framing byte at %zu", piece, pos);
+			pos++;
+		}
+		cr_assert(b.done, "piece %zu: not done", piece);
+		cr_assert_eq(pos, g.body_len);
+		cr_assert_eq(b.payload, g.payload);
+	}
+}
+
+Test(http_skip, chunked_crossings_refused)
+{
+	struct osh_http_body b;
+	struct osh_http_body before;
+
+	osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+	cr_assert(osh_http_body_skip(&b, 0));
+	cr_assert_not(osh_http_body_skip(&b, 1), "skipped into a chunk-size line");
+	cr_assert_eq(osh_http_body_feed(&b, "5\r", 2), 2);
+	cr_assert_not(osh_http_body_skip(&b, 1), "skipped the size line's LF");
+	cr_assert_eq(osh_http_body_feed(&b, "\nhel", 4), 4);
+	before = b;
+	cr_assert_not(osh_http_body_skip(&b, 3), "skipped past the chunk's data");
+	assert_same_walker(&b, &before, "refused skip changed the walker");
+	cr_assert(osh_http_body_skip(&b, 2));
+	cr_assert_eq(b.payload, 5);
+	cr_assert_eq(b.remaining, 0);
+	cr_assert_not(osh_http_body_skip(&b, 1), "skipped the CRLF after the data");
+	/* The CRLF is expected next, exactly as after feeding "lo". */
+	cr_assert_eq(osh_http_body_feed(&b, "\r\n0\r\n", 5), 5);
+	cr_assert_not(osh_http_body_skip(&b, 1), "skipped into the trailers");
+	cr_assert_eq(osh_http_body_feed(&b, "\r\n", 2), 2);
+	cr_assert(b.done);
+	cr_assert_not(osh_http_body_skip(&b, 1), "skipped past the end");
+	cr_assert(osh_http_body_skip(&b, 0));
+
+	/* A failed walker accepts nothing. */
+	osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+	cr_assert_eq(osh_http_body_feed(&b, "5\r\nhelloX", 9), OSH_HTTP_INVALID);
+	cr_assert_not(osh_http_body_skip(&b, 1));
+}
+
+/* A chunk far larger than anything fed: nginx sends a file of many GiB as
+ * one chunk. */
+Test(http_skip, huge_chunk)
+{
+	struct osh_http_body b;
+	uint64_t size = 0xffffffffffull;
+
+	osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+	cr_assert_eq(osh_http_body_feed(&b, "ffffffffff\r\n", 12), 12);
+	for (int i = 0; i < 255; i++)
+		cr_assert(osh_http_body_skip(&b, 0x100000000ull));
+	cr_assert_eq(b.remaining, size - 255 * 0x100000000ull);
+	cr_assert_not(osh_http_body_skip(&b, b.remaining + 1));
+	cr_assert(osh_http_body_skip(&b, b.remaining));
+	cr_assert_eq(b.payload, size);
+	cr_assert_eq(osh_http_body_feed(&b, "\r\n0\r\n\r\n", 7), 7);
+	cr_assert(b.done);
+	cr_assert_eq(b.payload, size);
+
+	osh_http_body_start(&b, OSH_BODY_LENGTH, UINT64_MAX);
+	cr_assert(osh_http_body_skip(&b, UINT64_MAX - 1));
+	cr_assert_not(b.done);
+	cr_assert_not(osh_http_body_skip(&b, 2));
+	cr_assert(osh_http_body_skip(&b, 1));
+	cr_assert(b.done);
+	cr_assert_eq(b.payload, UINT64_MAX);
+}
+
+Test(http_skip, no_body_refuses)
+{
+	struct osh_http_body b;
+
+	osh_http_body_start(&b, OSH_BODY_NONE, 0);
+	cr_assert(osh_http_body_skip(&b, 0));
+	cr_assert_not(osh_http_body_skip(&b, 1));
+	cr_assert_eq(b.payload, 0);
+	osh_http_body_start(&b, OSH_BODY_LENGTH, 0);
+	cr_assert_not(osh_http_body_skip(&b, 1));
+	osh_http_body_start(&b, (enum osh_http_body_kind)77, 0);
+	cr_assert_not(osh_http_body_skip(&b, 1));
+}
+
+/* ---- joining repeated fields -------------------------------------------- */
+
+struct join_case {
+	const char *head;
+	const char *name;
+	const char *want;
+};
+
+static const struct join_case join_cases[] = {
+	/* one */
+	{ "GET / HTTP/1.1\r\nHost: h\r\ntracestate: a=1\r\n\r\n", "tracestate", "a=1" },
+	/* several, in order, other fields between them, any case */
+	{ "GET / HTTP/1.1\r\ntracestate: a=1\r\nHost: h\r\nTraceState: b=2\r\n"
+	  "X: y\r\nTRACESTATE: c=3,d=4\r\n\r\n",
+	  "tracestate", "a=1,b=2,c=3,d=4" },
+	{ "GET / HTTP/1.1\r\nbaggage: user_id=u1\r\nbaggage: tenant_id=t2;p=1\r\n\r\n",
+	  "baggage", "user_id=u1,tenant_id=t2;p=1" },
+	/* OWS trimmed around values, kept inside them */
+	{ "GET / HTTP/1.1\r\ntracestate: \t a=1 , b=2 \t\r\ntracestate:c=3\r\n\r\n",
+	  "tracestate", "a=1 , b=2,c=3" },
+	/* empty values contribute nothing */
+	{ "GET / HTTP/1.1\r\ntracestate:\r\ntracestate: \t \r\ntracestate: a=1\r\n"
+	  "tracestate:\r\ntracestate: b=2\r\n\r\n",
+	  "tracestate", "a=1,b=2" },
+	{ "GET / HTTP/1.1\r\ntracestate:\r\ntracestate:  \r\n\r\n", "tracestate", "" },
+	/* empty list members inside a value are the value's own */
+	{ "GET / HTTP/1.1\r\ntracestate: a=1,\r\ntracestate: ,b=2\r\n\r\n", "tracestate",
+	  "a=1,,,b=2" },
+	/* absent; names that only look alike */
+	{ "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "tracestate", "" },
+	{ "GET / HTTP/1.1\r\ntracestatex: z\r\nx-tracestate: z\r\ntracestat: z\r\n"
+	  "tracestate: a=1\r\n\r\n",
+	  "tracestate", "a=1" },
+	/* the start line is not a field, even when it looks like one */
+	{ "GET /tracestate:z HTTP/1.1\r\ntracestate: a=1\r\n\r\n", "tracestate", "a=1" },
+	/* bare LF line endings */
+	{ "GET / HTTP/1.1\ntracestate: a=1\ntracestate: b=2\n\n", "tracestate", "a=1,b=2" },
+	/* responses too */
+	{ "HTTP/1.1 200 OK\r\nbaggage: k=v\r\nContent-Length: 0\r\nbaggage: k2=v2\r\n\r\n",
+	  "baggage", "k=v,k2=v2" },
+	/* bytes after the head are not fields */
+	{ "GET / HTTP/1.1\r\ntracestate: a=1\r\n\r\ntracestate: body=1\r\n", "tracestate",
+	  "a=1" },
+};
+
+Test(http_join, table)
+{
+	struct guard g;
+
+	guard_init(&g, 4096);
+	for (size_t i = 0; i < sizeof(join_cases) / sizeof(join_cases[0]); i++) {
+		const struct join_case *c = &join_cases[i];
+		size_t len = strlen(c->head);
+		/* At the page end: nothing past head_len may be read. */
+		const char *head = guard_place(&g, c->head, len);
+		char out[256];
+		size_t n;
+
+		memset(out, 'X', sizeof(out));
+		n = osh_http_join_field(head, len, c->name, out, sizeof(out));
+		cr_assert(n == strlen(c->want) && strcmp(out, c->want) == 0,
+			  "case %zu: got '%s' (%zu), want '%s'", i, out, n, c->want);
+	}
+	guard_finish(&g);
+}
+
+/* What the server passes: a head the request parser accepted, at the
+ * length it reported, whatever follows in the buffer. */
+Test(http_join, parsed_request_head)
+{
+	static const char s[] = "POST /x HTTP/1.1\r\nHost: h\r\ntracestate: a=1\r\n"
+				"Content-Length: 5\r\ntracestate: b=2\r\n\r\n"
+				"tracestate: c=3";
+	struct osh_http_request req;
+	char out[64];
+	int rc = osh_http_parse_request(&req, s, sizeof(s) - 1);
+
+	cr_assert_gt(rc, 0);
+	cr_assert_eq(req.tracestate_count, 2);
+	cr_assert_eq(osh_http_join_field(s, req.head_len, "tracestate", out, sizeof(out)), 7);
+	cr_assert_str_eq(out, "a=1,b=2");
+}
+
+/* A value that does not fit whole ends the list: nothing is cut inside a
+ * value, and later (even shorter) values are not moved up past it. */
+Test(http_join, truncation)
+{
+	static const char head[] = "GET / HTTP/1.1\r\ntracestate: a=1\r\n"
+				   "tracestate: long=0123456789\r\ntracestate: c=3\r\n\r\n";
+	static const char full[] = "a=1,long=0123456789,c=3";
+	char out[64];
+
+	for (size_t sz = 0; sz <= sizeof(full) + 1; sz++) {
+		const char *want;
+		size_t n;
+
+		if (sz >= sizeof(full))
+			want = full;
+		else if (sz >= sizeof("a=1,long=0123456789"))
+			want = "a=1,long=0123456789";
+		else if (sz >= sizeof("a=1"))
+			want = "a=1";
+		else
+			want = "";
+		memset(out, 'X', sizeof(out));
+		n = osh_http_join_field(head, sizeof(head) - 1, "tracestate", out, sz);
+		cr_assert_eq(n, strlen(want), "outsz %zu: %zu", sz, n);
+		if (sz) {
+			cr_assert_str_eq(out, want, "outsz %zu", sz);
+		} else {
+			cr_assert_eq(out[0], 'X', "wrote into a zero-sized buffer");
+		}
+		/* Never past outsz. */
+		cr_assert_eq(out[sz], 'X', "outsz %zu: wrote past the end", sz);
+	}
+}
+
+Test(http_join, degenerate_inputs)
+{
+	char out[8] = "XXXXXXX";
+
+	cr_assert_eq(osh_http_join_field(NULL, 0, "tracestate", out, sizeof(out)), 0);
+	cr_assert_eq(out[0], '\0');
+	cr_assert_eq(osh_http_join_field("GET / HTTP/1.1\r\n", 16, NULL, out, sizeof(out)), 0);
+	/* No line end at all, or a head cut before its empty line: what is
+	 * whole is used, nothing is read past the length. */
+	cr_assert_eq(osh_http_join_field("tracestate: a=1", 15, "tracestate", out, sizeof(out)),
+		     0);
+	cr_assert_eq(osh_http_join_field("GET / HTTP/1.1\r\ntracestate: a=1\r\ntracestate: b",
+					 46, "tracestate", out, sizeof(out)),
+		     3);
+	cr_assert_str_eq(out, "a=1");
+	/* Lines that are no field are skipped. */
+	cr_assert_eq(osh_http_join_field("GET / HTTP/1.1\r\n junk\r\nno colon\r\ntracestate: a\r\n"
+					 "\r\n",
+					 50, "tracestate", out, sizeof(out)),
+		     1);
+	cr_assert_str_eq(out, "a");
+}

@@ -704,6 +704,116 @@ Test(server, request_id_and_baggage_ids_recorded)
 	assert_no_attr(sp, "http.request.header.x-request-id");
 }
 
+#define TP_LINE "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+
+static void assert_trace_state(const struct osh_span *sp, const char *want)
+{
+	cr_assert(sp->trace_state.len == strlen(want) &&
+			  memcmp(osh_span_str(sp, sp->trace_state), want, sp->trace_state.len) == 0,
+		  "tracestate \"%.*s\", want \"%s\"", (int)sp->trace_state.len,
+		  osh_span_str(sp, sp->trace_state), want);
+}
+
+/* Several tracestate lines are one list (W3C trace-context, RFC 9110 5.3),
+ * in order, however the head arrived. */
+Test(server, repeated_tracestate_lines_are_one_list)
+{
+	static const char req[] = "GET /x HTTP/1.1\r\nHost: h\r\n" TP_LINE
+				  "tracestate: v1=a, v2=b\r\nX-Other: 1\r\n"
+				  "TraceState: \r\ntracestate: v3=c\r\n\r\n";
+	struct osh_span *sp = one_exchange(TP_LINE "tracestate: v1=a, v2=b\r\nX-Other: 1\r\n"
+					   "TraceState: \r\ntracestate: v3=c\r\n");
+
+	cr_assert_not_null(sp);
+	assert_parent_is_TP(sp);
+	assert_trace_state(sp, "v1=a,v2=b,v3=c");
+	drop_captured();
+
+	/* A head gathered across reads. */
+	for (size_t piece = 1; piece <= 16; piece += 5) {
+		struct srv s;
+
+		srv_open(&s);
+		rx_pieces(&s, req, sizeof(req) - 1, piece);
+		tx_str(&s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+		cr_assert_eq(n_captured, 1, "piece %zu", piece);
+		assert_trace_state(captured[0], "v1=a,v2=b,v3=c");
+		srv_close(&s);
+		drop_captured();
+	}
+}
+
+/* The joined list is validated as a whole: 33 members over two lines, or
+ * one bad member in either line, drop the tracestate (not the parent). */
+Test(server, repeated_tracestate_lines_validated_together)
+{
+	char fields[2048];
+	size_t n = 0;
+	struct osh_span *sp;
+
+	n += (size_t)snprintf(fields + n, sizeof(fields) - n, TP_LINE "tracestate: ");
+	for (int i = 0; i < 20; i++)
+		n += (size_t)snprintf(fields + n, sizeof(fields) - n, "%sk%d=v", i ? "," : "", i);
+	n += (size_t)snprintf(fields + n, sizeof(fields) - n, "\r\ntracestate: ");
+	for (int i = 20; i < 33; i++)
+		n += (size_t)snprintf(fields + n, sizeof(fields) - n, "%sk%d=v", i > 20 ? "," : "",
+				      i);
+	snprintf(fields + n, sizeof(fields) - n, "\r\n");
+	sp = one_exchange(fields);
+	cr_assert_not_null(sp);
+	assert_parent_is_TP(sp);
+	cr_assert_eq(sp->trace_state.len, 0, "33 members kept");
+	drop_captured();
+
+	/* 32 members over the same two lines are fine. */
+	*strstr(fields, ",k32=v") = '\0';
+	strcat(fields, "\r\n");
+	sp = one_exchange(fields);
+	cr_assert_not_null(sp);
+	cr_assert_gt(sp->trace_state.len, 0, "32 members dropped");
+	drop_captured();
+
+	sp = one_exchange(TP_LINE "tracestate: a=1\r\ntracestate: foo =1\r\n");
+	cr_assert_not_null(sp);
+	assert_parent_is_TP(sp);
+	cr_assert_eq(sp->trace_state.len, 0);
+	drop_captured();
+	sp = one_exchange(TP_LINE "tracestate: FOO=1\r\ntracestate: a=1\r\n");
+	cr_assert_not_null(sp);
+	cr_assert_eq(sp->trace_state.len, 0);
+	drop_captured();
+
+	/* Without a traceparent, no number of lines makes a tracestate. */
+	sp = one_exchange("tracestate: a=1\r\ntracestate: b=2\r\n");
+	cr_assert_not_null(sp);
+	assert_root(sp);
+	cr_assert_eq(sp->trace_state.len, 0);
+}
+
+/* Several baggage lines are one list: members of every line count. */
+Test(server, repeated_baggage_lines_are_one_list)
+{
+	struct osh_span *sp = one_exchange("baggage: user_id=u1\r\nHost2: x\r\n"
+					   "Baggage: tenant_id=t2;p=1, other=3\r\n");
+
+	cr_assert_not_null(sp);
+	assert_attr_str(sp, "user_id", "u1");
+	assert_attr_str(sp, "tenant_id", "t2");
+	drop_captured();
+	/* An empty first line does not hide the second. */
+	sp = one_exchange("baggage:\r\nbaggage: tenant_id=t9\r\n");
+	cr_assert_not_null(sp);
+	assert_attr_str(sp, "tenant_id", "t9");
+	assert_no_attr(sp, "user_id");
+	drop_captured();
+	/* Off means off, however many lines. */
+	osh_cfg.propagate_baggage = false;
+	sp = one_exchange("baggage: user_id=u1\r\nbaggage: tenant_id=t2\r\n");
+	cr_assert_not_null(sp);
+	assert_no_attr(sp, "user_id");
+	assert_no_attr(sp, "tenant_id");
+}
+
 /* ---- attributes ------------------------------------------------------------------- */
 
 Test(server, host_and_local_address)
@@ -1103,17 +1213,68 @@ Test(server, sendfile_close_delimited)
 	srv_close(&s);
 }
 
-Test(server, sendfile_in_chunked_body_ends_the_response)
+/* nginx with chunked encoding and sendfile: it writes each chunk-size line,
+ * sends the chunk's data from the file, then writes the CRLF; the final
+ * chunk ends the response as usual. */
+Test(server, sendfile_inside_chunks_is_followed)
 {
 	struct srv s;
 
 	srv_open(&s);
 	rx_str(&s, "GET /file HTTP/1.1\r\nHost: h\r\n\r\n");
 	tx_str(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n");
-	osh_server_tx_opaque(conn(&s), 4096);
-	cr_assert_eq(n_captured, 1);
+	osh_server_tx_opaque(conn(&s), 1000);
+	osh_server_tx_opaque(conn(&s), 3096);
+	cr_assert_eq(n_captured, 0, "span ended inside the body");
+	cr_assert(tracked(&s));
+	tx_str(&s, "\r\n800;ext=1\r\n");
+	osh_server_tx_opaque(conn(&s), 2048);
+	tx_str(&s, "\r\n");
+	cr_assert_eq(n_captured, 0, "span ended before the final chunk");
+	tx_str(&s, "0\r\n\r\n");
+	cr_assert_eq(n_captured, 1, "final chunk did not end the span");
 	assert_attr_int(captured[0], "http.response.status_code", 200);
+	assert_attr_int(captured[0], "http.response.body.size", 4096 + 2048);
 	assert_no_attr(captured[0], "error.type");
+	cr_assert_eq(captured[0]->status_code, OSH_STATUS_UNSET);
+	/* Keep-alive goes on: the next exchange is traced as usual. */
+	cr_assert(tracked(&s), "connection released after a followed chunked body");
+	rx_str(&s, "GET /again HTTP/1.1\r\nHost: h\r\n\r\n");
+	tx_str(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n");
+	osh_server_tx_opaque(conn(&s), 5);
+	tx_str(&s, "\r\n0\r\n\r\n");
+	cr_assert_eq(n_captured, 2);
+	assert_name(captured[1], "GET /again");
+	assert_attr_int(captured[1], "http.response.body.size", 5);
+	srv_close(&s);
+}
+
+/* Unseen bytes that reach the chunk framing (the data's CRLF, the next
+ * size line) cannot be followed: the response is taken as sent there. */
+Test(server, sendfile_across_chunk_framing_ends_the_response)
+{
+	static const size_t over[] = { 4098, 4097 };
+	struct srv s;
+
+	for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+		srv_open(&s);
+		rx_str(&s, "GET /file HTTP/1.1\r\nHost: h\r\n\r\n");
+		tx_str(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n");
+		osh_server_tx_opaque(conn(&s), over[i]);
+		cr_assert_eq(n_captured, 1, "case %zu", i);
+		assert_attr_int(captured[0], "http.response.status_code", 200);
+		assert_no_attr(captured[0], "error.type");
+		cr_assert_not(tracked(&s), "case %zu: still tracked", i);
+		srv_close(&s);
+		drop_captured();
+	}
+
+	/* Unseen bytes where a size line is due. */
+	srv_open(&s);
+	rx_str(&s, "GET /file HTTP/1.1\r\nHost: h\r\n\r\n");
+	tx_str(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+	osh_server_tx_opaque(conn(&s), 10);
+	cr_assert_eq(n_captured, 1);
 	cr_assert_not(tracked(&s));
 	srv_close(&s);
 }
@@ -1659,6 +1820,48 @@ Test(server, environment_baggage_when_the_request_had_none)
 	srv_close(&s);
 }
 
+/* The joined tracestate and baggage are the thread's context, and what a
+ * call made while serving the request carries. */
+Test(server, repeated_lines_joined_in_the_context_and_on_the_wire)
+{
+	static const char req[] = "GET /front HTTP/1.1\r\nHost: h\r\n" TP_LINE
+				  "tracestate: v1=a\r\nbaggage: user_id=u1\r\n"
+				  "tracestate: v2=b\r\nbaggage: tenant_id=t2\r\n\r\n";
+	struct srv s;
+	struct cli c;
+	const struct osh_context *ctx;
+	const struct osh_span *cli_span, *srv_span;
+
+	srv_open(&s);
+	rx_pieces(&s, req, sizeof(req) - 1, 7);
+	ctx = osh_context_current();
+	cr_assert_not_null(ctx);
+	cr_assert(ctx->tracestate_len == 9 && memcmp(ctx->tracestate, "v1=a,v2=b", 9) == 0,
+		  "context tracestate \"%.*s\"", (int)ctx->tracestate_len, ctx->tracestate);
+	cr_assert(ctx->baggage_len == 23 &&
+			  memcmp(ctx->baggage, "user_id=u1,tenant_id=t2", 23) == 0,
+		  "context baggage \"%.*s\"", (int)ctx->baggage_len, ctx->baggage);
+
+	cli_open(&c);
+	cli_send(&c, "GET /backend HTTP/1.1\r\nHost: backend\r\n\r\n");
+	cr_assert(wire_has(&c, "\r\ntracestate: v1=a,v2=b\r\n"), "wire: %.*s", (int)c.wire_len,
+		  c.wire);
+	cr_assert(wire_has(&c, "\r\nbaggage: user_id=u1,tenant_id=t2\r\n"), "wire: %.*s",
+		  (int)c.wire_len, c.wire);
+	cli_recv(&c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	tx_str(&s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	srv_span = find_kind(OSH_SPAN_SERVER);
+	cli_span = find_kind(OSH_SPAN_CLIENT);
+	cr_assert_not_null(srv_span);
+	cr_assert_not_null(cli_span);
+	assert_trace_state(srv_span, "v1=a,v2=b");
+	assert_trace_state(cli_span, "v1=a,v2=b");
+	assert_attr_str(srv_span, "user_id", "u1");
+	assert_attr_str(srv_span, "tenant_id", "t2");
+	cli_close(&c);
+	srv_close(&s);
+}
+
 Test(server, client_sendfile_inside_a_known_length_body)
 {
 	struct cli c;
@@ -1694,6 +1897,37 @@ Test(server, client_sendfile_elsewhere_degrades_to_pass_through)
 	cr_assert_not_null(osh_conn_get(c.fd));
 	cli_recv(&c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
 	cr_assert_eq(n_captured, 1);
+	cr_assert_null(osh_conn_get(c.fd));
+	cli_close(&c);
+}
+
+/* A chunked upload whose chunk data goes out through sendfile: followed to
+ * its end, so the request's size is known and the next request is traced. */
+Test(server, client_sendfile_inside_chunks)
+{
+	struct cli c;
+
+	cli_open(&c);
+	cli_send(&c, "PUT /up HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n");
+	osh_client_tx_opaque(osh_conn_get(c.fd), 1000);
+	osh_client_tx_opaque(osh_conn_get(c.fd), 24);
+	cli_send(&c, "\r\n0\r\n\r\n");
+	c.wire_len = 0;
+	cli_send(&c, "GET /next HTTP/1.1\r\nHost: b\r\n\r\n");
+	cr_assert(wire_has(&c, "\r\ntraceparent: 00-"));
+	cli_recv(&c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+		     "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	cr_assert_eq(n_captured, 2);
+	assert_attr_int(captured[0], "http.request.body.size", 1024);
+	cr_assert_not_null(osh_conn_get(c.fd));
+	cli_close(&c);
+
+	/* Across the chunk's end: the write side stops being followed. */
+	cli_open(&c);
+	cli_send(&c, "PUT /up HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n");
+	osh_client_tx_opaque(osh_conn_get(c.fd), 1026);
+	cli_recv(&c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	cr_assert_eq(n_captured, 3);
 	cr_assert_null(osh_conn_get(c.fd));
 	cli_close(&c);
 }
