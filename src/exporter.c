@@ -28,6 +28,7 @@
 #include "export/console.h"
 #include "export/module.h"
 #include "exporter.h"
+#include "init.h"
 #include "guard.h"
 #include "loader.h"
 #include "queue.h"
@@ -417,6 +418,7 @@ static void start_thread(void)
 
 	if (!atomic_compare_exchange_strong(&thread_state, &expected, T_RUNNING))
 		return;
+	__atomic_store_n(&osh_exporter_started, true, __ATOMIC_RELEASE);
 	/* Exit handlers run in reverse order of registration. Registering the
 	 * exit flush now, at the first span, long after the host initialised
 	 * its own libraries (OpenSSL registers OPENSSL_cleanup with atexit),

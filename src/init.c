@@ -17,6 +17,7 @@
 __thread bool osh_in_shim __attribute__((tls_model("initial-exec")));
 bool osh_enabled;
 bool osh_init_done;
+bool osh_exporter_started;
 
 /* A fork child inherits a copy of our memory but not the exporter thread.
  * Only async-signal-safe work here: the child may be about to exec. */
@@ -74,5 +75,6 @@ __attribute__((constructor)) static void otelshim_load(void)
  * harmless.) */
 __attribute__((destructor)) static void otelshim_unload(void)
 {
-	osh_exporter_shutdown();
+	if (__atomic_load_n(&osh_exporter_started, __ATOMIC_ACQUIRE))
+		osh_exporter_shutdown();
 }

@@ -7,6 +7,12 @@
  * OTEL_SDK_DISABLED=true: every hook is then a plain pass-through). */
 extern bool osh_enabled;
 
+/* Set (by the exporter) when this image started exporting. It lives here,
+ * next to the flags every process reads at load: a process that never
+ * exported checks it at exit without touching the exporter's code and data
+ * pages (each a page fault the first time). */
+extern bool osh_exporter_started;
+
 /* Idempotent and thread-safe: resolve real symbols, read the environment,
  * register fork handling. Runs from our constructor, or from the first hook
  * called before it (another library's constructor). Cheap: no threads, no
