@@ -4,7 +4,7 @@ baseline measured in the same run, interleaved, because these machines are
 noisy (2 shared cores). Results go to stdout as Markdown rows for
 docs/BENCHMARKS.md.
 
-    bench/run.py [startup] [requests] [encode] [callgrind] [server]   (default: all)
+    bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server]   (default: all)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
@@ -142,6 +142,31 @@ def bench_requests(n=20000, rounds=9):
         ('client: spans dropped (queue full) per run, max', '-', '%d' % max(dropped),
          'sink got %s OTLP posts, %s bytes' % (counts.get('otlp_requests'), counts.get('otlp_bytes'))),
     ]
+
+
+def bench_curve(ns=(1, 512, 5000, 20000), rounds=9):
+    """Extra CPU of a process making N keep-alive requests under the shim (always_on,
+    OTLP to the local sink) for several N: the fixed cost, the warm-up of the first
+    requests, and the marginal cost per request past them."""
+    sink, port = start_sink()
+    env_shim = clean_env(LD_PRELOAD=SHIM, OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % port)
+    extra = {n: [] for n in ns}
+    try:
+        for r in range(rounds):
+            for n in ns:
+                client = [os.path.join(BENCH, 'keepalive_client'), str(port), str(n)]
+                b = child_cpu(client, clean_env())[0]
+                s = child_cpu(client, env_shim)[0]
+                extra[n].append(s - b)
+    finally:
+        stop_sink(sink)
+    med = {n: statistics.median(extra[n]) for n in ns}
+    rows = [('curve: extra CPU of a process making N requests (median of %d paired rounds)' % rounds,
+             '-', ' / '.join('N=%d: %.2f ms' % (n, med[n] * 1e3) for n in ns), '')]
+    for a, b in zip(ns, ns[1:]):
+        rows.append(('curve: marginal CPU per request from N=%d to N=%d' % (a, b), '-', '-',
+                     '%.2f us' % ((med[b] - med[a]) / (b - a) * 1e6)))
+    return rows
 
 
 def bench_encode():
@@ -327,7 +352,7 @@ def bench_server(seconds=10, rounds=3):
 
 
 def main():
-    which = sys.argv[1:] or ['startup', 'requests', 'encode', 'callgrind']
+    which = sys.argv[1:] or ['startup', 'requests', 'curve', 'encode', 'callgrind', 'server']
     print('| measurement | baseline | with otelshim | difference |')
     print('|---|---|---|---|')
     for name in which:
