@@ -1,6 +1,6 @@
 """A small threaded HTTP server for test_server.py (stdlib only; run under the shim).
 
-    python3 http_app.py [--http10]
+    python3 http_app.py [--http10] [--fork]
 
 Listens on 127.0.0.1 on a free port, prints "PORT <n>" on stdout once it accepts
 connections, and stops when its stdin reaches end of file. Routes:
@@ -14,16 +14,21 @@ connections, and stops when its stdin reaches end of file. Routes:
                          status and body
     GET  /spawn?url=U    runs /bin/true with subprocess (vfork and close_range in the
                          child, on Python 3.10+), then calls U; answers with U's status
+    GET  /pid            200, the pid of the process that handled the request
     GET  /stream         HTTP/1.0 only: a body without length, ended by the close
     anything else        404
 
 Every request is handled on its own thread (ThreadingHTTPServer), keep-alive with
-HTTP/1.1 unless --http10.
+HTTP/1.1 unless --http10. With --fork, every connection is handled in a forked
+child instead (socketserver.ForkingMixIn: a prefork-style server whose children
+leave with os._exit), and GET /pid answers the handling process's pid.
 """
 
 import hashlib
 import http.server
 import json
+import os
+import socketserver
 import subprocess
 import sys
 import threading
@@ -70,6 +75,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) == 3 and parts[1] == 'status' and parts[2].isdigit():
             code = int(parts[2])
             self._send(code, b'status %d\n' % code)
+        elif url.path == '/pid':
+            self._send(200, b'%d\n' % os.getpid())
         elif url.path == '/headers':
             fields = {}
             for name, value in self.headers.items():
@@ -108,10 +115,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                ('X-Body-Length', str(len(body)))])
 
 
+class ForkingHTTPServer(socketserver.ForkingMixIn, http.server.HTTPServer):
+    pass
+
+
 def main():
     if '--http10' in sys.argv[1:]:
         Handler.protocol_version = 'HTTP/1.0'
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    if '--fork' in sys.argv[1:]:
+        server = ForkingHTTPServer(('127.0.0.1', 0), Handler)
+    else:
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05},
                               daemon=True)

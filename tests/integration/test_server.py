@@ -395,6 +395,26 @@ class SubprocessInHandlerTest(unittest.TestCase):
             self.assertEqual(inner['parent_span_id'], call['span_id'])
 
 
+class ForkingServerTest(Checks):
+    def test_each_forked_child_exports_its_own_server_span(self):
+        # A prefork-style server: every connection is served by a forked child
+        # that leaves with os._exit (no exit handlers). Each child must export
+        # its span itself, under its own pid, with the caller as parent.
+        with OtlpReceiver() as receiver, AppServer(receiver, ['--fork']) as app:
+            pids = []
+            for _ in range(3):
+                res = curl(['-H', 'traceparent: ' + VALID_TP, app.url + '/pid'])
+                pids.append(int(res.stdout))
+            self.assertEqual(len(set(pids)), 3, pids)
+            self.assertNotIn(app.proc.pid, pids)
+            spans = server_spans(receiver, 3)
+            self.assertEqual(sorted(s['resource']['process.pid'] for s in spans), sorted(pids))
+            for s in spans:
+                self.assertEqual(s['name'], 'GET /pid')
+                self.assertEqual(attrs(s)['http.response.status_code'], 200)
+                self.check_parent(s, VALID_TP)
+
+
 class Http10ServerTest(Checks):
     def test_close_delimited_response_ends_at_shutdown(self):
         with OtlpReceiver() as receiver, AppServer(receiver, ['--http10']) as app:
