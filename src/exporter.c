@@ -28,8 +28,8 @@
 #include "export/console.h"
 #include "export/module.h"
 #include "exporter.h"
-#include "init.h"
 #include "guard.h"
+#include "init.h"
 #include "loader.h"
 #include "queue.h"
 #include "real.h"
@@ -66,12 +66,13 @@ static const struct osh_process_info *process_override;
 static _Atomic uint64_t st_submitted, st_dropped, st_exported, st_failed;
 static void (*test_capture)(struct osh_span *span);
 
-/* Exporter-thread state (the module table survives fork: same mappings). */
 /* Spans encoded per wake on the eager path (see eager()). */
 #define EAGER_CHUNK 64
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
 static _Atomic uint64_t wake_every;
+
+/* Exporter-thread state (the module table survives fork: same mappings). */
 static const struct osh_otlp_module *module;
 static void *_Atomic module_exp;
 static bool atexit_registered;
