@@ -100,19 +100,24 @@ static void exit_status(int status, bool flush)
 	osh_guard_leave();
 }
 
+/* The real exit function; without one (it cannot happen with glibc) the
+ * process still ends with @status. */
+static void __attribute__((noreturn)) leave(exit_fn real, int status)
+{
+	if (real)
+		real(status);
+	syscall(SYS_exit_group, status);
+	__builtin_unreachable();
+}
+
 /* exit(): ending the span here, before the exit handlers run, lets the
  * exporter's exit flush send it; that flush is registered when the exporter
  * starts, so it runs before the handlers of libraries the host set up
  * earlier (OpenSSL's cleanup, which an https export may share). */
 OSH_EXPORT void exit(int status)
 {
-	exit_fn real = REAL(exit_fn, exit);
-
 	exit_status(status, false);
-	if (real)
-		real(status);
-	syscall(SYS_exit_group, status);
-	__builtin_unreachable();
+	leave(REAL(exit_fn, exit), status);
 }
 
 /* _exit() skips the exit handlers: flush here, bounded by
@@ -124,24 +129,14 @@ OSH_EXPORT void exit(int status)
  * goes straight through). */
 OSH_EXPORT void _exit(int status)
 {
-	exit_fn real = REAL(exit_fn, _exit);
-
 	exit_status(status, true);
-	if (real)
-		real(status);
-	syscall(SYS_exit_group, status);
-	__builtin_unreachable();
+	leave(REAL(exit_fn, _exit), status);
 }
 
 OSH_EXPORT void _Exit(int status)
 {
-	exit_fn real = REAL(exit_fn, _Exit);
-
 	exit_status(status, true);
-	if (real)
-		real(status);
-	syscall(SYS_exit_group, status);
-	__builtin_unreachable();
+	leave(REAL(exit_fn, _Exit), status);
 }
 
 /* ---- main's return value ---------------------------------------------------

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "diag.h"
+#include "percent.h"
 
 struct osh_config osh_cfg;
 
@@ -96,6 +97,22 @@ static void trim(const char **s, size_t *n)
 	}
 	while (*n && is_space((*s)[*n - 1]))
 		(*n)--;
+}
+
+/* The next member of a comma-separated list, trimmed (possibly empty). *pp
+ * walks the list and is NULL after its last member; false once it is. */
+static bool next_member(const char **pp, const char **ret_s, size_t *ret_n)
+{
+	const char *p = *pp, *comma;
+
+	if (!p)
+		return false;
+	comma = strchr(p, ',');
+	*ret_s = p;
+	*ret_n = comma ? (size_t)(comma - p) : strlen(p);
+	trim(ret_s, ret_n);
+	*pp = comma ? comma + 1 : NULL;
+	return true;
 }
 
 static bool token_is(const char *s, size_t n, const char *lit)
@@ -375,16 +392,12 @@ static void load_exporter(struct osh_config *cfg, getenv_fn get)
 {
 	const char *v = get_set(get, "OTEL_TRACES_EXPORTER");
 	bool otlp = false, console = false, none = false;
+	size_t n;
 
 	cfg->exporter = OSH_EXPORTER_OTLP;
 	if (!v)
 		return;
-	for (const char *p = v;;) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
-		const char *s = p;
-
-		trim(&s, &n);
+	for (const char *p = v, *s; next_member(&p, &s, &n);) {
 		if (token_is(s, n, "otlp"))
 			otlp = true;
 		else if (token_is(s, n, "console") || token_is(s, n, "logging"))
@@ -396,9 +409,6 @@ static void load_exporter(struct osh_config *cfg, getenv_fn get)
 				 "OTEL_TRACES_EXPORTER: \"%.*s\" is not supported (otlp, console, "
 				 "none), ignoring it",
 				 (int)(n < QUOTE_MAX ? n : QUOTE_MAX), s);
-		if (!comma)
-			break;
-		p = comma + 1;
 	}
 	if (otlp)
 		cfg->exporter = OSH_EXPORTER_OTLP;
@@ -446,17 +456,13 @@ static void load_propagators(struct osh_config *cfg, getenv_fn get)
 {
 	const char *v = get_set(get, "OTEL_PROPAGATORS");
 	bool tc = false, bg = false, none = false;
+	size_t n;
 
 	cfg->propagate_tracecontext = true;
 	cfg->propagate_baggage = true;
 	if (!v)
 		return;
-	for (const char *p = v;;) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
-		const char *s = p;
-
-		trim(&s, &n);
+	for (const char *p = v, *s; next_member(&p, &s, &n);) {
 		if (token_is(s, n, "tracecontext"))
 			tc = true;
 		else if (token_is(s, n, "baggage"))
@@ -468,9 +474,6 @@ static void load_propagators(struct osh_config *cfg, getenv_fn get)
 				      "OTEL_PROPAGATORS: \"%.*s\" is not supported (tracecontext, "
 				      "baggage, none), ignoring it",
 				      (int)(n < QUOTE_MAX ? n : QUOTE_MAX), s);
-		if (!comma)
-			break;
-		p = comma + 1;
 	}
 	if (tc || bg || none) {
 		cfg->propagate_tracecontext = tc;
@@ -748,17 +751,6 @@ void osh_config_finish(struct osh_config *cfg)
 
 /* ---- OTEL_RESOURCE_ATTRIBUTES ---- */
 
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Well-formed UTF-8: no overlong forms, no surrogates, nothing past
  * U+10FFFF. The values end up in OTLP string fields, which must be UTF-8. */
 static bool utf8_valid(const unsigned char *s, size_t n)
@@ -805,37 +797,23 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 static int pct_decode(const char *s, size_t n, char **ret)
 {
 	char *out = malloc(n + 1);
-	size_t o = 0;
+	size_t o;
 
 	if (!out)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '%') {
-			out[o++] = s[i];
-			continue;
-		}
-		if (n - i < 3 || hex_val(s[i + 1]) < 0 || hex_val(s[i + 2]) < 0)
-			goto invalid;
-		out[o] = (char)(hex_val(s[i + 1]) << 4 | hex_val(s[i + 2]));
-		if (out[o] == '\0')
-			goto invalid;
-		o++;
-		i += 2;
+	if (!osh_percent_decode_strict(s, n, out, &o) || memchr(out, '\0', o) ||
+	    !utf8_valid((const unsigned char *)out, o)) {
+		free(out);
+		return -EINVAL;
 	}
-	out[o] = '\0';
-	if (!utf8_valid((const unsigned char *)out, o))
-		goto invalid;
 	*ret = out;
 	return 0;
-invalid:
-	free(out);
-	return -EINVAL;
 }
 
 int osh_config_parse_kv_list(const char *text, struct osh_kv **ret, size_t *ret_n)
 {
 	struct osh_kv *kv;
-	size_t cap = 1, n = 0;
+	size_t cap = 1, n = 0, len;
 	int r = 0;
 
 	for (const char *p = text; *p; p++)
@@ -844,17 +822,14 @@ int osh_config_parse_kv_list(const char *text, struct osh_kv **ret, size_t *ret_
 	if (!kv)
 		return -ENOMEM;
 
-	for (const char *p = text;;) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		const char *m = p, *eq, *k, *v;
+	for (const char *p = text, *m; next_member(&p, &m, &len);) {
+		const char *eq, *k, *v;
 		size_t kn, vn, i;
 		char *key, *value;
 
-		trim(&m, &len);
 		/* Empty members ("a=1,,b=2", a trailing comma) carry nothing. */
 		if (len == 0)
-			goto next;
+			continue;
 		eq = memchr(m, '=', len);
 		if (!eq) {
 			r = -EINVAL;
@@ -892,10 +867,6 @@ int osh_config_parse_kv_list(const char *text, struct osh_kv **ret, size_t *ret_
 			kv[n].value = value;
 			n++;
 		}
-	next:
-		if (!comma)
-			break;
-		p = comma + 1;
 	}
 	if (n == 0) {
 		free(kv);

@@ -213,13 +213,12 @@ static bool peer_from(const struct sockaddr *addr, socklen_t len, struct osh_pee
 	return true;
 }
 
-void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
+/* Take slot @c for a new connection with @peer (and the local end @local,
+ * when known) in @role: its fields are filled before the role is
+ * published. */
+static void claim(struct osh_conn *c, const struct osh_peer *peer, const struct osh_peer *local,
+		  uint8_t role)
 {
-	struct osh_conn *c = osh_conn_slot(fd);
-	struct osh_peer peer;
-
-	if (!c || !peer_from(addr, len, &peer))
-		return;
 	arm();
 	/* A slot still marked from an fd closed behind our back (fclose,
 	 * dup2, close_range): drop what it held. */
@@ -227,11 +226,23 @@ void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!osh_conn_lock(c))
 		return;
 	reset_state(c);
-	c->peer = peer;
-	c->peer_text_len = (uint8_t)osh_peer_format(&peer, c->peer_text, sizeof(c->peer_text));
-	c->held = OSH_ROLE_CLIENT;
-	atomic_store_explicit(&c->role, OSH_ROLE_CLIENT, memory_order_release);
+	c->peer = *peer;
+	if (local)
+		c->local = *local;
+	c->peer_text_len = (uint8_t)osh_peer_format(peer, c->peer_text, sizeof(c->peer_text));
+	c->n_fds = 1;
+	c->held = role;
+	atomic_store_explicit(&c->role, role, memory_order_release);
 	osh_conn_unlock(c);
+}
+
+void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct osh_conn *c = osh_conn_slot(fd);
+	struct osh_peer peer;
+
+	if (c && peer_from(addr, len, &peer))
+		claim(c, &peer, NULL, OSH_ROLE_CLIENT);
 }
 
 /* Decide once per listener fd whether what it accepts is traced, and keep
@@ -289,20 +300,8 @@ void osh_conn_track_server(int fd, int listen_fd, const struct sockaddr *addr, s
 		len = sl;
 	}
 	c = osh_conn_slot(fd);
-	if (!c || !peer_from(addr, len, &peer))
-		return;
-	arm();
-	evict(c);
-	if (!osh_conn_lock(c))
-		return;
-	reset_state(c);
-	c->peer = peer;
-	c->local = local;
-	c->peer_text_len = (uint8_t)osh_peer_format(&peer, c->peer_text, sizeof(c->peer_text));
-	c->n_fds = 1;
-	c->held = OSH_ROLE_SERVER;
-	atomic_store_explicit(&c->role, OSH_ROLE_SERVER, memory_order_release);
-	osh_conn_unlock(c);
+	if (c && peer_from(addr, len, &peer))
+		claim(c, &peer, &local, OSH_ROLE_SERVER);
 }
 
 /* The owner slot an alias refers to, and the generation it expects. */

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "ids.h"
 
 /* Longest chunk-size line (size plus extensions) and trailer field line the
  * body walker accepts; longer ones are treated as an attack or garbage. */
@@ -81,16 +82,6 @@ static inline bool is_ows(unsigned char c)
 static inline bool is_target_char(unsigned char c)
 {
 	return c > 0x20 && c != 0x7f;
-}
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = lower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 /* @p/@n equals the lowercase literal @lit/@lit_len, ignoring ASCII case. */
@@ -744,7 +735,7 @@ static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len
 
 		switch (b->state) {
 		case CH_SIZE_FIRST:
-			d = hex_value((unsigned char)*p++);
+			d = osh_hex_digit((unsigned char)*p++);
 			if (d < 0)
 				goto invalid;
 			b->remaining = (uint64_t)d;
@@ -755,7 +746,7 @@ static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len
 			c = (unsigned char)*p++;
 			if (++b->line_len > CHUNK_LINE_MAX)
 				goto invalid;
-			d = hex_value(c);
+			d = osh_hex_digit((unsigned char)c);
 			if (d >= 0) {
 				if (b->remaining >> 60)
 					goto invalid; /* would overflow 64 bits */

@@ -122,20 +122,11 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 
 	/* Where the request goes: the URL authority, else Host, else the peer. */
 	if (absolute) {
-		const char *auth = memchr(target.p, '/', target.len) + 2;
-		const char *tend = target.p + target.len;
-		const char *aend = auth;
-		const char *at;
+		struct osh_str auth;
 
-		while (aend < tend && *aend != '/' && *aend != '?' && *aend != '#')
-			aend++;
-		at = memchr(auth, '@', (size_t)(aend - auth));
-		if (!osh_http_split_authority((struct osh_str){ at ? at + 1 : auth,
-						       (size_t)(aend - (at ? at + 1 : auth)) },
-				     &host, &port))
+		osh_http_split_absolute(target, &auth, &path);
+		if (!osh_http_split_authority(auth, &host, &port))
 			host.len = 0;
-		path.p = aend;
-		path.len = (size_t)(tend - aend);
 	} else if (authority_form) {
 		if (!osh_http_split_authority(target, &host, &port))
 			host.len = 0;

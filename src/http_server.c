@@ -159,14 +159,7 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	/* An absolute-form target (a request meant for a proxy) names the
 	 * authority itself, which then wins over Host (RFC 9112, 3.2.2). */
 	if (absolute) {
-		const char *auth = memchr(target.p, '/', target.len) + 2;
-		const char *tend = target.p + target.len;
-		const char *aend = auth;
-
-		while (aend < tend && *aend != '/' && *aend != '?' && *aend != '#')
-			aend++;
-		authority = (struct osh_str){ auth, (size_t)(aend - auth) };
-		pq = (struct osh_str){ aend, (size_t)(tend - aend) };
+		osh_http_split_absolute(target, &authority, &pq);
 	} else if (authority_form) {
 		authority = target;
 		pq.len = 0;

@@ -123,6 +123,23 @@ bool osh_http_split_authority(struct osh_str a, struct osh_str *ret_host, int *r
 	return true;
 }
 
+void osh_http_split_absolute(struct osh_str target, struct osh_str *ret_auth,
+			     struct osh_str *ret_rest)
+{
+	const char *auth = memchr(target.p, '/', target.len) + 2;
+	const char *tend = target.p + target.len;
+	const char *aend = auth;
+	const char *at;
+
+	while (aend < tend && *aend != '/' && *aend != '?' && *aend != '#')
+		aend++;
+	at = memchr(auth, '@', (size_t)(aend - auth));
+	if (at)
+		auth = at + 1;
+	*ret_auth = (struct osh_str){ auth, (size_t)(aend - auth) };
+	*ret_rest = (struct osh_str){ aend, (size_t)(tend - aend) };
+}
+
 bool osh_str_has_prefix_ci(struct osh_str s, const char *lit)
 {
 	size_t n = strlen(lit);

@@ -64,6 +64,13 @@ const char *osh_http_set_method(struct osh_span *rec, struct osh_str method);
  * trimmed; *ret_port is 0 without a port. False when malformed. */
 bool osh_http_split_authority(struct osh_str a, struct osh_str *ret_host, int *ret_port);
 
+/* An absolute-form target ("scheme://[userinfo@]host[:port]/path?query",
+ * a request meant for a proxy): the authority without its userinfo in
+ * *ret_auth, the rest (path, query, fragment) in *ret_rest. @target must
+ * contain "//". */
+void osh_http_split_absolute(struct osh_str target, struct osh_str *ret_auth,
+			     struct osh_str *ret_rest);
+
 /* @s starts with the lowercase literal @lit, ignoring ASCII case. */
 bool osh_str_has_prefix_ci(struct osh_str s, const char *lit);
 

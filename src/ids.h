@@ -17,3 +17,14 @@ void osh_ids_after_fork(void);
 
 /* Lowercase hex of @n bytes into @out (2n chars, no NUL). */
 void osh_hex_encode(const uint8_t *in, size_t n, char *out);
+
+/* The value of a hex digit of either case, or -1. */
+static inline int osh_hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}

@@ -395,18 +395,6 @@ int osh_baggage_get(const char *s, size_t len, const char *key, char *out, size_
 	return -1;
 }
 
-/* Hex digit of either case (percent-encoding allows both) or -1. */
-static int hexnib(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Byte stream over a percent-encoded string: "%XX" is one byte, a '%' that
  * does not start a valid escape is itself. */
 struct pct_reader {
@@ -424,7 +412,8 @@ static int pct_peek(const struct pct_reader *r, size_t *ret_next)
 	if (p >= r->len)
 		return -1;
 	if (r->s[p] == '%' && p + 2 < r->len) {
-		int hi = hexnib(r->s[p + 1]), lo = hexnib(r->s[p + 2]);
+		int hi = osh_hex_digit((unsigned char)r->s[p + 1]);
+		int lo = osh_hex_digit((unsigned char)r->s[p + 2]);
 
 		if (hi >= 0 && lo >= 0) {
 			*ret_next = p + 3;

@@ -48,6 +48,7 @@
 #include "export/module.h"
 #include "export/otlp_encode.h"
 #include "export/otlp_http.h"
+#include "percent.h"
 
 #define USER_AGENT "otelshim/" OSH_VERSION " OTel-OTLP-Exporter-C/" OSH_VERSION
 #define CURL_SONAME "libcurl.so.4"
@@ -330,43 +331,6 @@ static bool is_tchar(unsigned char c)
 	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode [s, s+len) into @out (at least @len + 1 bytes). */
-static bool percent_decode(const char *s, size_t len, char *out, size_t *ret_len)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%') {
-			int hi, lo;
-
-			if (i + 2 >= len)
-				return false;
-			hi = hex_value(s[i + 1]);
-			lo = hex_value(s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return false;
-			out[o++] = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			out[o++] = s[i];
-		}
-	}
-	out[o] = '\0';
-	*ret_len = o;
-	return true;
-}
-
 static void trim(const char **s, const char **end)
 {
 	while (*s < *end && is_ows(**s))
@@ -413,7 +377,7 @@ static bool header_line(const char *m, const char *m_end, char *line)
 	v_end = m_end;
 	trim(&k, &k_end);
 	trim(&v, &v_end);
-	if (!percent_decode(k, (size_t)(k_end - k), line, &klen) || klen == 0)
+	if (!osh_percent_decode_strict(k, (size_t)(k_end - k), line, &klen) || klen == 0)
 		return false;
 	for (size_t i = 0; i < klen; i++)
 		if (!is_tchar((unsigned char)line[i]))
@@ -421,7 +385,7 @@ static bool header_line(const char *m, const char *m_end, char *line)
 	if (reserved_header(line))
 		return false;
 	val = line + klen + 2;
-	if (!percent_decode(v, (size_t)(v_end - v), val, &vlen))
+	if (!osh_percent_decode_strict(v, (size_t)(v_end - v), val, &vlen))
 		return false;
 	for (size_t i = 0; i < vlen; i++) {
 		unsigned char c = (unsigned char)val[i];
@@ -816,7 +780,7 @@ ssize_t osh_otlp_http_dechunk(struct osh_otlp_http_chunked *d, uint8_t *buf, siz
 
 		switch ((enum chunk_state)d->state) {
 		case CK_SIZE: {
-			int v = hex_value((char)c);
+			int v = osh_hex_digit((unsigned char)c);
 
 			if (v >= 0) {
 				if (d->digits >= 15) /* over 2^60 bytes: nonsense */
@@ -1056,7 +1020,7 @@ static int resp_append(struct osh_otlp_http *h, const void *data, size_t len)
 static bool host_chars_ok(const char *s, const char *end, bool bracketed)
 {
 	for (const char *c = s; c < end; c++) {
-		bool ok = bracketed ? hex_value(*c) >= 0 || *c == ':' || *c == '.'
+		bool ok = bracketed ? osh_hex_digit((unsigned char)*c) >= 0 || *c == ':' || *c == '.'
 				    : is_alpha(*c) || is_digit(*c) || strchr("-._", *c);
 
 		if (!ok)
@@ -1076,10 +1040,10 @@ static int add_basic_auth(struct dbuf *b, const char *ui, const char *ui_end)
 
 	if (!cred)
 		return -ENOMEM;
-	if (!percent_decode(ui, (size_t)(u_end - ui), cred, &ulen))
+	if (!osh_percent_decode_strict(ui, (size_t)(u_end - ui), cred, &ulen))
 		goto out;
 	cred[ulen] = ':';
-	if (colon && !percent_decode(colon + 1, (size_t)(ui_end - colon - 1), cred + ulen + 1,
+	if (colon && !osh_percent_decode_strict(colon + 1, (size_t)(ui_end - colon - 1), cred + ulen + 1,
 				     &plen))
 		goto out;
 	r = -ENOMEM;

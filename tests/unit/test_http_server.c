@@ -899,6 +899,13 @@ Test(server, absolute_form_and_odd_targets)
 	cr_assert_eq(n_captured, 4);
 	assert_attr_str(captured[3], "url.path", "/keys/REDACTED/use");
 	assert_attr_str(captured[3], "http.route", "/keys/{id}/use");
+
+	/* Userinfo in an absolute-form target is not part of server.address. */
+	rx_str(&s, "GET http://u:pw@upstream.test:8081/x HTTP/1.1\r\nHost: other\r\n\r\n");
+	tx_str(&s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	cr_assert_eq(n_captured, 5);
+	assert_attr_str(captured[4], "server.address", "upstream.test");
+	assert_attr_int(captured[4], "server.port", 8081);
 	srv_close(&s);
 }
 
