@@ -41,28 +41,47 @@ static char default_traces_url[] = DEFAULT_TRACES_URL;
  * empty). Load time only (not thread-safe). */
 extern char **environ;
 
-static const char *relevant_prefixes[] = {
-	"OTEL", "OTLP_", "K8S_", "CLOUD_", "SERVICE_", "ENVIRONMENT=", "HOSTNAME=",
-	"TRACEPARENT=", "TRACESTATE=", "BAGGAGE=", "LOG_FORMAT=",
-};
 static const char *env_subset[128];
 static size_t env_subset_n;
+
+#define STARTS(v, lit) (strncmp((v), (lit), sizeof(lit) - 1) == 0)
+
+/* Whether an environment entry's name can matter to us: OTEL*, OTLP_*,
+ * K8S_*, CLOUD_*, SERVICE_*, ENVIRONMENT, HOSTNAME, TRACEPARENT, TRACESTATE,
+ * BAGGAGE, LOG_FORMAT. Dispatch on the first letter, so most entries cost
+ * one compare. */
+static bool env_relevant(const char *v)
+{
+	switch (v[0]) {
+	case 'O':
+		return STARTS(v, "OTEL") || STARTS(v, "OTLP_");
+	case 'K':
+		return STARTS(v, "K8S_");
+	case 'C':
+		return STARTS(v, "CLOUD_");
+	case 'S':
+		return STARTS(v, "SERVICE_");
+	case 'E':
+		return STARTS(v, "ENVIRONMENT=");
+	case 'H':
+		return STARTS(v, "HOSTNAME=");
+	case 'T':
+		return STARTS(v, "TRACEPARENT=") || STARTS(v, "TRACESTATE=");
+	case 'B':
+		return STARTS(v, "BAGGAGE=");
+	case 'L':
+		return STARTS(v, "LOG_FORMAT=");
+	default:
+		return false;
+	}
+}
 
 static void env_snapshot(void)
 {
 	env_subset_n = 0;
-	for (char **e = environ; e && *e && env_subset_n < 128; e++) {
-		const char *v = *e;
-		/* First letters of every prefix: O K C S E H T B L. */
-		if (!strchr("OKCSEHTBL", v[0]) || !v[0])
-			continue;
-		for (size_t i = 0; i < sizeof(relevant_prefixes) / sizeof(relevant_prefixes[0]); i++) {
-			if (strncmp(v, relevant_prefixes[i], strlen(relevant_prefixes[i])) == 0) {
-				env_subset[env_subset_n++] = v;
-				break;
-			}
-		}
-	}
+	for (char **e = environ; e && *e && env_subset_n < 128; e++)
+		if (env_relevant(*e))
+			env_subset[env_subset_n++] = *e;
 }
 
 static const char *env_get(const char *name)

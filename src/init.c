@@ -2,6 +2,7 @@
 #include "buildconf.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include "config.h"
 #include "diag.h"
@@ -30,7 +31,6 @@ static void after_fork_child(void)
 
 static void init_once(void)
 {
-	osh_real_init();
 	osh_config_load(&osh_cfg);
 	if (osh_cfg.disabled)
 		return;
@@ -53,15 +53,34 @@ void osh_init_arm_fork(void)
 		pthread_atfork(NULL, NULL, after_fork_child);
 }
 
+/* Once per process. Not pthread_once, whose completion is a futex wake
+ * (a system call in every process, at load). A thread that finds another
+ * one mid-way waits for it (the work is short: no I/O, no locks); the
+ * initialising thread itself, re-entering from a hook, goes on (its hooks
+ * are guarded and see osh_enabled false until the end). */
 void osh_init(void)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	bool outer = osh_guard_enter();
+	static int state;	/* 0 not started, 1 running, 2 done */
+	static __thread bool initialising __attribute__((tls_model("initial-exec")));
+	int expected = 0;
+	bool outer;
 
-	pthread_once(&once, init_once);
+	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == 2 || initialising)
+		return;
+	if (!__atomic_compare_exchange_n(&state, &expected, 1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		while (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2)
+			sched_yield();
+		return;
+	}
+	initialising = true;
+	outer = osh_guard_enter();
+	init_once();
 	__atomic_store_n(&osh_init_done, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&state, 2, __ATOMIC_RELEASE);
 	if (outer)
 		osh_guard_leave();
+	initialising = false;
 }
 
 __attribute__((constructor)) static void otelshim_load(void)

@@ -12,9 +12,6 @@
 
 #include "real.h"
 
-struct osh_real osh_real;
-bool osh_real_ready;
-
 /* Fallbacks when dlsym cannot give us libc's symbol (static oddities, or a
  * lookup that lands on our own hook): the raw system call. */
 static int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -141,17 +138,21 @@ static ssize_t sys_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out
 
 /* dlsym(RTLD_NEXT) finds the next definition after libotelshim.so in the
  * lookup order: libc's. A failed lookup allocates (dlerror state), which is
- * why this runs once and never on a hot path. */
+ * why it runs once per symbol and never again. errno is the caller's. */
 static void *next_symbol(const char *name, void *self, void *fallback)
 {
+	int saved = errno;
 	void *p = dlsym(RTLD_NEXT, name);
 
+	errno = saved;
 	if (!p || p == self)
 		return fallback;
 	return p;
 }
 
-/* Our own hooks, to reject a lookup that resolves to ourselves. */
+/* Our own hooks, to reject a lookup that resolves to ourselves. (The object
+ * is linked -Bsymbolic-functions, so taking their address costs no symbol
+ * lookup at load.) */
 extern int connect(int, const struct sockaddr *, socklen_t);
 extern ssize_t __read_chk(int, void *, size_t, size_t);
 extern ssize_t __recv_chk(int, void *, size_t, size_t, int);
@@ -163,51 +164,96 @@ extern void closefrom(int);
 extern ssize_t sendfile(int, int, off_t *, size_t);
 extern ssize_t sendfile64(int, int, off64_t *, size_t);
 
-static void resolve(void)
-{
-	struct osh_real r;
-	int saved = errno;
+/* The first call of @field: find the real function, put it in place of
+ * this trampoline (two threads racing here store the same value), call it.
+ * PARAMS is the parameter list, ARGS the names passed on. */
+#define LAZY(ret_t, field, sym, fallback, PARAMS, ARGS)                                       \
+	static ret_t lazy_##field PARAMS                                                    \
+	{                                                                                     \
+		ret_t(*fn) PARAMS = next_symbol(#sym, (void *)(sym), (void *)(fallback));   \
+		atomic_store_explicit(&osh_real.field, fn, memory_order_relaxed);           \
+		return fn ARGS;                                                             \
+	}
 
-#define RESOLVE(field, name, fb) \
-	r.field = next_symbol(#name, (void *)(name), (void *)(fb))
-	RESOLVE(connect, connect, sys_connect);
-	RESOLVE(close, close, sys_close);
-	RESOLVE(write, write, sys_write);
-	RESOLVE(writev, writev, sys_writev);
-	RESOLVE(send, send, sys_send);
-	RESOLVE(sendto, sendto, sys_sendto);
-	RESOLVE(sendmsg, sendmsg, sys_sendmsg);
-	RESOLVE(read, read, sys_read);
-	RESOLVE(readv, readv, sys_readv);
-	RESOLVE(recv, recv, sys_recv);
-	RESOLVE(recvfrom, recvfrom, sys_recvfrom);
-	RESOLVE(recvmsg, recvmsg, sys_recvmsg);
-	RESOLVE(read_chk, __read_chk, sys_read_chk);
-	RESOLVE(recv_chk, __recv_chk, sys_recv_chk);
-	RESOLVE(recvfrom_chk, __recvfrom_chk, sys_recvfrom_chk);
-	RESOLVE(dup2, dup2, sys_dup2);
-	RESOLVE(dup3, dup3, sys_dup3);
-	RESOLVE(close_range, close_range, sys_close_range);
-	RESOLVE(closefrom, closefrom, sys_closefrom);
-	RESOLVE(fclose, fclose, sys_fclose);
-	RESOLVE(accept, accept, sys_accept);
-	RESOLVE(accept4, accept4, sys_accept4);
-	RESOLVE(shutdown, shutdown, sys_shutdown);
-	RESOLVE(dup, dup, sys_dup);
-	RESOLVE(sendfile, sendfile, sys_sendfile);
-	RESOLVE(sendfile64, sendfile64, sys_sendfile);
-	RESOLVE(splice, splice, sys_splice);
-#undef RESOLVE
-	osh_real = r;
-	errno = saved;
-}
+LAZY(int, connect, connect, sys_connect, (int fd, const struct sockaddr *addr, socklen_t len),
+     (fd, addr, len))
+LAZY(int, close, close, sys_close, (int fd), (fd))
+LAZY(ssize_t, write, write, sys_write, (int fd, const void *buf, size_t len), (fd, buf, len))
+LAZY(ssize_t, writev, writev, sys_writev, (int fd, const struct iovec *iov, int iovcnt),
+     (fd, iov, iovcnt))
+LAZY(ssize_t, send, send, sys_send, (int fd, const void *buf, size_t len, int flags),
+     (fd, buf, len, flags))
+LAZY(ssize_t, sendto, sendto, sys_sendto,
+     (int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+      socklen_t addrlen),
+     (fd, buf, len, flags, addr, addrlen))
+LAZY(ssize_t, sendmsg, sendmsg, sys_sendmsg, (int fd, const struct msghdr *msg, int flags),
+     (fd, msg, flags))
+LAZY(ssize_t, read, read, sys_read, (int fd, void *buf, size_t len), (fd, buf, len))
+LAZY(ssize_t, readv, readv, sys_readv, (int fd, const struct iovec *iov, int iovcnt),
+     (fd, iov, iovcnt))
+LAZY(ssize_t, recv, recv, sys_recv, (int fd, void *buf, size_t len, int flags),
+     (fd, buf, len, flags))
+LAZY(ssize_t, recvfrom, recvfrom, sys_recvfrom,
+     (int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen),
+     (fd, buf, len, flags, addr, addrlen))
+LAZY(ssize_t, recvmsg, recvmsg, sys_recvmsg, (int fd, struct msghdr *msg, int flags),
+     (fd, msg, flags))
+LAZY(ssize_t, read_chk, __read_chk, sys_read_chk,
+     (int fd, void *buf, size_t len, size_t buflen), (fd, buf, len, buflen))
+LAZY(ssize_t, recv_chk, __recv_chk, sys_recv_chk,
+     (int fd, void *buf, size_t len, size_t buflen, int flags), (fd, buf, len, buflen, flags))
+LAZY(ssize_t, recvfrom_chk, __recvfrom_chk, sys_recvfrom_chk,
+     (int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *addr,
+      socklen_t *addrlen),
+     (fd, buf, len, buflen, flags, addr, addrlen))
+LAZY(int, dup2, dup2, sys_dup2, (int oldfd, int newfd), (oldfd, newfd))
+LAZY(int, dup3, dup3, sys_dup3, (int oldfd, int newfd, int flags), (oldfd, newfd, flags))
+LAZY(int, close_range, close_range, sys_close_range, (unsigned first, unsigned last, int flags),
+     (first, last, flags))
+LAZY(void, closefrom, closefrom, sys_closefrom, (int lowfd), (lowfd))
+LAZY(int, fclose, fclose, sys_fclose, (FILE *f), (f))
+LAZY(int, accept, accept, sys_accept, (int fd, struct sockaddr *addr, socklen_t *len),
+     (fd, addr, len))
+LAZY(int, accept4, accept4, sys_accept4,
+     (int fd, struct sockaddr *addr, socklen_t *len, int flags), (fd, addr, len, flags))
+LAZY(int, shutdown, shutdown, sys_shutdown, (int fd, int how), (fd, how))
+LAZY(int, dup, dup, sys_dup, (int fd), (fd))
+LAZY(ssize_t, sendfile, sendfile, sys_sendfile,
+     (int out_fd, int in_fd, off_t *offset, size_t count), (out_fd, in_fd, offset, count))
+LAZY(ssize_t, sendfile64, sendfile64, sys_sendfile,
+     (int out_fd, int in_fd, off_t *offset, size_t count), (out_fd, in_fd, offset, count))
+LAZY(ssize_t, splice, splice, sys_splice,
+     (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags),
+     (fd_in, off_in, fd_out, off_out, len, flags))
+#undef LAZY
 
-void osh_real_init(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	if (__atomic_load_n(&osh_real_ready, __ATOMIC_ACQUIRE))
-		return;
-	pthread_once(&once, resolve);
-	__atomic_store_n(&osh_real_ready, true, __ATOMIC_RELEASE);
-}
+struct osh_real osh_real = {
+	.connect = lazy_connect,
+	.close = lazy_close,
+	.write = lazy_write,
+	.writev = lazy_writev,
+	.send = lazy_send,
+	.sendto = lazy_sendto,
+	.sendmsg = lazy_sendmsg,
+	.read = lazy_read,
+	.readv = lazy_readv,
+	.recv = lazy_recv,
+	.recvfrom = lazy_recvfrom,
+	.recvmsg = lazy_recvmsg,
+	.read_chk = lazy_read_chk,
+	.recv_chk = lazy_recv_chk,
+	.recvfrom_chk = lazy_recvfrom_chk,
+	.dup2 = lazy_dup2,
+	.dup3 = lazy_dup3,
+	.close_range = lazy_close_range,
+	.closefrom = lazy_closefrom,
+	.fclose = lazy_fclose,
+	.accept = lazy_accept,
+	.accept4 = lazy_accept4,
+	.shutdown = lazy_shutdown,
+	.dup = lazy_dup,
+	.sendfile = lazy_sendfile,
+	.sendfile64 = lazy_sendfile64,
+	.splice = lazy_splice,
+};
