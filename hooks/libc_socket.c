@@ -25,7 +25,7 @@ OSH_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	ret = r->connect(fd, addr, len);
 	err = errno;
 	if (!osh_enabled || !addr || len < sizeof(sa_family_t) ||
-	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || osh_in_traced_library)
 		return ret;
 	/* Connected, or connecting in the background (non-blocking), or
 	 * interrupted while the kernel goes on connecting. */

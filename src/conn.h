@@ -64,6 +64,7 @@ struct osh_conn {
 	_Atomic bool locked;
 	uint8_t held;		/* which member of the union holds state (a role) */
 	uint16_t n_fds;		/* SERVER/ZOMBIE: fds sharing the state (1 + aliases) */
+	bool tls;		/* plaintext seen through a TLS library: https */
 	struct osh_context_anchor anchor;	/* never reset: generations go on */
 	struct osh_peer peer;	/* CLIENT: remote end; SERVER: the client */
 	struct osh_peer local;	/* SERVER, LISTENER: local end (getsockname, once

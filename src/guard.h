@@ -28,6 +28,14 @@ static inline void osh_guard_leave(void)
 	osh_in_shim = false;
 }
 
+/* Set while a library the shim traces at its own level (libcurl) is
+ * driving its transfers on this thread. Sockets connected and TLS sessions
+ * first used meanwhile belong to those transfers: they are never traced
+ * below it (one span per transfer, not one per layer). Unlike osh_in_shim,
+ * it leaves everything else alone: an application callback running inside
+ * the library that writes to its own (traced) connection is still seen. */
+extern __thread bool osh_in_traced_library __attribute__((tls_model("initial-exec")));
+
 /* For threads that must never be traced (the exporter). */
 static inline void osh_guard_hold_forever(void)
 {

@@ -16,6 +16,7 @@
 #include "span.h"
 
 __thread bool osh_in_shim __attribute__((tls_model("initial-exec")));
+__thread bool osh_in_traced_library __attribute__((tls_model("initial-exec")));
 bool osh_enabled;
 bool osh_init_done;
 bool osh_exporter_started;
