@@ -264,8 +264,52 @@ static inline const char *next_line(const char *p, const char *end, const char *
 	return nl + 1;
 }
 
+/* The end of the token starting at @p. The caller guarantees a byte that
+ * is no token character before the buffer ends (a line's CR or LF), so the
+ * scan needs no bound; unrolled, since names are ~10 bytes and this runs
+ * for every header line the shim sees. */
+static inline const char *token_end(const char *p)
+{
+	const unsigned char *q = (const unsigned char *)p;
+
+	for (;;) {
+		if (!tchar[q[0]])
+			return (const char *)q;
+		if (!tchar[q[1]])
+			return (const char *)q + 1;
+		if (!tchar[q[2]])
+			return (const char *)q + 2;
+		if (!tchar[q[3]])
+			return (const char *)q + 3;
+		q += 4;
+	}
+}
+
+/* The end of a request-target starting at @p: like token_end(), unbounded,
+ * the line's CR or LF (no target character) stopping it at the latest. */
+static inline const char *target_end(const char *p)
+{
+	const unsigned char *q = (const unsigned char *)p;
+
+	for (;;) {
+		if (!is_target_char(q[0]))
+			return (const char *)q;
+		if (!is_target_char(q[1]))
+			return (const char *)q + 1;
+		if (!is_target_char(q[2]))
+			return (const char *)q + 2;
+		if (!is_target_char(q[3]))
+			return (const char *)q + 3;
+		q += 4;
+	}
+}
+
 static inline struct osh_str trim_value(const char *p, const char *end)
 {
+	/* The usual shape, one space then a value with nothing trailing. */
+	if (end - p >= 2 && p[0] == ' ' && !is_ows((unsigned char)p[1]) &&
+	    !is_ows((unsigned char)end[-1]))
+		return (struct osh_str){ .p = p + 1, .len = (size_t)(end - p - 1) };
 	while (p < end && is_ows((unsigned char)*p))
 		p++;
 	while (end > p && is_ows((unsigned char)end[-1]))
@@ -279,11 +323,10 @@ static inline struct osh_str trim_value(const char *p, const char *end)
 static bool split_field(const char *p, const char *eol, struct osh_str *ret_name,
 			struct osh_str *ret_value)
 {
-	const char *q = p;
+	const char *q = token_end(p);
 
-	while (q < eol && tchar[(unsigned char)*q])
-		q++;
-	if (q == p || q == eol || *q != ':')
+	(void)eol;	/* *eol, the line's CR or LF, ends the token scan */
+	if (q == p || *q != ':')
 		return false;
 	*ret_name = (struct osh_str){ .p = p, .len = (size_t)(q - p) };
 	*ret_value = trim_value(q + 1, eol);
@@ -393,7 +436,7 @@ static void framing_connection(struct framing *f, struct osh_str v)
 }
 
 /* Handle the framing fields; false only on a malformed Content-Length. */
-static bool framing_field(struct framing *f, struct osh_str name, struct osh_str v)
+static inline bool framing_field(struct framing *f, struct osh_str name, struct osh_str v)
 {
 	switch (name.len) {
 	case 10:
@@ -528,15 +571,12 @@ int osh_http_parse_request(struct osh_http_request *ret, const char *buf, size_t
 		return out_of_bytes(len);
 
 	/* method SP request-target SP HTTP-version */
-	q = p;
-	while (q < eol && tchar[(unsigned char)*q])
-		q++;
+	q = token_end(p);	/* *eol is CR or LF: no token character */
 	if (q == p || q == eol || *q != ' ')
 		return OSH_HTTP_INVALID;
 	r.method = (struct osh_str){ .p = p, .len = (size_t)(q - p) };
 	p = ++q;
-	while (q < eol && is_target_char((unsigned char)*q))
-		q++;
+	q = target_end(q);	/* stops at SP, or at the CR/LF at *eol */
 	if (q == p || q == eol || *q != ' ')
 		return OSH_HTTP_INVALID;
 	r.target = (struct osh_str){ .p = p, .len = (size_t)(q - p) };

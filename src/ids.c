@@ -130,12 +130,12 @@ static inline struct rng *rng_get(void)
 	return r;
 }
 
-static void put_be64(uint8_t *out, uint64_t v)
+static inline void put_be64(uint8_t *out, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--) {
-		out[i] = (uint8_t)v;
-		v >>= 8;
-	}
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(out, &v, 8);
 }
 
 void osh_ids_trace_id(uint8_t out[16])
