@@ -4,7 +4,7 @@ baseline measured in the same run, interleaved, because these machines are
 noisy (2 shared cores). Results go to stdout as Markdown rows for
 docs/BENCHMARKS.md.
 
-    bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server]   (default: all)
+    bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server] [tls]   (default: all)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
@@ -167,6 +167,95 @@ def bench_curve(ns=(1, 512, 5000, 20000), rounds=9):
         rows.append(('curve: marginal CPU per request from N=%d to N=%d' % (a, b), '-', '-',
                      '%.2f us' % ((med[b] - med[a]) / (b - a) * 1e6)))
     return rows
+
+
+NGINX_TLS_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {tmp}/cert.pem;
+        ssl_certificate_key {tmp}/key.pem;
+        default_type application/json;
+        location / {{ return 200 '{{"object":"model","id":"bench"}}'; }}
+    }}
+}}
+"""
+
+
+def bench_tls(n=10000, rounds=9):
+    """CPU time of an HTTPS keep-alive client (OpenSSL, bench/tls_client.c) making n
+    requests to nginx over TLS, with and without the shim (always_on, OTLP export to
+    the local sink), interleaved rounds, median of paired differences. The server is
+    never preloaded: only the client's CPU is measured."""
+    if not shutil.which('nginx') or not shutil.which('openssl'):
+        raise RuntimeError('tls bench needs nginx and openssl (scripts/setup --bench)')
+    client_bin = os.path.join(BENCH, 'tls_client')
+    if not os.path.exists(client_bin):
+        raise RuntimeError('bench/tls_client was not built (libssl-dev missing?)')
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in ('body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'):
+            os.mkdir(os.path.join(tmp, d))
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                        '-subj', '/CN=localhost', '-keyout', os.path.join(tmp, 'key.pem'),
+                        '-out', os.path.join(tmp, 'cert.pem')],
+                       check=True, capture_output=True)
+        port = free_port()
+        with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
+            f.write(NGINX_TLS_CONF.format(tmp=tmp, port=port))
+        ng = subprocess.Popen(['nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
+                               '-e', os.path.join(tmp, 'error.log')], env=clean_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sink, sink_port = start_sink()
+        client = [client_bin, str(port), str(n)]
+        base, shim, shim_unsampled, dropped = [], [], [], []
+        try:
+            wait_port(port)
+            for r in range(rounds):
+                base.append(child_cpu(client, clean_env())[0])
+                cpu, _, _, err = child_cpu(client, clean_env(
+                    LD_PRELOAD=SHIM, OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                    OTEL_TRACES_SAMPLER='always_on', OTEL_LOG_LEVEL='warn'))
+                shim.append(cpu)
+                m = re.search(rb'(\d+) spans dropped', err)
+                dropped.append(int(m.group(1)) if m else 0)
+                shim_unsampled.append(child_cpu(client, clean_env(
+                    LD_PRELOAD=SHIM, OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                    OTEL_TRACES_SAMPLER='always_off'))[0])
+        finally:
+            counts = stop_sink(sink)
+            ng.send_signal(signal.SIGQUIT)
+            try:
+                ng.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                ng.kill()
+                ng.wait()
+    b = statistics.median(base)
+    s = statistics.median(shim)
+    u = statistics.median(shim_unsampled)
+    ds = statistics.median(x - y for x, y in zip(shim, base))
+    du = statistics.median(x - y for x, y in zip(shim_unsampled, base))
+    spans = int(counts.get('otlp_spans', 0))
+    return [
+        ('https client: %d keep-alive requests (OpenSSL), CPU per request (medians of %d rounds; difference = median of paired differences)' % (n, rounds),
+         '%.2f us' % (b / n * 1e6), '%.2f us' % (s / n * 1e6), '+%.2f us' % (ds / n * 1e6)),
+        ('https client: same, sampler always_off (inject only, no span)',
+         '%.2f us' % (b / n * 1e6), '%.2f us' % (u / n * 1e6), '+%.2f us' % (du / n * 1e6)),
+        ('https client: spans the sink received / sampled requests made; dropped per run, max',
+         '-', '%d / %d' % (spans, n * rounds), '%d' % max(dropped)),
+    ]
 
 
 def bench_encode():
@@ -352,7 +441,7 @@ def bench_server(seconds=10, rounds=3):
 
 
 def main():
-    which = sys.argv[1:] or ['startup', 'requests', 'curve', 'encode', 'callgrind', 'server']
+    which = sys.argv[1:] or ['startup', 'requests', 'curve', 'encode', 'callgrind', 'server', 'tls']
     print('| measurement | baseline | with otelshim | difference |')
     print('|---|---|---|---|')
     for name in which:

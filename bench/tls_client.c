@@ -1,0 +1,105 @@
+/* HTTPS benchmark client: N sequential keep-alive GET requests over one
+ * TLS connection (OpenSSL, certificate not verified: a local test server),
+ * the way an API client loops. Prints its own CPU time like
+ * keepalive_client.c, so the shim's exporter thread is included.
+ *
+ *   tls_client PORT N
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Read one response (head + Content-Length body) into @buf; 0 or -1. */
+static int read_response(SSL *ssl, char *buf, size_t cap)
+{
+	size_t have = 0;
+
+	for (;;) {
+		char *e;
+		int r = SSL_read(ssl, buf + have, (int)(cap - have - 1));
+
+		if (r <= 0)
+			return -1;
+		have += (size_t)r;
+		buf[have] = '\0';
+		e = memmem(buf, have, "\r\n\r\n", 4);
+		if (e) {
+			char *cl = strcasestr(buf, "\r\ncontent-length:");
+			size_t body = cl && cl < e ? strtoul(cl + 17, NULL, 10) : 0;
+
+			if ((size_t)(e + 4 - buf) + body <= have)
+				return 0;
+		}
+		if (have + 1 >= cap)
+			return -1;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int port, n, one = 1, fd;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	char req[256], buf[16384];
+	struct timespec t0, t1;
+	SSL_CTX *ctx;
+	SSL *ssl;
+
+	if (argc != 3)
+		return 2;
+	port = atoi(argv[1]);
+	n = atoi(argv[2]);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sin.sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)))
+		return 1;
+	ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	if (SSL_connect(ssl) != 1) {
+		ERR_print_errors_fp(stderr);
+		return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(req, sizeof(req),
+				   "GET /v1/models/%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+				   "User-Agent: bench/1.0\r\nAccept: application/json\r\n\r\n",
+				   i, port);
+
+		if (SSL_write(ssl, req, len) != len || read_response(ssl, buf, sizeof(buf)))
+			return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	SSL_shutdown(ssl);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	printf("requests=%d wall_s=%.4f cpu_before_exit_s=%.4f\n", n,
+	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       cpu_seconds());
+	fflush(stdout);
+	return 0;
+}
