@@ -111,8 +111,16 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	struct osh_str target = req->target;
 	struct osh_str host = { 0 }, path = target;
 	int port = 0;
-	bool https = osh_str_has_prefix_ci(target, "https://");
-	bool absolute = https || osh_str_has_prefix_ci(target, "http://");
+	/* Nearly every target is origin-form ("/..."): one byte decides. */
+	bool absolute = target.len && target.p[0] != '/' &&
+			(osh_str_has_prefix_ci(target, "https://") ||
+			 osh_str_has_prefix_ci(target, "http://"));
+	/* An absolute target names its scheme; otherwise the connection does
+	 * (plaintext seen through a TLS library is https). */
+	bool https = absolute ? osh_str_has_prefix_ci(target, "https://") : c->tls;
+	const char *scheme = https ? "https://" : "http://";
+	size_t scheme_len = https ? 8 : 7;
+	int default_port = https ? 443 : 80;
 	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
 	char raw[URL_MAX + 300];
 	struct osh_sb b = { raw, 0, sizeof(raw) };
@@ -141,7 +149,7 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		port = c->peer.port;
 	}
 	if (!port)
-		port = https ? 443 : 80;
+		port = default_port;
 
 	/* url.full, redacted; from the Host header for origin-form targets.
 	 * The usual case, an origin-form target and a plain host, redacts only
@@ -154,11 +162,13 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		bool v6 = memchr(host.p, ':', host.len) != NULL;
 		struct osh_sb pre = { red, 0, 300 };
 
-		osh_sb_put(&pre, v6 ? "http://[" : "http://", v6 ? 8 : 7);
+		osh_sb_put(&pre, scheme, scheme_len);
+		if (v6)
+			osh_sb_put(&pre, "[", 1);
 		osh_sb_put(&pre, host.p, host.len);
 		if (v6)
 			osh_sb_put(&pre, "]", 1);
-		if (port != 80) {
+		if (port != default_port) {
 			osh_sb_put(&pre, ":", 1);
 			osh_sb_uint(&pre, (unsigned)port);
 		}
@@ -171,11 +181,13 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 			osh_sb_put(&b, target.p, target.len < URL_MAX ? target.len : URL_MAX);
 		} else if (!authority_form) {
 			bool v6 = memchr(host.p, ':', host.len) != NULL;
-			osh_sb_lit(&b, v6 ? "http://[" : "http://");
+			osh_sb_put(&b, scheme, scheme_len);
+			if (v6)
+				osh_sb_lit(&b, "[");
 			osh_sb_put(&b, host.p, host.len);
 			if (v6)
 				osh_sb_lit(&b, "]");
-			if (port != 80) {
+			if (port != default_port) {
 				osh_sb_lit(&b, ":");
 				osh_sb_uint(&b, (unsigned)port);
 			}
@@ -225,8 +237,11 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	osh_span_set_cstr(rec, "url.scheme", https ? "https" : "http");
 	osh_span_set_str(rec, "server.address", host.p, host.len);
 	osh_span_set_int(rec, "server.port", port);
-	osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
-	osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	/* No peer: a TLS session over memory BIOs (no socket to ask). */
+	if (c->peer.family) {
+		osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
+		osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	}
 	if (req->user_agent.len) {
 		size_t ua = req->user_agent.len < UA_MAX ? req->user_agent.len : UA_MAX;
 
@@ -257,7 +272,7 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 /* The current parent for requests that carry none of their own: the
  * SERVER span this thread is serving (context.h); then this process's span
  * (OTELSHIM_PROCESS_SPANS), then the environment carrier, or nothing. */
-static const struct osh_trace_ctx *current_parent(void)
+const struct osh_trace_ctx *osh_client_current_parent(void)
 {
 	const struct osh_context *t = osh_context_current();
 	const struct osh_trace_ctx *proc;
@@ -376,7 +391,7 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 		    osh_traceparent_parse(req->traceparent.p, req->traceparent.len, &app))
 			parent = &app;
 	} else {
-		parent = current_parent();
+		parent = osh_client_current_parent();
 		tctx = osh_context_current();
 		if (tctx && parent != &tctx->span)
 			tctx = NULL;

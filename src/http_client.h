@@ -160,6 +160,14 @@ void osh_client_tx_opaque(struct osh_conn *c, size_t n);
  * program's buffers), 0 for end of stream, -1 with @err. */
 void osh_client_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err);
 
+/* The parent of a request that carries no traceparent of its own: the
+ * SERVER span this thread is serving (context.h), else this process's span
+ * (OTELSHIM_PROCESS_SPANS), else the environment carrier; NULL for a root.
+ * Shared with the libcurl level (curl_trace.c), which must decide exactly
+ * as this engine does. App thread; no allocation, no syscall. */
+struct osh_trace_ctx;
+const struct osh_trace_ctx *osh_client_current_parent(void);
+
 /* End every in-flight exchange of @cl for @why (@err: errno when known).
  * Lock held by the caller. */
 void osh_client_abandon(struct osh_client *cl, enum osh_end_reason why, int err);

@@ -148,7 +148,10 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	struct osh_str pq = target;	/* path [? query] [# fragment] */
 	struct osh_str authority = req->host;
 	struct osh_str host = { 0 };
-	bool absolute = osh_str_has_prefix_ci(target, "http://") || osh_str_has_prefix_ci(target, "https://");
+	/* Nearly every target is origin-form ("/..."): one byte decides. */
+	bool absolute = target.len && target.p[0] != '/' &&
+			(osh_str_has_prefix_ci(target, "http://") ||
+			 osh_str_has_prefix_ci(target, "https://"));
 	bool authority_form = !absolute && target.len && target.p[0] != '/' && target.p[0] != '*';
 	int port = 0;
 	char name[300];
@@ -186,7 +189,8 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 			osh_span_set_str(rec, "url.query", red + pl + 1, ql);
 		}
 	}
-	osh_span_set_cstr(rec, "url.scheme", "http");
+	/* Plaintext seen through a TLS library was sent as https. */
+	osh_span_set_cstr(rec, "url.scheme", c->tls ? "https" : "http");
 
 	/* http.route and the name: the templated path. */
 	osh_sb_lit(&nb, method ? method : "HTTP");
@@ -204,9 +208,10 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	/* server.address/port: the authority the client asked for, else the
 	 * local end of the connection. */
 	if (authority.len && osh_http_split_authority(authority, &host, &port)) {
+		bool https = absolute ? osh_str_has_prefix_ci(target, "https://") : c->tls;
+
 		osh_span_set_str(rec, "server.address", host.p, host.len);
-		osh_span_set_int(rec, "server.port",
-				 port ? port : osh_str_has_prefix_ci(target, "https://") ? 443 : 80);
+		osh_span_set_int(rec, "server.port", port ? port : https ? 443 : 80);
 	} else if (c->local.family) {
 		if (!is_wildcard(&c->local)) {
 			char text[48];
@@ -216,9 +221,12 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		osh_span_set_int(rec, "server.port", c->local.port);
 	}
 
-	osh_span_set_str(rec, "client.address", c->peer_text, c->peer_text_len);
-	osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
-	osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	/* No peer: a TLS session over memory BIOs (no socket to ask). */
+	if (c->peer.family) {
+		osh_span_set_str(rec, "client.address", c->peer_text, c->peer_text_len);
+		osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
+		osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	}
 	num[0] = '1';
 	num[1] = '.';
 	num[2] = (char)('0' + req->minor_version);

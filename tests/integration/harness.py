@@ -801,3 +801,53 @@ def find_span(spans, name=None, kind=None, first=False, **attr_filters):
     listing = '\n'.join('  ' + format_span(s) for s in spans[:50])
     raise AssertionError('%s span matching %s among %d span(s):\n%s' % (
         'no' if not got else '%d (expected 1)' % len(got), what, len(spans), listing))
+
+
+# ---------------------------------------------------------------------------------------
+# HTTPS (issue 4): a certificate made with the openssl CLI, and the recording server
+# behind TLS
+
+def make_cert(directory):
+    """A self-signed P-256 certificate for 127.0.0.1/localhost, made with the openssl CLI
+    in @directory; returns (cert_path, key_path)."""
+    cert = os.path.join(directory, 'cert.pem')
+    key = os.path.join(directory, 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+                    '-days', '2', '-subj', '/CN=127.0.0.1',
+                    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+class RecordingHttpsServer(RecordingHttpServer):
+    """RecordingHttpServer behind TLS (Python's ssl, the certificate from make_cert): the
+    recorded bytes are the plaintext requests. url is https://127.0.0.1:PORT."""
+
+    def __init__(self, cert, key, **kw):
+        super().__init__(**kw)
+        import ssl
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(cert, key)
+
+    @property
+    def url(self):
+        return 'https://%s' % self.host_port
+
+    def _serve_conn(self, c, idx):
+        import ssl
+        try:
+            c.settimeout(self.idle_timeout)
+            s = self._ctx.wrap_socket(c, server_side=True)
+        except (OSError, ssl.SSLError):
+            c.close()
+            with self._lock:
+                self._conn_open[idx] = False
+                if c in self._socks:
+                    self._socks.remove(c)
+                self._lock.notify_all()
+            return
+        with self._lock:
+            if c in self._socks:
+                self._socks[self._socks.index(c)] = s
+        super()._serve_conn(s, idx)

@@ -60,13 +60,15 @@ class CurlTest(Base):
         plain, wire, res = self.run_both(argv, env={'OTEL_SERVICE_NAME': 'llm.curl-test'})
         self.assertEqual(res.stderr, b'')
 
-        # Only the injected line differs, and it sits right after the request line.
+        # Only the injected line differs. libcurl's own level adds it to the
+        # program's header list, which libcurl sends after its own headers: it is
+        # the head's last line.
         self.assertEqual(strip_injected(wire), plain)
         lines = head_lines(wire)
         self.assertTrue(lines[0].startswith(b'GET /users/12345/orders?'))
-        m = TP_LINE.match(lines[1])
-        self.assertIsNotNone(m, lines[1])
-        self.assertEqual(len(wire), len(plain) + len(lines[1]) + 2)
+        m = TP_LINE.match(lines[-1])
+        self.assertIsNotNone(m, lines[-1])
+        self.assertEqual(len(wire), len(plain) + len(lines[-1]) + 2)
 
         (s,) = self.receiver.wait_for_spans(1)
         a = attrs(s)
@@ -119,10 +121,10 @@ class CurlTest(Base):
         plain, wire, _ = self.run_both(['curl', '-s', '-o', '/dev/null', self.server.url + '/a'], env=env)
         self.assertEqual(strip_injected(wire), plain)
         lines = head_lines(wire)
-        m = TP_LINE.match(lines[1])
+        m = TP_LINE.match(lines[-3])
         self.assertEqual(m.group(1).decode(), T)
-        self.assertEqual(lines[2], b'tracestate: vendor=abc')
-        self.assertEqual(lines[3], b'baggage: user_id=u-1,tenant_id=t-9')
+        self.assertEqual(lines[-2], b'tracestate: vendor=abc')
+        self.assertEqual(lines[-1], b'baggage: user_id=u-1,tenant_id=t-9')
         (s,) = self.receiver.wait_for_spans(1)
         self.assertEqual(s['trace_id'], T)
         self.assertEqual(s['parent_span_id'], P)
@@ -133,7 +135,7 @@ class CurlTest(Base):
     def test_env_carrier_unsampled_parent(self):
         env = {'TRACEPARENT': '00-%s-%s-00' % (T, P)}
         _, wire, _ = self.run_both(['curl', '-s', '-o', '/dev/null', self.server.url + '/a'], env=env)
-        m = TP_LINE.match(head_lines(wire)[1])
+        m = TP_LINE.match(head_lines(wire)[-1])
         self.assertEqual(m.group(1).decode(), T)
         self.assertEqual(m.group(3), b'00')
         self.assertEqual(self.receiver.spans(), [])  # exit flushed: nothing was recorded
@@ -168,12 +170,15 @@ class CurlTest(Base):
             self.assertEqual(a['error.type'], str(code))
             self.assertEqual(s['status']['code'], STATUS_ERROR)
 
-    def test_connection_refused_makes_no_span_and_same_exit(self):
+    def test_connection_refused_same_exit_and_an_error_span(self):
         base = run_under_shim(['curl', '-s', 'http://127.0.0.1:9/'], preload=False)
         res = run_under_shim(['curl', '-s', 'http://127.0.0.1:9/'], receiver=self.receiver)
         self.assertEqual(base.returncode, res.returncode)
         self.assertEqual(base.stdout, res.stdout)
-        self.assertEqual(self.receiver.spans(), [])
+        # The libcurl level sees the failed transfer (the socket level saw no request).
+        (s,) = self.receiver.wait_for_spans(1)
+        self.assertEqual(attrs(s)['error.type'], 'CURLE_COULDNT_CONNECT')
+        self.assertEqual(s['status']['code'], STATUS_ERROR)
 
     def test_head_request_and_keepalive_several_urls(self):
         u = self.server.url
@@ -206,7 +211,7 @@ class SamplingTest(Base):
     def test_always_off_still_propagates_flag_00(self):
         _, wire, _ = self.run_both(['curl', '-s', '-o', '/dev/null', self.server.url + '/s'],
                                    env={'OTEL_TRACES_SAMPLER': 'always_off'})
-        m = TP_LINE.match(head_lines(wire)[1])
+        m = TP_LINE.match(head_lines(wire)[-1])
         self.assertEqual(m.group(3), b'00')
         self.assertEqual(self.receiver.spans(), [])
 
@@ -214,12 +219,12 @@ class SamplingTest(Base):
         env = {'OTEL_TRACES_SAMPLER': 'parentbased_traceidratio', 'OTEL_TRACES_SAMPLER_ARG': '0',
                'TRACEPARENT': '00-%s-%s-01' % (T, P)}
         _, wire, _ = self.run_both(['curl', '-s', '-o', '/dev/null', self.server.url + '/s'], env=env)
-        self.assertEqual(TP_LINE.match(head_lines(wire)[1]).group(3), b'01')  # parent sampled wins
+        self.assertEqual(TP_LINE.match(head_lines(wire)[-1]).group(3), b'01')  # parent sampled wins
         self.assertEqual(len(self.receiver.wait_for_spans(1)), 1)
         self.receiver.clear()
         env.pop('TRACEPARENT')
         _, wire, _ = self.run_both(['curl', '-s', '-o', '/dev/null', self.server.url + '/s'], env=env)
-        self.assertEqual(TP_LINE.match(head_lines(wire)[1]).group(3), b'00')  # root at ratio 0
+        self.assertEqual(TP_LINE.match(head_lines(wire)[-1]).group(3), b'00')  # root at ratio 0
         self.assertEqual(self.receiver.spans(), [])
 
     def test_sdk_disabled_is_pure_passthrough(self):

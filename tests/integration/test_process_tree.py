@@ -155,19 +155,21 @@ class ProcessTreeTest(unittest.TestCase):
 
     def test_exit_codes_by_every_route(self):
         # exit() (Python's sys.exit), main's return (curl), _exit() (dash).
+        # curl's failed transfer is a CLIENT span too (the libcurl level).
         cases = [
-            ([PY, '-c', 'import sys; sys.exit(5)'], 5, 'exec python3'),
-            ([CURL, '-s', 'http://127.0.0.1:1/'], 7, 'exec curl'),
-            (['sh', '-c', 'exit 9'], 9, 'exec sh'),
-            ([PY, '-c', 'import os; os._exit(6)'], 6, 'exec python3'),
+            ([PY, '-c', 'import sys; sys.exit(5)'], 5, 'exec python3', 0),
+            ([CURL, '-s', 'http://127.0.0.1:1/'], 7, 'exec curl', 1),
+            (['sh', '-c', 'exit 9'], 9, 'exec sh', 0),
+            ([PY, '-c', 'import os; os._exit(6)'], 6, 'exec python3', 0),
         ]
-        for argv, code, name in cases:
+        for argv, code, name, n_client in cases:
             with self.subTest(argv=argv):
                 self.receiver.clear()
                 res = self.launch(argv)
                 self.assertEqual(res.returncode, code)
-                spans = self.one_trace(2)
-                for s in spans:
+                spans = self.one_trace(2 + n_client)
+                self.assertEqual(len(find_spans(spans, kind=SPAN_KIND_CLIENT)), n_client)
+                for s in find_spans(spans, kind=SPAN_KIND_INTERNAL):
                     self.assertEqual(s['name'], name)
                     self.assertEqual(attrs(s)['process.exit.code'], code, listing(spans))
 
