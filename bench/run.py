@@ -380,7 +380,7 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
         return parse_wrk(out) + (err.read().decode(errors='replace'),)
 
 
-def bench_server(seconds=10, rounds=3):
+def bench_server(seconds=10, rounds=5):
     """nginx serving a small static file on loopback, wrk -t1 -c8, with and without the
     shim (always_on, OTLP export to the local sink), interleaved rounds: throughput ratio,
     p99 latency difference, spans the sink received against requests wrk made."""
@@ -394,9 +394,11 @@ def bench_server(seconds=10, rounds=3):
             f.write('<html><body>otelshim bench</body></html>\n' * 10)  # ~400 bytes
         with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
             f.write(NGINX_CONF.format(tmp=tmp, port=port))
-        for r in range(rounds):
+        def run_base():
             n, rps, p99, _ = nginx_run(tmp, port, clean_env(), seconds)
             base.append((n, rps, p99))
+
+        def run_shim():
             sink, sink_port = start_sink()
             try:
                 n, rps, p99, err = nginx_run(tmp, port, clean_env(
@@ -407,6 +409,12 @@ def bench_server(seconds=10, rounds=3):
                 counts = stop_sink(sink)
             m = re.search(r'(\d+) spans dropped', err)
             shim.append((n, rps, p99, int(counts.get('otlp_spans', 0)), int(m.group(1)) if m else 0))
+
+        # ABBA order: a machine that speeds up or slows down during the run
+        # does not favour either side.
+        for r in range(rounds):
+            for run in ((run_base, run_shim) if r % 2 == 0 else (run_shim, run_base)):
+                run()
         # Paced: each of 24 connections waits 1 ms between requests (wrk's delay()
         # hook; about 2.3 ms a cycle here), near 10,000 requests/s: no span may be lost.
         paced = os.path.join(tmp, 'paced.lua')
@@ -428,8 +436,9 @@ def bench_server(seconds=10, rounds=3):
     p99d = statistics.median(s[2] - b[2] for s, b in zip(shim, base))
     spans = ', '.join('%d of %d (%d dropped)' % (s[3], s[0], s[4]) for s in shim)
     return [
-        ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds)'
-         % (seconds, rounds), '%.0f' % b_rps, '%.0f' % s_rps, 'ratio %.3f' % ratio),
+        ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds, ABBA); ratio = median of paired ratios (each round: %s)'
+         % (seconds, rounds, ', '.join('%.3f' % (s[1] / b[1]) for s, b in zip(shim, base))),
+         '%.0f' % b_rps, '%.0f' % s_rps, 'ratio %.3f' % ratio),
         ('server: p99 latency', '%.3f ms' % statistics.median(x[2] for x in base),
          '%.3f ms' % statistics.median(x[2] for x in shim), '%+.3f ms' % p99d),
         ('server: spans the sink received / requests wrk made, per round', '-', spans,
