@@ -51,7 +51,7 @@ static _Atomic uint32_t flush_done;
 static _Atomic bool shutdown_started;
 static _Atomic bool shutting_down;
 static _Atomic uint64_t shutdown_deadline;
-/* st_submitted when the last flush was requested (completed or timed out):
+/* app_st.submitted when the last flush was requested (completed or timed out):
  * a later flush with nothing new to send returns at once, so a program that
  * tries exec in every PATH directory waits for a slow collector once. */
 static _Atomic uint64_t flushed_upto;
@@ -63,7 +63,17 @@ static _Atomic pid_t exporter_pid;
 /* The launcher describes the command it runs, not itself. */
 static const struct osh_process_info *process_override;
 
-static _Atomic uint64_t st_submitted, st_dropped, st_exported, st_failed;
+/* Counters, on cache lines of their own by who writes them: every span an
+ * app thread submits bumps submitted, and a line the exporter thread also
+ * wrote (exported) would travel between cores with each of them. */
+static struct {
+	_Alignas(64) _Atomic uint64_t submitted;
+	_Atomic uint64_t dropped;
+} app_st;
+static struct {
+	_Alignas(64) _Atomic uint64_t exported;
+	_Atomic uint64_t failed;
+} exp_st;
 static void (*test_capture)(struct osh_span *span);
 
 /* Spans encoded per wake on the eager path (see eager()). */
@@ -236,9 +246,9 @@ static void export_batch(struct sink *sk, struct osh_span **spans, size_t n)
 		break;
 	}
 	if (r == OSH_EXPORT_OK)
-		atomic_fetch_add(&st_exported, n);
+		atomic_fetch_add(&exp_st.exported, n);
 	else
-		atomic_fetch_add(&st_failed, n);
+		atomic_fetch_add(&exp_st.failed, n);
 	for (size_t i = 0; i < n; i++)
 		osh_span_destroy(spans[i]);
 }
@@ -286,9 +296,9 @@ static void send_pending(struct sink *sk)
 		(void)module->send_pending(exp, osh_clock_monotonic_ns(), true);
 	}
 	if (r == OSH_EXPORT_OK)
-		atomic_fetch_add(&st_exported, n);
+		atomic_fetch_add(&exp_st.exported, n);
 	else
-		atomic_fetch_add(&st_failed, n);
+		atomic_fetch_add(&exp_st.failed, n);
 }
 
 /* Encode what is queued into the batch under way, sending each batch that
@@ -307,7 +317,7 @@ static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, 
 			break;
 		took = module->add_spans(exp, spans, n);
 		if (took < n)
-			atomic_fetch_add(&st_failed, n - took);
+			atomic_fetch_add(&exp_st.failed, n - took);
 		for (size_t i = 0; i < n; i++)
 			osh_span_destroy(spans[i]);
 		if (module->pending(exp) >= batch)
@@ -450,16 +460,16 @@ static void start_thread(void)
 
 void osh_exporter_submit(struct osh_span *span)
 {
-	uint64_t size, every;
+	uint64_t n, every;
 
-	atomic_fetch_add_explicit(&st_submitted, 1, memory_order_relaxed);
+	n = atomic_fetch_add_explicit(&app_st.submitted, 1, memory_order_relaxed) + 1;
 	if (__builtin_expect(test_capture != NULL, 0)) {
 		test_capture(span);
 		return;
 	}
 	if (atomic_load(&thread_state) == T_FAILED || !ensure_queue() ||
 	    !osh_queue_push(&queue, span)) {
-		atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&app_st.dropped, 1, memory_order_relaxed);
 		osh_diag_once(OSH_ONCE_QUEUE_FULL, OSH_LOG_WARN,
 			      "span queue full (OTEL_BSP_MAX_QUEUE_SIZE=%u); dropping spans",
 			      osh_cfg.bsp_max_queue);
@@ -468,11 +478,12 @@ void osh_exporter_submit(struct osh_span *span)
 	}
 	if (__builtin_expect(atomic_load_explicit(&thread_state, memory_order_relaxed) == T_NONE, 0))
 		start_thread();
-	size = osh_queue_size(&queue);
+	/* Every `every` submissions, not queue sizes: the size would read the
+	 * consumer's head, a line the exporter thread writes at each pop. */
 	every = atomic_load_explicit(&wake_every, memory_order_relaxed);
 	if (!every)
 		every = osh_cfg.bsp_max_batch;
-	if (every && size % every == 0)
+	if (every && n % every == 0)
 		wake_exporter();
 }
 
@@ -488,7 +499,7 @@ static void flush_wait(uint64_t deadline)
 {
 	uint32_t req;
 
-	atomic_store(&flushed_upto, atomic_load(&st_submitted));
+	atomic_store(&flushed_upto, atomic_load(&app_st.submitted));
 	req = atomic_fetch_add(&flush_req, 1) + 1;
 	wake_exporter();
 	for (;;) {
@@ -516,7 +527,7 @@ void osh_exporter_shutdown(void)
 		/* Called again (the exit handlers, then our destructor; a
 		 * process span ended by a late exit handler): only spans
 		 * submitted since, and within the budget the first call set. */
-		if (atomic_load(&st_submitted) == atomic_load(&flushed_upto))
+		if (atomic_load(&app_st.submitted) == atomic_load(&flushed_upto))
 			return;
 		deadline = atomic_load(&shutdown_deadline);
 	}
@@ -524,14 +535,14 @@ void osh_exporter_shutdown(void)
 	if (exp && module)
 		module->interrupt(exp, deadline);
 	flush_wait(deadline);
-	if (atomic_load(&st_dropped) && !atomic_exchange(&drops_reported, true))
+	if (atomic_load(&app_st.dropped) && !atomic_exchange(&drops_reported, true))
 		osh_diag(OSH_LOG_WARN, "%llu spans dropped because the queue was full",
-			 (unsigned long long)atomic_load(&st_dropped));
+			 (unsigned long long)atomic_load(&app_st.dropped));
 }
 
 bool osh_exporter_flush_sync(void)
 {
-	if (!own_thread() || atomic_load(&st_submitted) == atomic_load(&flushed_upto))
+	if (!own_thread() || atomic_load(&app_st.submitted) == atomic_load(&flushed_upto))
 		return false;
 	/* An exec or _exit from an exit handler: the exit flush owns the
 	 * budget. */
@@ -577,15 +588,15 @@ void osh_exporter_after_fork_child(void)
 	atomic_store(&shutdown_started, false);
 	atomic_store(&shutting_down, false);
 	atomic_store(&shutdown_deadline, 0);
-	atomic_store(&flushed_upto, atomic_load(&st_submitted)); /* the parent's, not ours */
+	atomic_store(&flushed_upto, atomic_load(&app_st.submitted)); /* the parent's, not ours */
 }
 
 void osh_exporter_stats(struct osh_exporter_stats *ret)
 {
-	ret->submitted = atomic_load(&st_submitted);
-	ret->dropped_queue_full = atomic_load(&st_dropped);
-	ret->exported = atomic_load(&st_exported);
-	ret->failed = atomic_load(&st_failed);
+	ret->submitted = atomic_load(&app_st.submitted);
+	ret->dropped_queue_full = atomic_load(&app_st.dropped);
+	ret->exported = atomic_load(&exp_st.exported);
+	ret->failed = atomic_load(&exp_st.failed);
 }
 
 void osh_exporter_set_capture(void (*capture)(struct osh_span *span))
