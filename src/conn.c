@@ -190,7 +190,7 @@ static void evict(struct osh_conn *c)
 	osh_conn_unlock(c);
 }
 
-static bool peer_from(const struct sockaddr *addr, socklen_t len, struct osh_peer *ret)
+bool osh_peer_from(const struct sockaddr *addr, socklen_t len, struct osh_peer *ret)
 {
 	struct osh_peer p = { 0 };
 
@@ -241,7 +241,7 @@ void osh_conn_track_client(int fd, const struct sockaddr *addr, socklen_t len)
 	struct osh_conn *c = osh_conn_slot(fd);
 	struct osh_peer peer;
 
-	if (c && peer_from(addr, len, &peer))
+	if (c && osh_peer_from(addr, len, &peer))
 		claim(c, &peer, NULL, OSH_ROLE_CLIENT);
 }
 
@@ -265,7 +265,7 @@ static struct osh_conn *classify_listener(int listen_fd)
 	 * through this slot, which remembers the verdict). */
 	traced = getsockopt(listen_fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
 		 type == SOCK_STREAM && getsockname(listen_fd, (struct sockaddr *)&ss, &sl) == 0 &&
-		 peer_from((struct sockaddr *)&ss, sl, &local);
+		 osh_peer_from((struct sockaddr *)&ss, sl, &local);
 	evict(l);
 	if (!osh_conn_lock(l))
 		return NULL;
@@ -300,7 +300,7 @@ void osh_conn_track_server(int fd, int listen_fd, const struct sockaddr *addr, s
 		len = sl;
 	}
 	c = osh_conn_slot(fd);
-	if (c && peer_from(addr, len, &peer))
+	if (c && osh_peer_from(addr, len, &peer))
 		claim(c, &peer, &local, OSH_ROLE_SERVER);
 }
 

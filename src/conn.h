@@ -167,5 +167,9 @@ int osh_conn_exporter_fds(int *out, int max);
  * there). One getpid() syscall; only slow paths call it. */
 bool osh_conn_in_vfork_child(void);
 
+/* @addr (@len bytes) as a struct osh_peer when it is an AF_INET or AF_INET6
+ * address; false otherwise (*ret untouched). */
+bool osh_peer_from(const struct sockaddr *addr, socklen_t len, struct osh_peer *ret);
+
 /* Format the peer address as text (inet_ntop); returns length. */
 size_t osh_peer_format(const struct osh_peer *p, char *out, size_t outsz);

@@ -873,39 +873,8 @@ static void set_url_attrs(struct osh_span *rec, const char *url, const char *met
 			port = https ? 443 : 80;
 	}
 	n = osh_redact_url(url, u.len < URL_MAX ? u.len : URL_MAX, red, sizeof(red));
-	for (size_t i = 0; i + 2 < n; i++) {
-		if (red[i] == ':' && red[i + 1] == '/' && red[i + 2] == '/') {
-			const char *ps = memchr(red + i + 3, '/', n - i - 3);
-
-			if (ps) {
-				path_at = (size_t)(ps - red);
-				have_path = true;
-			}
-			break;
-		}
-	}
-	if (n) {
-		static const char url_full[] = "url.full";
-		const struct osh_attr *full;
-
-		osh_span_set_str(rec, url_full, red, n);
-		full = rec->n_attrs ? &rec->attrs[rec->n_attrs - 1] : NULL;
-		if (have_path) {
-			size_t plen = osh_url_path_len(red + path_at, n - path_at);
-
-			/* url.path shares url.full's bytes when those went in
-			 * unchanged (as in the client engine). */
-			if (full && full->key == url_full && full->v.s.len == n &&
-			    memcmp(osh_span_str(rec, full->v.s), red, n) == 0) {
-				struct osh_sref ref = { (uint16_t)(full->v.s.off + path_at),
-							(uint16_t)plen };
-
-				osh_span_set_sref(rec, "url.path", ref);
-			} else {
-				osh_span_set_str(rec, "url.path", red + path_at, plen);
-			}
-		}
-	}
+	have_path = osh_url_path_at(red, n, &path_at);
+	osh_http_set_url_full(rec, red, n, have_path, path_at);
 	if (absolute) {
 		osh_span_set_cstr(rec, "url.scheme", https ? "https" : "http");
 		if (host.len)

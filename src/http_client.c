@@ -196,44 +196,10 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		}
 		if (b.len) {
 			n = osh_redact_url(raw, b.len, red, sizeof(red));
-			/* The path starts at the first '/' after "scheme://". */
-			for (size_t i = 0; i + 2 < n; i++) {
-				if (red[i] == ':' && red[i + 1] == '/' && red[i + 2] == '/') {
-					const char *ps = memchr(red + i + 3, '/', n - i - 3);
-
-					if (ps) {
-						path_at = (size_t)(ps - red);
-						have_path = true;
-					}
-					break;
-				}
-			}
+			have_path = osh_url_path_at(red, n, &path_at);
 		}
 	}
-	if (n) {
-		static const char url_full[] = "url.full";
-		const struct osh_attr *full;
-
-		osh_span_set_str(rec, url_full, red, n);
-		full = rec->n_attrs ? &rec->attrs[rec->n_attrs - 1] : NULL;
-		if (have_path && path_at <= n) {
-			/* url.path: url.full from its path to the query or
-			 * fragment (already redacted). When url.full went in
-			 * unchanged, that is a part of its stored bytes; when
-			 * storing cut it or replaced invalid UTF-8, offsets
-			 * into it no longer hold, and the path is stored on
-			 * its own. */
-			size_t plen = osh_url_path_len(red + path_at, n - path_at);
-
-			if (full && full->key == url_full && full->v.s.len == n &&
-			    memcmp(osh_span_str(rec, full->v.s), red, n) == 0)
-				osh_span_set_sref(rec, "url.path",
-						  (struct osh_sref){ (uint16_t)(full->v.s.off + path_at),
-								     (uint16_t)plen });
-			else
-				osh_span_set_str(rec, "url.path", red + path_at, plen);
-		}
-	}
+	osh_http_set_url_full(rec, red, n, have_path, path_at);
 	osh_span_set_cstr(rec, "url.scheme", https ? "https" : "http");
 	osh_span_set_str(rec, "server.address", host.p, host.len);
 	osh_span_set_int(rec, "server.port", port);

@@ -7,6 +7,7 @@
 
 #include "diag.h"
 #include "http_util.h"
+#include "redact.h"
 #include "span.h"
 
 bool osh_buf_put(struct osh_buf *b, uint32_t at, const char *p, size_t len)
@@ -185,4 +186,42 @@ const char *osh_http_error_type(int err)
 	default:
 		return "_OTHER";
 	}
+}
+
+bool osh_url_path_at(const char *url, size_t n, size_t *ret_at)
+{
+	for (size_t i = 0; i + 2 < n; i++) {
+		if (url[i] == ':' && url[i + 1] == '/' && url[i + 2] == '/') {
+			const char *ps = memchr(url + i + 3, '/', n - i - 3);
+
+			if (!ps)
+				return false;
+			*ret_at = (size_t)(ps - url);
+			return true;
+		}
+	}
+	return false;
+}
+
+void osh_http_set_url_full(struct osh_span *rec, const char *red, size_t n, bool have_path,
+			   size_t path_at)
+{
+	static const char url_full[] = "url.full";
+	const struct osh_attr *full;
+	size_t plen;
+
+	if (!n)
+		return;
+	osh_span_set_str(rec, url_full, red, n);
+	if (!have_path || path_at > n)
+		return;
+	full = rec->n_attrs ? &rec->attrs[rec->n_attrs - 1] : NULL;
+	plen = osh_url_path_len(red + path_at, n - path_at);
+	if (full && full->key == url_full && full->v.s.len == n &&
+	    memcmp(osh_span_str(rec, full->v.s), red, n) == 0)
+		osh_span_set_sref(rec, "url.path",
+				  (struct osh_sref){ (uint16_t)(full->v.s.off + path_at),
+						     (uint16_t)plen });
+	else
+		osh_span_set_str(rec, "url.path", red + path_at, plen);
 }

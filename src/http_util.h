@@ -81,3 +81,15 @@ size_t osh_utf8_cut(const char *s, size_t len, size_t max);
 /* error.type for a connection that failed with @err (0: it closed before
  * the response). */
 const char *osh_http_error_type(int err);
+
+/* Where the path starts in the URL @url (@n bytes): the first '/' after
+ * "scheme://". False when there is no "://" or no path after it. */
+bool osh_url_path_at(const char *url, size_t n, size_t *ret_at);
+
+/* url.full = @red (a redacted URL, @n bytes) and, when @have_path, url.path
+ * = its path from @path_at to the query or fragment. url.path shares
+ * url.full's bytes in the span arena when url.full went in unchanged; when
+ * storing cut it or replaced invalid UTF-8, offsets into it no longer hold,
+ * and the path is stored on its own. Nothing when @n is 0. */
+void osh_http_set_url_full(struct osh_span *rec, const char *red, size_t n, bool have_path,
+			   size_t path_at);

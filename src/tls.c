@@ -373,30 +373,6 @@ struct osh_tls_session *osh_tls_open(const void *key, enum osh_conn_role role)
 
 /* ---- session life ----------------------------------------------------------- */
 
-/* The address in @ss, when it is an IP one. */
-static bool peer_of(const struct sockaddr_storage *ss, socklen_t len, struct osh_peer *ret)
-{
-	struct osh_peer p = { 0 };
-
-	if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-
-		p.family = AF_INET;
-		p.port = ntohs(in->sin_port);
-		memcpy(p.addr, &in->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-
-		p.family = AF_INET6;
-		p.port = ntohs(in6->sin6_port);
-		memcpy(p.addr, &in6->sin6_addr, 16);
-	} else {
-		return false;
-	}
-	*ret = p;
-	return true;
-}
-
 /* Fill @c's addresses for a session on @fd. When the fd table tracks @fd,
  * its addresses are copied (no syscall) and its tracing stops: from now on
  * the socket carries only ciphertext, which must never be parsed. */
@@ -427,12 +403,12 @@ static void tie(struct osh_conn *c, int fd, bool server)
 	if (fd >= 0 && !have_peer) {
 		sl = sizeof(ss);
 		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-			have_peer = peer_of(&ss, sl, &c->peer);
+			have_peer = osh_peer_from((const struct sockaddr *)&ss, sl, &c->peer);
 	}
 	if (fd >= 0 && server && !have_local) {
 		sl = sizeof(ss);
 		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-			peer_of(&ss, sl, &c->local);
+			osh_peer_from((const struct sockaddr *)&ss, sl, &c->local);
 	}
 	if (have_peer)
 		c->peer_text_len =
