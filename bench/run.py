@@ -369,6 +369,7 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
                                   'http://127.0.0.1:%d/index.html' % port],
                                  capture_output=True, text=True, check=True,
                                  timeout=seconds + 30).stdout
+            cpu = proc_cpu(p.pid)
         finally:
             p.send_signal(signal.SIGQUIT)
             try:
@@ -377,7 +378,16 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
                 p.kill()
                 p.wait()
         err.seek(0)
-        return parse_wrk(out) + (err.read().decode(errors='replace'),)
+        n, rps, p99 = parse_wrk(out)
+        nginx_run.cpu_per_request = cpu / n if n else 0.0
+        return n, rps, p99, err.read().decode(errors='replace')
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds of a running process, all its threads."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def bench_server(seconds=10, rounds=5):
@@ -387,6 +397,7 @@ def bench_server(seconds=10, rounds=5):
     if not shutil.which('nginx') or not shutil.which('wrk'):
         raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
     base, shim = [], []
+    base_cpu, shim_cpu = [], []
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         os.makedirs(os.path.join(tmp, 'www'))
@@ -397,6 +408,7 @@ def bench_server(seconds=10, rounds=5):
         def run_base():
             n, rps, p99, _ = nginx_run(tmp, port, clean_env(), seconds)
             base.append((n, rps, p99))
+            base_cpu.append(nginx_run.cpu_per_request)
 
         def run_shim():
             sink, sink_port = start_sink()
@@ -407,6 +419,7 @@ def bench_server(seconds=10, rounds=5):
                     OTEL_LOG_LEVEL='warn'), seconds)
             finally:
                 counts = stop_sink(sink)
+            shim_cpu.append(nginx_run.cpu_per_request)
             m = re.search(r'(\d+) spans dropped', err)
             shim.append((n, rps, p99, int(counts.get('otlp_spans', 0)), int(m.group(1)) if m else 0))
 
@@ -439,6 +452,11 @@ def bench_server(seconds=10, rounds=5):
         ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds, ABBA); ratio = median of paired ratios (each round: %s)'
          % (seconds, rounds, ', '.join('%.3f' % (s[1] / b[1]) for s, b in zip(shim, base))),
          '%.0f' % b_rps, '%.0f' % s_rps, 'ratio %.3f' % ratio),
+        ('server: nginx CPU per request (its own threads, the exporter included; 10 ms clock ticks), median of rounds',
+         '%.2f us' % (statistics.median(base_cpu) * 1e6), '%.2f us' % (statistics.median(shim_cpu) * 1e6),
+         '+%.2f us (median of paired differences); CPU ratio %.3f' % (
+             statistics.median(s - b for s, b in zip(shim_cpu, base_cpu)) * 1e6,
+             statistics.median(b / s for s, b in zip(shim_cpu, base_cpu)))),
         ('server: p99 latency', '%.3f ms' % statistics.median(x[2] for x in base),
          '%.3f ms' % statistics.median(x[2] for x in shim), '%+.3f ms' % p99d),
         ('server: spans the sink received / requests wrk made, per round', '-', spans,
