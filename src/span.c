@@ -343,6 +343,37 @@ void osh_span_add_sref(struct osh_span *span, const char *key, size_t key_len,
 		a->v.s = ref;
 }
 
+struct osh_event *osh_span_add_event(struct osh_span *span, const char *name, size_t name_len,
+				     uint64_t time_ns)
+{
+	struct osh_event *ev;
+
+	if (span->n_events >= OSH_SPAN_MAX_EVENTS) {
+		if (span->dropped_events < UINT16_MAX)
+			span->dropped_events++;
+		return NULL;
+	}
+	ev = &span->events[span->n_events++];
+	ev->time_ns = time_ns;
+	ev->name = store(span, name, name_len, false);
+	ev->n_attrs = 0;
+	return ev;
+}
+
+void osh_event_add_str(struct osh_span *span, struct osh_event *ev, const char *key,
+		       size_t key_len, const char *s, size_t len)
+{
+	struct osh_attr *a;
+
+	if (!ev || ev->n_attrs >= OSH_EVENT_MAX_ATTRS)
+		return;
+	a = &ev->attrs[ev->n_attrs++];
+	a->key = key;
+	a->key_len = (uint16_t)(key_len < UINT16_MAX ? key_len : UINT16_MAX);
+	a->type = OSH_ATTR_STRING;
+	a->v.s = store(span, s, len, true);
+}
+
 void osh_span_add_int(struct osh_span *span, const char *key, size_t key_len, int64_t v)
 {
 	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_INT);

@@ -19,6 +19,10 @@
 
 #define OSH_SPAN_MAX_ATTRS 32
 #define OSH_SPAN_ARENA 1600
+/* Span events (an LLM response's tool calls): few per span, each with a
+ * couple of string attributes. */
+#define OSH_SPAN_MAX_EVENTS 8
+#define OSH_EVENT_MAX_ATTRS 2
 
 enum osh_span_kind {
 	OSH_SPAN_INTERNAL = 1,
@@ -57,6 +61,13 @@ struct osh_attr {
 	} v;
 };
 
+struct osh_event {
+	uint64_t time_ns;	/* CLOCK_REALTIME, ns since the epoch */
+	struct osh_sref name;
+	uint8_t n_attrs;
+	struct osh_attr attrs[OSH_EVENT_MAX_ATTRS];
+};
+
 struct osh_span {
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
@@ -69,6 +80,8 @@ struct osh_span {
 	uint8_t n_attrs;
 	uint16_t arena_used;
 	uint32_t dropped_attrs;
+	uint8_t n_events;      /* in the header (zeroed with it); the events */
+	uint16_t dropped_events; /* themselves sit after the arena, untouched */
 	uint64_t start_ns;     /* CLOCK_REALTIME, ns since the epoch */
 	uint64_t end_ns;
 	struct osh_sref name;
@@ -76,6 +89,7 @@ struct osh_span {
 	struct osh_sref status_message;
 	struct osh_attr attrs[OSH_SPAN_MAX_ATTRS];
 	char arena[OSH_SPAN_ARENA];
+	struct osh_event events[OSH_SPAN_MAX_EVENTS];	/* n_events used */
 };
 
 /* Limits applied by the setters, from OTEL_(SPAN_)ATTRIBUTE_* (0 = no length
@@ -89,6 +103,15 @@ void osh_span_destroy(struct osh_span *span); /* accepts NULL */
 
 /* Fork child: reset the record pool (async-signal-safe). */
 void osh_span_pool_after_fork(void);
+
+/* A new event named @name at @time_ns, its strings in the span's arena;
+ * NULL (counted in dropped_events) when the span has OSH_SPAN_MAX_EVENTS. */
+struct osh_event *osh_span_add_event(struct osh_span *span, const char *name, size_t name_len,
+				     uint64_t time_ns);
+/* A string attribute on @ev (@key: static storage); dropped silently past
+ * OSH_EVENT_MAX_ATTRS. */
+void osh_event_add_str(struct osh_span *span, struct osh_event *ev, const char *key,
+		       size_t key_len, const char *s, size_t len);
 
 /* Reset @span to an empty record (ids, attributes, arena). */
 void osh_span_init(struct osh_span *span);

@@ -174,6 +174,24 @@ size_t osh_console_format(const struct osh_span *s, const struct osh_resource *r
 			put_attr_value(&o, s, &s->attrs[i], true);
 		}
 		put(&o, "}", 1);
+		if (s->n_events) {
+			puts_(&o, ",\"events\":[");
+			for (unsigned e = 0; e < s->n_events && e < OSH_SPAN_MAX_EVENTS; e++) {
+				const struct osh_event *ev = &s->events[e];
+
+				puts_(&o, e ? ",{\"name\":\"" : "{\"name\":\"");
+				put_json_str(&o, osh_span_str(s, ev->name), ev->name.len);
+				putf(&o, "\",\"time_unix_nano\":%" PRIu64 ",\"attributes\":{", ev->time_ns);
+				for (unsigned i = 0; i < ev->n_attrs && i < OSH_EVENT_MAX_ATTRS; i++) {
+					puts_(&o, i ? ",\"" : "\"");
+					puts_(&o, ev->attrs[i].key);
+					puts_(&o, "\":");
+					put_attr_value(&o, s, &ev->attrs[i], true);
+				}
+				puts_(&o, "}}");
+			}
+			put(&o, "]", 1);
+		}
 		if (svc && !svc->is_int) {
 			puts_(&o, ",\"service.name\":\"");
 			put_json_str(&o, svc->str, strlen(svc->str));
@@ -197,6 +215,18 @@ size_t osh_console_format(const struct osh_span *s, const struct osh_resource *r
 			puts_(&o, s->attrs[i].key);
 			put(&o, "=", 1);
 			put_attr_value(&o, s, &s->attrs[i], false);
+		}
+		for (unsigned e = 0; e < s->n_events && e < OSH_SPAN_MAX_EVENTS; e++) {
+			const struct osh_event *ev = &s->events[e];
+
+			puts_(&o, " event=");
+			put_text_value(&o, osh_span_str(s, ev->name), ev->name.len);
+			for (unsigned i = 0; i < ev->n_attrs && i < OSH_EVENT_MAX_ATTRS; i++) {
+				put(&o, ",", 1);
+				puts_(&o, ev->attrs[i].key);
+				put(&o, "=", 1);
+				put_attr_value(&o, s, &ev->attrs[i], false);
+			}
 		}
 	}
 	o.p[o.len++] = '\n';

@@ -78,6 +78,12 @@
 #define SPAN_END 0x41			/* 8, fixed64 */
 #define SPAN_ATTRIBUTES 0x4a		/* 9, KeyValue */
 #define SPAN_DROPPED_ATTRS 0x50		/* 10, uint32 */
+#define SPAN_EVENTS 0x5a		/* 11, Span.Event */
+#define SPAN_DROPPED_EVENTS 0x60	/* 12, uint32 */
+/* Span.Event */
+#define EVENT_TIME 0x09			/* 1, fixed64 */
+#define EVENT_NAME 0x12			/* 2, string */
+#define EVENT_ATTRIBUTES 0x1a		/* 3, KeyValue */
 #define SPAN_STATUS 0x7a		/* 15, Status */
 #define SPAN_FLAGS_0 0x85		/* 16, fixed32: (16 << 3 | 5) as a varint */
 #define SPAN_FLAGS_1 0x01
@@ -389,12 +395,36 @@ static inline size_t status_message_len(const struct osh_span *s)
 	return s->status_code == OSH_STATUS_ERROR ? s->status_message.len : 0;
 }
 
+/* Encoded size of a KeyValue's body (key and AnyValue) and of its AnyValue. */
+static inline size_t kv_body_len(const struct osh_attr *a, size_t *ret_any)
+{
+	size_t any = a->type == OSH_ATTR_STRING ? field_len(a->v.s.len) : scalar_len(a);
+
+	*ret_any = any;
+	return field_len(any) + (a->key_len ? field_len(a->key_len) : 0);
+}
+
+static uint8_t *put_kv(uint8_t *p, uint8_t key, const struct osh_span *s,
+		       const struct osh_attr *a)
+{
+	size_t any, kv = kv_body_len(a, &any);
+
+	p = put_header(p, key, kv);
+	if (a->key_len)
+		p = put_bytes(p, KV_KEY, a->key, a->key_len);
+	p = put_header(p, KV_VALUE, any);
+	if (a->type == OSH_ATTR_STRING)
+		return put_bytes(p, ANY_STRING, osh_span_str(s, a->v.s), a->v.s.len);
+	return put_scalar(p, a);
+}
+
 /* Worst case of everything in a Span but the attributes and the three
  * strings (trace_state, name, status message): keys, ids, varints at their
- * longest, fixed-width numbers. */
+ * longest, fixed-width numbers (the last term: dropped_events_count; the
+ * events themselves make their own room). */
 #define SPAN_FIXED_MAX                                                                       \
 	((2 + 16) + (2 + 8) + (1 + 3) + (2 + 8) + (1 + 3) + (1 + 2) + (1 + 8) + (1 + 8) +     \
-	 (1 + 5) + (1 + 5 + 1 + 3 + 1 + 2) + (2 + 4))
+	 (1 + 5) + (1 + 5 + 1 + 3 + 1 + 2) + (2 + 4) + (1 + 3))
 /* Largest Span.attributes field written without a room check: a KeyValue
  * under 128 bytes behind its key and one-byte length. */
 #define ATTR_FAST_MAX (1 + 1 + 0x7f)
@@ -413,6 +443,36 @@ static uint8_t *room(struct osh_otlp_encoder *enc, uint8_t *p, uint8_t **end, si
 		return NULL;
 	*end = enc->out + enc->out_cap;
 	return enc->out + used;
+}
+
+/* Span.events for @s at @p, making room for each (and still @reserve bytes
+ * after it); the cursor after them, or NULL when memory is short. Rare:
+ * only spans that carry events (an LLM response's tool calls) come here. */
+static uint8_t *put_events(struct osh_otlp_encoder *enc, const struct osh_span *s, uint8_t *p,
+			   uint8_t **end, size_t reserve)
+{
+	unsigned n = s->n_events < OSH_SPAN_MAX_EVENTS ? s->n_events : OSH_SPAN_MAX_EVENTS;
+
+	for (unsigned e = 0; e < n; e++) {
+		const struct osh_event *ev = &s->events[e];
+		unsigned na = ev->n_attrs < OSH_EVENT_MAX_ATTRS ? ev->n_attrs : OSH_EVENT_MAX_ATTRS;
+		size_t body = 1 + 8 + field_len(ev->name.len), any;
+
+		for (unsigned i = 0; i < na; i++)
+			body += field_len(kv_body_len(&ev->attrs[i], &any));
+		if ((size_t)(*end - p) < field_len(body) + reserve) {
+			p = room(enc, p, end, field_len(body) + reserve);
+			if (!p)
+				return NULL;
+		}
+		p = put_header(p, SPAN_EVENTS, body);
+		*p++ = EVENT_TIME;
+		p = put_fixed64(p, ev->time_ns);
+		p = put_bytes(p, EVENT_NAME, osh_span_str(s, ev->name), ev->name.len);
+		for (unsigned i = 0; i < na; i++)
+			p = put_kv(p, EVENT_ATTRIBUTES, s, &ev->attrs[i]);
+	}
+	return p;
 }
 
 /* Append the ScopeSpans.spans field for @s at enc->out + *off and advance
@@ -523,6 +583,15 @@ static int append_span(struct osh_otlp_encoder *enc, size_t *off, const struct o
 	if (s->dropped_attrs) {
 		*p++ = SPAN_DROPPED_ATTRS;
 		p = put_varint(p, s->dropped_attrs);
+	}
+	if (__builtin_expect(s->n_events != 0, 0)) {
+		p = put_events(enc, s, p, &end, tail_max);
+		if (!p)
+			return -ENOMEM;
+	}
+	if (s->dropped_events) {
+		*p++ = SPAN_DROPPED_EVENTS;
+		p = put_varint(p, s->dropped_events);
 	}
 	if (s->status_code != OSH_STATUS_UNSET) {
 		size_t code = 1 + varint_len(s->status_code);

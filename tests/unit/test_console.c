@@ -259,6 +259,35 @@ Test(console, text_exact_line)
 	osh_span_destroy(s);
 }
 
+/* Span events: a JSON array of {name, time_unix_nano, attributes}; in
+ * text, one event=NAME,key=value... item each. */
+Test(console, events_in_json_and_text)
+{
+	struct osh_span *s = make_span();
+	struct osh_event *ev;
+	char buf[4096];
+	size_t n;
+
+	ev = osh_span_add_event(s, "gen_ai.tool.call", 16, 1700000000000500000ull);
+	osh_event_add_str(s, ev, "gen_ai.tool.name", 16, "get weather", 11);
+	osh_event_add_str(s, ev, "gen_ai.tool.call.id", 19, "call_1", 6);
+	osh_span_add_event(s, "empty", 5, 1700000000000600000ull);
+
+	n = format(s, &res, true, buf, sizeof(buf));
+	cr_assert_eq(py_check(buf, n,
+			      "e=d['events']\n"
+			      "assert e==[{'name':'gen_ai.tool.call','time_unix_nano':1700000000000500000,"
+			      "'attributes':{'gen_ai.tool.name':'get weather',"
+			      "'gen_ai.tool.call.id':'call_1'}},"
+			      "{'name':'empty','time_unix_nano':1700000000000600000,'attributes':{}}], e\n"),
+		     0, "%s", buf);
+	format(s, &res, false, buf, sizeof(buf));
+	cr_assert(strstr(buf, " event=gen_ai.tool.call,gen_ai.tool.name=\"get weather\","
+			      "gen_ai.tool.call.id=call_1 event=empty\n") != NULL,
+		  "%s", buf);
+	osh_span_destroy(s);
+}
+
 Test(console, text_quotes_only_when_needed)
 {
 	static const struct {

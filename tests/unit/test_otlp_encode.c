@@ -312,6 +312,76 @@ Test(otlp_encode, status)
 	}
 }
 
+/* Span events (tool calls of an LLM response): time, name, string
+ * attributes, and the count of those dropped past the limit. */
+Test(otlp_encode, events)
+{
+	struct osh_span s;
+	struct osh_span *list[] = { &s };
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+	Opentelemetry__Proto__Trace__V1__Span *p;
+	char long_id[300];
+	struct osh_event *ev;
+
+	memset(long_id, 'x', sizeof(long_id));
+	base_span(&s);
+	osh_span_set_str(&s, "http.request.method", "POST", 4);
+	ev = osh_span_add_event(&s, "gen_ai.tool.call", 16, 1700000000500000000ull);
+	cr_assert_not_null(ev);
+	osh_event_add_str(&s, ev, "gen_ai.tool.name", 16, "get_weather", 11);
+	osh_event_add_str(&s, ev, "gen_ai.tool.call.id", 19, "call_1", 6);
+	osh_event_add_str(&s, ev, "third", 5, "dropped", 7);	/* past the limit */
+	ev = osh_span_add_event(&s, "gen_ai.tool.call", 16, 1700000000600000000ull);
+	osh_event_add_str(&s, ev, "gen_ai.tool.call.id", 19, long_id, sizeof(long_id));
+	for (int i = 0; i < OSH_SPAN_MAX_EVENTS; i++)
+		osh_span_add_event(&s, "more", 4, 1700000000700000000ull);
+
+	req = encode_and_unpack(list, 1);
+	p = only_span(req);
+	cr_assert_eq(p->n_events, OSH_SPAN_MAX_EVENTS);
+	cr_assert_eq(p->dropped_events_count, 2);
+	cr_assert_str_eq(p->events[0]->name, "gen_ai.tool.call");
+	cr_assert_eq(p->events[0]->time_unix_nano, 1700000000500000000ull);
+	cr_assert_eq(p->events[0]->n_attributes, 2);
+	cr_assert_str_eq(p->events[0]->attributes[0]->key, "gen_ai.tool.name");
+	cr_assert_str_eq(p->events[0]->attributes[0]->value->string_value, "get_weather");
+	cr_assert_str_eq(p->events[0]->attributes[1]->key, "gen_ai.tool.call.id");
+	cr_assert_str_eq(p->events[0]->attributes[1]->value->string_value, "call_1");
+	cr_assert_eq(strlen(p->events[1]->attributes[0]->value->string_value), sizeof(long_id));
+	cr_assert_str_eq(p->events[7]->name, "more");
+	/* The span's own attributes are untouched by its events. */
+	cr_assert_eq(p->n_attributes, 1);
+	cr_assert_str_eq(p->attributes[0]->key, "http.request.method");
+	free_request(req);
+}
+
+/* Many spans with events in one batch: the buffer grows as events need. */
+Test(otlp_encode, events_in_a_large_batch)
+{
+	static struct osh_span spans[200];
+	struct osh_span *list[200];
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+
+	for (int i = 0; i < 200; i++) {
+		base_span(&spans[i]);
+		for (int e = 0; e < OSH_SPAN_MAX_EVENTS; e++) {
+			struct osh_event *ev = osh_span_add_event(&spans[i], "ev", 2, 1);
+
+			osh_event_add_str(&spans[i], ev, "k", 1, "value-value-value", 17);
+		}
+		list[i] = &spans[i];
+	}
+	req = encode_and_unpack(list, 200);
+	cr_assert_eq(req->resource_spans[0]->scope_spans[0]->n_spans, 200);
+	for (int i = 0; i < 200; i++) {
+		Opentelemetry__Proto__Trace__V1__Span *p = req->resource_spans[0]->scope_spans[0]->spans[i];
+
+		cr_assert_eq(p->n_events, OSH_SPAN_MAX_EVENTS);
+		cr_assert_str_eq(p->events[7]->attributes[0]->value->string_value, "value-value-value");
+	}
+	free_request(req);
+}
+
 Test(otlp_encode, resource_and_scope)
 {
 	struct osh_span s;
