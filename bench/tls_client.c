@@ -6,27 +6,15 @@
  *   tls_client PORT N
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
+#include "bench_util.h"
 
 /* Read one response (head + Content-Length body) into @buf; 0 or -1. */
 static int read_response(SSL *ssl, char *buf, size_t cap)
@@ -56,8 +44,7 @@ static int read_response(SSL *ssl, char *buf, size_t cap)
 
 int main(int argc, char **argv)
 {
-	int port, n, one = 1, fd;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int port, n, fd;
 	char req[256], buf[16384];
 	struct timespec t0, t1;
 	SSL_CTX *ctx;
@@ -67,11 +54,8 @@ int main(int argc, char **argv)
 		return 2;
 	port = atoi(argv[1]);
 	n = atoi(argv[2]);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	sin.sin_port = htons((uint16_t)port);
-	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)))
+	fd = connect_local(port);
+	if (fd < 0)
 		return 1;
 	ctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -84,10 +68,7 @@ int main(int argc, char **argv)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < n; i++) {
-		int len = snprintf(req, sizeof(req),
-				   "GET /v1/models/%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-				   "User-Agent: bench/1.0\r\nAccept: application/json\r\n\r\n",
-				   i, port);
+		int len = format_request(req, sizeof(req), i, port);
 
 		if (SSL_write(ssl, req, len) != len || read_response(ssl, buf, sizeof(buf)))
 			return 1;
@@ -97,9 +78,6 @@ int main(int argc, char **argv)
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
 	close(fd);
-	printf("requests=%d wall_s=%.4f cpu_before_exit_s=%.4f\n", n,
-	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-	       cpu_seconds());
-	fflush(stdout);
+	print_result(n, &t0, &t1);
 	return 0;
 }

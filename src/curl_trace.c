@@ -33,7 +33,6 @@
 #include "propagation.h"
 #include "redact.h"
 #include "route.h"
-#include "sampler.h"
 #include "span.h"
 
 /* Values longer than these are cut before they reach a span (as in the
@@ -117,6 +116,21 @@ static bool fill_from(struct osh_curl_api *a, const void *setopt)
 	return true;
 }
 
+/* fill_from with the curl_easy_setopt that a lookup through the loaded
+ * object @name finds (its own dependencies); false when no object of
+ * that name is loaded. */
+static bool fill_through(struct osh_curl_api *a, const char *name)
+{
+	void *h = dlopen(name, RTLD_NOLOAD | RTLD_LAZY);
+	bool ok;
+
+	if (!h)
+		return false;
+	ok = fill_from(a, dlsym(h, "curl_easy_setopt"));
+	dlclose(h);
+	return ok;
+}
+
 static bool find_library(struct osh_curl_api *a, const void *caller)
 {
 	Dl_info info;
@@ -130,28 +144,11 @@ static bool find_library(struct osh_curl_api *a, const void *caller)
 	 * instead could find another copy (the exporter's own, say) and hand
 	 * it a handle of a different libcurl. */
 	if (caller && !is_ours(caller) && dladdr(caller, &info) && info.dli_fname &&
-	    info.dli_fname[0]) {
-		void *h = dlopen(info.dli_fname, RTLD_NOLOAD | RTLD_LAZY);
-
-		if (h) {
-			bool ok = fill_from(a, dlsym(h, "curl_easy_setopt"));
-
-			dlclose(h);
-			if (ok)
-				return true;
-		}
-	}
-	for (size_t i = 0; i < sizeof(curl_sonames) / sizeof(curl_sonames[0]); i++) {
-		void *h = dlopen(curl_sonames[i], RTLD_NOLOAD | RTLD_LAZY);
-
-		if (h) {
-			bool ok = fill_from(a, dlsym(h, "curl_easy_setopt"));
-
-			dlclose(h);
-			if (ok)
-				return true;
-		}
-	}
+	    info.dli_fname[0] && fill_through(a, info.dli_fname))
+		return true;
+	for (size_t i = 0; i < sizeof(curl_sonames) / sizeof(curl_sonames[0]); i++)
+		if (fill_through(a, curl_sonames[i]))
+			return true;
 	return false;
 }
 
@@ -679,10 +676,8 @@ struct osh_curl_xfer *osh_curl_start(void *easy, void *multi)
 	const struct osh_curl_api *a = api_now();
 	struct osh_curl_xfer *x = osh_curl_find(easy);
 	struct osh_curl_app_headers h;
-	struct osh_trace_ctx app = { 0 };
-	const struct osh_trace_ctx *parent = NULL;
-	const struct osh_context *tctx = NULL;
-	uint8_t trace_id[16], span_id[8], flags;
+	struct osh_http_trace t;
+	uint8_t span_id[8];
 	char tp[OSH_TRACEPARENT_LEN];
 	struct osh_curl_line lines[4];
 	size_t n_lines = 0;
@@ -708,50 +703,14 @@ struct osh_curl_xfer *osh_curl_start(void *easy, void *multi)
 		return NULL;
 
 	osh_curl_scan_headers(x->app_list, &h);
-	if (h.traceparent_count) {
-		if (h.traceparent_count == 1 &&
-		    osh_traceparent_parse(h.traceparent.p, h.traceparent.len, &app))
-			parent = &app;
-	} else {
-		parent = osh_client_current_parent();
-		tctx = osh_context_current();
-		if (tctx && parent != &tctx->span)
-			tctx = NULL;
-	}
-	if (parent)
-		memcpy(trace_id, parent->trace_id, 16);
-	else
-		osh_ids_trace_id(trace_id);
+	sampled = osh_http_client_trace(&t, (unsigned)h.traceparent_count, h.traceparent);
 	osh_ids_span_id(span_id);
-	sampled = osh_sampler_decide(osh_cfg.sampler, osh_cfg.sampler_ratio, parent, trace_id);
-	flags = (uint8_t)((sampled ? OSH_FLAG_SAMPLED : 0) |
-			  (parent ? (parent->flags & OSH_FLAG_RANDOM) : 0));
 
 	if (sampled && osh_cfg.exporter != OSH_EXPORTER_NONE)
 		rec = osh_span_create();
 	if (rec) {
-		memcpy(rec->trace_id, trace_id, 16);
-		memcpy(rec->span_id, span_id, 8);
-		rec->trace_flags = flags;
-		rec->kind = OSH_SPAN_CLIENT;
-		if (parent) {
-			rec->has_parent = true;
-			rec->parent_remote = parent->remote;
-			memcpy(rec->parent_span_id, parent->span_id, 8);
-			if (parent == &app) {
-				if (h.tracestate_count == 1 &&
-				    osh_tracestate_valid(h.tracestate.p, h.tracestate.len))
-					osh_span_set_trace_state(rec, h.tracestate.p,
-								 h.tracestate.len);
-			} else if (tctx) {
-				if (tctx->tracestate_len)
-					osh_span_set_trace_state(rec, tctx->tracestate,
-								 tctx->tracestate_len);
-			} else if (osh_env_ctx.tracestate_len) {
-				osh_span_set_trace_state(rec, osh_env_ctx.tracestate,
-							 osh_env_ctx.tracestate_len);
-			}
-		}
+		osh_http_client_span_init(rec, &t, span_id, (unsigned)h.tracestate_count,
+					  h.tracestate);
 		/* Now: the program's list may be gone by the time the
 		 * transfer is found to be over (cleanup). */
 		set_user_agent(rec, x, &h);
@@ -759,8 +718,8 @@ struct osh_curl_xfer *osh_curl_start(void *easy, void *multi)
 
 	/* Injection: never when the program propagates by itself. */
 	if (!h.traceparent_count) {
-		osh_traceparent_format(trace_id, span_id, flags, tp);
-		n_lines = choose_lines(lines, tp, parent, tctx, &h);
+		osh_traceparent_format(t.trace_id, span_id, t.flags, tp);
+		n_lines = choose_lines(lines, tp, t.parent, t.tctx, &h);
 	}
 	x->our_list = NULL;
 	if (n_lines) {

@@ -32,7 +32,6 @@
 #include "propagation.h"
 #include "redact.h"
 #include "route.h"
-#include "sampler.h"
 #include "span.h"
 
 enum tx_state {
@@ -343,32 +342,15 @@ static size_t ctx_lines(struct osh_exchange *ex, const struct osh_context *t,
 static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh_http_request *req,
 		   int64_t head_call_off, uint64_t call_pos)
 {
-	struct osh_trace_ctx app = { 0 };
-	const struct osh_trace_ctx *parent = NULL;
-	const struct osh_context *tctx = NULL;	/* the parent, when it is the thread's */
+	struct osh_http_trace t;
 	bool app_has_tp = req->traceparent_count > 0;
-	bool sampled;
+	bool sampled = osh_http_client_trace(&t, req->traceparent_count, req->traceparent);
 	struct osh_span *rec = NULL;
 	const char *extra = NULL;
 	size_t extra_len = 0;
 
-	if (app_has_tp) {
-		if (req->traceparent_count == 1 &&
-		    osh_traceparent_parse(req->traceparent.p, req->traceparent.len, &app))
-			parent = &app;
-	} else {
-		parent = osh_client_current_parent();
-		tctx = osh_context_current();
-		if (tctx && parent != &tctx->span)
-			tctx = NULL;
-	}
-	if (parent)
-		memcpy(ex->trace_id, parent->trace_id, 16);
-	else
-		osh_ids_trace_id(ex->trace_id);
-	sampled = osh_sampler_decide(osh_cfg.sampler, osh_cfg.sampler_ratio, parent, ex->trace_id);
-	ex->flags = (uint8_t)((sampled ? OSH_FLAG_SAMPLED : 0) |
-			      (parent ? (parent->flags & OSH_FLAG_RANDOM) : 0));
+	memcpy(ex->trace_id, t.trace_id, 16);
+	ex->flags = t.flags;
 	ex->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
 	ex->is_connect = req->method.len == 7 && memcmp(req->method.p, "CONNECT", 7) == 0;
 	ex->head_parsed = true;
@@ -376,29 +358,9 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 	if (sampled && osh_cfg.exporter != OSH_EXPORTER_NONE)
 		rec = osh_span_create();
 	if (rec) {
-		memcpy(rec->trace_id, ex->trace_id, 16);
-		memcpy(rec->span_id, ex->span_id, 8);
-		rec->trace_flags = ex->flags;
-		rec->kind = OSH_SPAN_CLIENT;
+		osh_http_client_span_init(rec, &t, ex->span_id, req->tracestate_count,
+					  req->tracestate);
 		rec->start_ns = ex->start_ns;
-		if (parent) {
-			rec->has_parent = true;
-			rec->parent_remote = parent->remote;
-			memcpy(rec->parent_span_id, parent->span_id, 8);
-			if (parent == &app) {
-				if (req->tracestate_count == 1 &&
-				    osh_tracestate_valid(req->tracestate.p, req->tracestate.len))
-					osh_span_set_trace_state(rec, req->tracestate.p,
-								 req->tracestate.len);
-			} else if (tctx) {
-				if (tctx->tracestate_len)
-					osh_span_set_trace_state(rec, tctx->tracestate,
-								 tctx->tracestate_len);
-			} else if (osh_env_ctx.tracestate_len) {
-				osh_span_set_trace_state(rec, osh_env_ctx.tracestate,
-							 osh_env_ctx.tracestate_len);
-			}
-		}
 		set_request_attrs(rec, c, req);
 		ex->rec = rec;
 	}
@@ -406,10 +368,11 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 	/* Injection: never when the program propagates by itself. */
 	if (app_has_tp || (!osh_cfg.propagate_tracecontext && !osh_cfg.propagate_baggage))
 		return;
-	if (tctx) {
-		extra_len = ctx_lines(ex, tctx, req);
+	if (t.tctx) {
+		extra_len = ctx_lines(ex, t.tctx, req);
 		extra = ex->extra_heap;
-	} else if (env_lines && (parent == &osh_env_ctx.parent || parent == osh_procspan_parent())) {
+	} else if (env_lines &&
+		   (t.parent == &osh_env_ctx.parent || t.parent == osh_procspan_parent())) {
 		bool ts = env_ts_len && req->tracestate_count == 0;
 		bool bg = env_bg_len && req->baggage_count == 0;
 		extra = env_lines + (ts ? 0 : env_ts_len);

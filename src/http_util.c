@@ -5,9 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+#include "context.h"
 #include "diag.h"
 #include "http_util.h"
+#include "ids.h"
 #include "redact.h"
+#include "sampler.h"
 #include "span.h"
 
 bool osh_buf_put(struct osh_buf *b, uint32_t at, const char *p, size_t len)
@@ -224,4 +228,55 @@ void osh_http_set_url_full(struct osh_span *rec, const char *red, size_t n, bool
 						     (uint16_t)plen });
 	else
 		osh_span_set_str(rec, "url.path", red + path_at, plen);
+}
+
+bool osh_http_client_trace(struct osh_http_trace *t, unsigned tp_count, struct osh_str tp)
+{
+	const struct osh_trace_ctx *parent = NULL;
+	bool sampled;
+
+	t->tctx = NULL;
+	if (tp_count) {
+		if (tp_count == 1 && osh_traceparent_parse(tp.p, tp.len, &t->app))
+			parent = &t->app;
+	} else {
+		parent = osh_client_current_parent();
+		t->tctx = osh_context_current();
+		if (t->tctx && parent != &t->tctx->span)
+			t->tctx = NULL;
+	}
+	t->parent = parent;
+	if (parent)
+		memcpy(t->trace_id, parent->trace_id, 16);
+	else
+		osh_ids_trace_id(t->trace_id);
+	sampled = osh_sampler_decide(osh_cfg.sampler, osh_cfg.sampler_ratio, parent, t->trace_id);
+	t->flags = (uint8_t)((sampled ? OSH_FLAG_SAMPLED : 0) |
+			     (parent ? (parent->flags & OSH_FLAG_RANDOM) : 0));
+	return sampled;
+}
+
+void osh_http_client_span_init(struct osh_span *rec, const struct osh_http_trace *t,
+			       const uint8_t span_id[8], unsigned ts_count, struct osh_str ts)
+{
+	const struct osh_trace_ctx *parent = t->parent;
+
+	memcpy(rec->trace_id, t->trace_id, 16);
+	memcpy(rec->span_id, span_id, 8);
+	rec->trace_flags = t->flags;
+	rec->kind = OSH_SPAN_CLIENT;
+	if (!parent)
+		return;
+	rec->has_parent = true;
+	rec->parent_remote = parent->remote;
+	memcpy(rec->parent_span_id, parent->span_id, 8);
+	if (parent == &t->app) {
+		if (ts_count == 1 && osh_tracestate_valid(ts.p, ts.len))
+			osh_span_set_trace_state(rec, ts.p, ts.len);
+	} else if (t->tctx) {
+		if (t->tctx->tracestate_len)
+			osh_span_set_trace_state(rec, t->tctx->tracestate, t->tctx->tracestate_len);
+	} else if (osh_env_ctx.tracestate_len) {
+		osh_span_set_trace_state(rec, osh_env_ctx.tracestate, osh_env_ctx.tracestate_len);
+	}
 }

@@ -1,7 +1,9 @@
 /* Helpers the client and server engines share: head buffers, a bounded
- * string builder, and the small parsers behind span attributes (method
+ * string builder, the small parsers behind span attributes (method
  * normalisation, Host/authority splitting, UTF-8-safe cuts, error.type
- * names). Pure or caller-owned state; any thread; no locks, no syscalls. */
+ * names), and the trace decision of an outgoing request (also used by
+ * the libcurl level). Pure or caller-owned state; any thread; no locks,
+ * no syscalls. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,6 +13,7 @@
 
 #include "http.h"
 #include "http_client.h"	/* struct osh_buf */
+#include "propagation.h"	/* struct osh_trace_ctx */
 
 /* Copy @len bytes to @at in @b, growing it (capped at OSH_HTTP_MAX_HEAD);
  * b->len is the caller's. False when over the cap or out of memory (the
@@ -93,3 +96,37 @@ bool osh_url_path_at(const char *url, size_t n, size_t *ret_at);
  * and the path is stored on its own. Nothing when @n is 0. */
 void osh_http_set_url_full(struct osh_span *rec, const char *red, size_t n, bool have_path,
 			   size_t path_at);
+
+/* ---- the trace of an outgoing request ------------------------------------ */
+
+/* What an outgoing request is traced under. The client engine and the
+ * libcurl level (curl_trace.c) must decide exactly alike: both go through
+ * osh_http_client_trace and osh_http_client_span_init. Not to be copied
+ * (parent may point at app). */
+struct osh_context;
+struct osh_http_trace {
+	uint8_t trace_id[16];
+	uint8_t flags;				/* W3C flags: sampled, random */
+	struct osh_trace_ctx app;		/* the program's own traceparent, when parsed */
+	const struct osh_trace_ctx *parent;	/* &app, the thread context's span, the
+						 * process span or the environment's;
+						 * NULL: a root */
+	const struct osh_context *tctx;		/* the thread's context when it is the
+						 * parent, else NULL */
+};
+
+/* Decide @t for a request carrying @tp_count traceparent headers of its
+ * own (@tp: the one that counts): exactly one that parses is the parent,
+ * several or one that does not parse make a root, none means
+ * osh_client_current_parent(). The trace id is the parent's or a new one.
+ * Returns the sampler's decision (also in t->flags). App thread; no
+ * allocation, no lock. */
+bool osh_http_client_trace(struct osh_http_trace *t, unsigned tp_count, struct osh_str tp);
+
+/* A new CLIENT record for the request decided in @t, with span id
+ * @span_id: ids, flags, and the parent with its tracestate: the program's
+ * own when its traceparent is the parent (@ts_count tracestate headers,
+ * @ts the one that counts: kept when it is the only one and valid), else
+ * the thread context's, else the environment's. */
+void osh_http_client_span_init(struct osh_span *rec, const struct osh_http_trace *t,
+			       const uint8_t span_id[8], unsigned ts_count, struct osh_str ts);

@@ -472,6 +472,17 @@ static void conn_clear(struct osh_conn *c)
 	osh_context_anchor_reset(&c->anchor);
 }
 
+/* After a write: a rewrite buffer grown for one large call (a request
+ * head and its body in one write) is not kept for the session's life. */
+static void trim_wbuf(struct osh_tls_session *s)
+{
+	if (!s->pending && s->wcap > WBUF_KEEP) {
+		free(s->wbuf);
+		s->wbuf = NULL;
+		s->wcap = 0;
+	}
+}
+
 /* End what @s has in flight (as closed by the program) and make it a fresh
  * record. */
 static void end_session(struct osh_tls_session *s)
@@ -490,11 +501,7 @@ static void end_session(struct osh_tls_session *s)
 	s->pending = false;
 	s->alpn_checked = false;
 	s->sniffed = false;
-	if (s->wcap > WBUF_KEEP) {
-		free(s->wbuf);
-		s->wbuf = NULL;
-		s->wcap = 0;
-	}
+	trim_wbuf(s);
 	atomic_store_explicit(&s->mode, OSH_TLS_TRACE, memory_order_relaxed);
 	atomic_store_explicit(&s->state, ST_NEW, memory_order_relaxed);
 }
@@ -548,6 +555,25 @@ static bool is_h2_preface(const void *buf, size_t len)
 	size_t n = len < sizeof(h2_preface) - 1 ? len : sizeof(h2_preface) - 1;
 
 	return memcmp(buf, h2_preface, n) == 0;
+}
+
+/* The first plaintext the client side sends (@len >= 4 bytes: written on
+ * a client session, read on a server one): HTTP/2 with prior knowledge
+ * (or ALPN seen late) lets the session go. True when it did. */
+static bool sniff_h2(struct osh_tls_session *s, const void *buf, size_t len)
+{
+	s->sniffed = true;
+	if (!is_h2_preface(buf, len))
+		return false;
+	osh_tls_pass(s);
+	return true;
+}
+
+/* Started, and traced (not passed through). */
+static bool traced(const struct osh_tls_session *s)
+{
+	return atomic_load_explicit(&s->state, memory_order_acquire) == ST_STARTED &&
+	       !osh_tls_bypass(s);
 }
 
 /* ---- the write and read paths ---------------------------------------------- */
@@ -724,17 +750,6 @@ static void drop_pending(struct osh_tls_session *s)
 	osh_client_tx_commit(&s->conn, &p->plan, &iov, 1, -1, EAGAIN);
 }
 
-/* After a write: a rewrite buffer grown for one large call (a request
- * head and its body in one write) is not kept for the session's life. */
-static void trim_wbuf(struct osh_tls_session *s)
-{
-	if (!s->pending && s->wcap > WBUF_KEEP) {
-		free(s->wbuf);
-		s->wbuf = NULL;
-		s->wcap = 0;
-	}
-}
-
 static void client_write(struct osh_tls_session *s, struct io *io, const void *buf, size_t len)
 {
 	struct osh_conn *c = &s->conn;
@@ -771,14 +786,9 @@ static void client_write(struct osh_tls_session *s, struct io *io, const void *b
 			io->n = done;
 			return;
 		}
-	} else if (!s->sniffed && len >= 4) {
-		s->sniffed = true;
-		if (is_h2_preface(buf, len)) {
-			/* HTTP/2 with prior knowledge (or ALPN seen late). */
-			osh_tls_pass(s);
-			io->call(io, buf, len);
-			return;
-		}
+	} else if (!s->sniffed && len >= 4 && sniff_h2(s, buf, len)) {
+		io->call(io, buf, len);
+		return;
 	}
 	/* Until the program's bytes are all written, or some are and the
 	 * library reports partial writes. Bounded, as in the socket path:
@@ -879,14 +889,9 @@ static void observe_read(struct osh_tls_session *s, struct io *io, const void *b
 	case IO_DONE:
 		if (!io->n)
 			return;
-		if (role == OSH_ROLE_SERVER && !s->sniffed && io->n >= 4) {
-			s->sniffed = true;
-			if (is_h2_preface(buf, io->n)) {
-				/* HTTP/2 with prior knowledge. */
-				osh_tls_pass(s);
-				return;
-			}
-		}
+		if (role == OSH_ROLE_SERVER && !s->sniffed && io->n >= 4 &&
+		    sniff_h2(s, buf, io->n))
+			return;
 		v.iov_base = (void *)buf;
 		v.iov_len = io->n;
 		rx(c, &v, 1, (ssize_t)io->n, 0);
@@ -900,6 +905,33 @@ static void observe_read(struct osh_tls_session *s, struct io *io, const void *b
 	case IO_AGAIN:
 		break;
 	}
+}
+
+/* A write on traced session @s, through the engine of its role; errno is
+ * the library's afterwards. */
+static void write_traced(struct osh_tls_session *s, struct io *io, const void *buf, size_t len)
+{
+	if (s->role == OSH_ROLE_CLIENT)
+		client_write(s, io, buf, len);
+	else
+		server_write(s, io, buf, len);
+	trim_wbuf(s);
+	settle_mode(s);
+	errno = io->err;
+}
+
+/* The program's close_notify went out on session @key: a response
+ * delimited by the close is complete. errno is kept. */
+static void close_notify_sent(const void *key)
+{
+	int err = errno;
+	struct osh_tls_session *s = osh_tls_lookup(key);
+
+	if (s && traced(s)) {
+		osh_tls_shutdown(s);
+		settle_mode(s);
+	}
+	errno = err;
 }
 
 static uint32_t site_hash(const void *ret)
@@ -935,6 +967,21 @@ static bool is_ours(const void *p)
 	       self.dli_fbase == other.dli_fbase;
 }
 
+/* @sym as a lookup through the loaded object @name finds it (the object
+ * and its own dependencies); NULL when none is, or no object of that name
+ * is loaded. */
+static void *sym_through(const char *name, const char *sym)
+{
+	void *h = dlopen(name, RTLD_NOLOAD | RTLD_LAZY);
+	void *fn;
+
+	if (!h)
+		return NULL;
+	fn = dlsym(h, sym);
+	dlclose(h);
+	return fn;
+}
+
 /* The probe function of the copy the code at @caller uses. */
 static void *find_probe(const struct family *f, const void *caller)
 {
@@ -947,25 +994,14 @@ static void *find_probe(const struct family *f, const void *caller)
 	 * name; the next definition after the shim is its copy. */
 	if (caller && !is_ours(caller) && dladdr(caller, &info) && info.dli_fname &&
 	    info.dli_fname[0]) {
-		void *h = dlopen(info.dli_fname, RTLD_NOLOAD | RTLD_LAZY);
-
-		if (h) {
-			fn = dlsym(h, f->probe);
-			dlclose(h);
-			if (fn && is_ours(fn))
-				fn = NULL;
-		}
+		fn = sym_through(info.dli_fname, f->probe);
+		if (fn && is_ours(fn))
+			fn = NULL;
 	}
 	if (!fn)
 		fn = dlsym(RTLD_NEXT, f->probe);
-	for (size_t i = 0; !fn && i < f->n_sonames; i++) {
-		void *h = dlopen(f->sonames[i], RTLD_NOLOAD | RTLD_LAZY);
-
-		if (h) {
-			fn = dlsym(h, f->probe);
-			dlclose(h);
-		}
-	}
+	for (size_t i = 0; !fn && i < f->n_sonames; i++)
+		fn = sym_through(f->sonames[i], f->probe);
 	return fn && !is_ours(fn) ? fn : NULL;
 }
 
@@ -1078,6 +1114,17 @@ out:
 	return api;
 }
 
+/* The api table of the copy of @f the code at @caller uses: a cached site
+ * takes a hash and two loads. Inline: every hooked call goes through it. */
+static inline const void *family_api(struct family *f, const void *caller)
+{
+	const void *api = site_find(f, caller);
+
+	if (__builtin_expect(!api, 0))
+		api = resolve_site(f, caller);
+	return api;
+}
+
 /* ---- OpenSSL ------------------------------------------------------------- */
 
 static void ossl_fill(void *p, void *h)
@@ -1117,11 +1164,7 @@ static struct family ossl_family = {
 
 const struct osh_ossl_api *osh_tls_ossl_api(const void *caller)
 {
-	const void *api = site_find(&ossl_family, caller);
-
-	if (__builtin_expect(!api, 0))
-		api = resolve_site(&ossl_family, caller);
-	return api;
+	return family_api(&ossl_family, caller);
 }
 
 /* Errors that say the connection itself broke. */
@@ -1153,6 +1196,16 @@ static enum io_status ossl_status(const struct osh_ossl_api *api, struct ssl_st 
 	}
 }
 
+/* Right after an OpenSSL call that returned @ret (@ok: it moved data):
+ * the result in @io, errno as the call left it. */
+static void ossl_result(struct io *io, int ret, bool ok, bool reading)
+{
+	io->err = errno;
+	io->ret = ret;
+	io->status = ok ? IO_DONE : ossl_status(io->api, io->session, ret, io->err, reading);
+	errno = io->err;
+}
+
 static void ossl_write_call(struct io *io, const void *buf, size_t len)
 {
 	const struct osh_ossl_api *api = io->api;
@@ -1167,34 +1220,30 @@ static void ossl_write_call(struct io *io, const void *buf, size_t len)
 		ret = api->SSL_write_ex(ssl, buf, len, &w);
 		io->raw_count = w;
 		io->n = w;
-		io->status = ret == 1 ? IO_DONE : IO_AGAIN;
+		ossl_result(io, ret, ret == 1, false);
 	} else {
 		ret = api->SSL_write(ssl, buf, (int)len);
 		io->n = ret > 0 ? (size_t)ret : 0;
-		io->status = ret > 0 ? IO_DONE : IO_AGAIN;
+		ossl_result(io, ret, ret > 0, false);
 	}
-	io->err = errno;
-	io->ret = ret;
-	if (io->status != IO_DONE)
-		io->status = ossl_status(api, ssl, ret, io->err, false);
-	errno = io->err;
+}
+
+/* The session's SSL_MODE_* bits (none when SSL_ctrl is missing). */
+static long ossl_mode(const struct io *io)
+{
+	const struct osh_ossl_api *api = io->api;
+
+	return api->SSL_ctrl ? api->SSL_ctrl(io->session, SSL_CTRL_MODE, 0, NULL) : 0;
 }
 
 static bool ossl_partial_ok(struct io *io)
 {
-	const struct osh_ossl_api *api = io->api;
-
-	return api->SSL_ctrl &&
-	       (api->SSL_ctrl(io->session, SSL_CTRL_MODE, 0, NULL) & SSL_MODE_ENABLE_PARTIAL_WRITE);
+	return ossl_mode(io) & SSL_MODE_ENABLE_PARTIAL_WRITE;
 }
 
 static bool ossl_moving_ok(struct io *io)
 {
-	const struct osh_ossl_api *api = io->api;
-
-	return api->SSL_ctrl &&
-	       (api->SSL_ctrl(io->session, SSL_CTRL_MODE, 0, NULL) &
-		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return ossl_mode(io) & SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 }
 
 static void ossl_read_call(struct io *io, void *buf, size_t len)
@@ -1206,17 +1255,12 @@ static void ossl_read_call(struct io *io, void *buf, size_t len)
 	if (io->ex) {
 		ret = api->SSL_read_ex(ssl, buf, len, io->count);
 		io->n = ret == 1 ? *io->count : 0;
-		io->status = ret == 1 ? IO_DONE : IO_AGAIN;
+		ossl_result(io, ret, ret == 1, true);
 	} else {
 		ret = api->SSL_read(ssl, buf, (int)len);
 		io->n = ret > 0 ? (size_t)ret : 0;
-		io->status = ret > 0 ? IO_DONE : IO_AGAIN;
+		ossl_result(io, ret, ret > 0, true);
 	}
-	io->err = errno;
-	io->ret = ret;
-	if (io->status != IO_DONE)
-		io->status = ossl_status(api, ssl, ret, io->err, true);
-	errno = io->err;
 }
 
 /* Before the first traced call with the handshake done: a session that
@@ -1276,13 +1320,7 @@ int osh_tls_ossl_write(const struct osh_ossl_api *api, struct ssl_st *ssl, const
 	    !(s = ossl_session(api, ssl, s)))
 		return ex ? api->SSL_write_ex(ssl, buf, num, written)
 			  : api->SSL_write(ssl, buf, (int)num);
-	if (s->role == OSH_ROLE_CLIENT)
-		client_write(s, &io, buf, num);
-	else
-		server_write(s, &io, buf, num);
-	trim_wbuf(s);
-	settle_mode(s);
-	errno = io.err;
+	write_traced(s, &io, buf, num);
 	if (io.status == IO_DONE) {
 		if (!ex)
 			return (int)io.n;
@@ -1323,17 +1361,10 @@ int osh_tls_ossl_read(const struct osh_ossl_api *api, struct ssl_st *ssl, void *
 int osh_tls_ossl_shutdown(const struct osh_ossl_api *api, struct ssl_st *ssl)
 {
 	int ret = api->SSL_shutdown(ssl);
-	int err = errno;
-	struct osh_tls_session *s;
 
 	/* 0 or 1: close_notify went out. */
-	if (ret >= 0 && (s = osh_tls_lookup(ssl)) != NULL &&
-	    atomic_load_explicit(&s->state, memory_order_acquire) == ST_STARTED &&
-	    !osh_tls_bypass(s)) {
-		osh_tls_shutdown(s);
-		settle_mode(s);
-	}
-	errno = err;
+	if (ret >= 0)
+		close_notify_sent(ssl);
 	return ret;
 }
 
@@ -1344,9 +1375,7 @@ ssize_t osh_tls_ossl_sendfile(const struct osh_ossl_api *api, struct ssl_st *ssl
 	int err = errno;
 	struct osh_tls_session *s;
 
-	if (ret > 0 && (s = osh_tls_find(ssl)) != NULL &&
-	    atomic_load_explicit(&s->state, memory_order_acquire) == ST_STARTED &&
-	    !osh_tls_bypass(s)) {
+	if (ret > 0 && (s = osh_tls_find(ssl)) != NULL && traced(s)) {
 		uint8_t role = atomic_load(&s->conn.role);
 
 		if (role == OSH_ROLE_SERVER)
@@ -1391,11 +1420,7 @@ static struct family gnutls_family = {
 
 const struct osh_gnutls_api *osh_tls_gnutls_api(const void *caller)
 {
-	const void *api = site_find(&gnutls_family, caller);
-
-	if (__builtin_expect(!api, 0))
-		api = resolve_site(&gnutls_family, caller);
-	return api;
+	return family_api(&gnutls_family, caller);
 }
 
 static void gnutls_send_call(struct io *io, const void *buf, size_t len)
@@ -1508,13 +1533,7 @@ ssize_t osh_tls_gnutls_send(const struct osh_gnutls_api *api, struct gnutls_sess
 	if ((s && osh_tls_bypass(s)) || (!size && !(s && s->pending)) || size > SSIZE_MAX ||
 	    !(s = gnutls_session(api, session, s, OSH_ROLE_CLIENT)))
 		return api->gnutls_record_send(session, data, size);
-	if (s->role == OSH_ROLE_CLIENT)
-		client_write(s, &io, data, size);
-	else
-		server_write(s, &io, data, size);
-	trim_wbuf(s);
-	settle_mode(s);
-	errno = io.err;
+	write_traced(s, &io, data, size);
 	return io.status == IO_DONE ? (ssize_t)io.n : (ssize_t)io.ret;
 }
 
@@ -1541,15 +1560,8 @@ int osh_tls_gnutls_bye(const struct osh_gnutls_api *api, struct gnutls_session_i
 		       int how)
 {
 	int ret = api->gnutls_bye(session, how);
-	int err = errno;
-	struct osh_tls_session *s;
 
-	if (ret == 0 && (s = osh_tls_lookup(session)) != NULL &&
-	    atomic_load_explicit(&s->state, memory_order_acquire) == ST_STARTED &&
-	    !osh_tls_bypass(s)) {
-		osh_tls_shutdown(s);
-		settle_mode(s);
-	}
-	errno = err;
+	if (ret == 0)
+		close_notify_sent(session);
 	return ret;
 }

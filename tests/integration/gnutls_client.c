@@ -28,6 +28,8 @@
 
 #include <gnutls/gnutls.h>
 
+#include "https_request.h"
+
 static void wait_fd(int fd, gnutls_session_t s)
 {
 	struct pollfd p = { .fd = fd,
@@ -50,8 +52,8 @@ int main(int argc, char **argv)
 	gnutls_certificate_credentials_t cred;
 	gnutls_session_t s;
 	size_t body, len, off = 0, rlen = 0, rcap = 0;
-	char head[512], *req, *resp = NULL, *p;
-	int fd, h, rc, sndbuf = 4096, again = 0, calls = 0;
+	char *req, *resp = NULL;
+	int fd, rc, sndbuf = 4096, again = 0, calls = 0;
 
 	if (argc < 5)
 		die("usage: HOST PORT PATH BODY_SIZE [same|null|cork] [SENT_FILE]", 0);
@@ -80,26 +82,10 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		die("handshake", rc);
 
-	h = snprintf(head, sizeof(head),
-		     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: gnutls_client/1\r\n"
-		     "Connection: close\r\n",
-		     body ? "POST" : "GET", argv[3], argv[1], argv[2]);
-	if (body)
-		h += snprintf(head + h, sizeof(head) - (size_t)h,
-			      "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n",
-			      body);
-	h += snprintf(head + h, sizeof(head) - (size_t)h, "\r\n");
-	len = (size_t)h + body;
-	req = malloc(len);
-	memcpy(req, head, (size_t)h);
-	for (size_t i = 0; i < body; i++)
-		req[(size_t)h + i] = (char)((i * 31) % 251);
-	if (argc > 6) {
-		FILE *f = fopen(argv[6], "wb");
-
-		if (!f || fwrite(req, 1, len, f) != len || fclose(f) != 0)
-			die("sent file", 0);
-	}
+	req = build_request("gnutls_client/1", argv[1], argv[2], argv[3], body,
+			    argc > 6 ? argv[6] : NULL, &len);
+	if (!req)
+		die("sent file", 0);
 
 	if (!strcmp(mode, "cork")) {
 		gnutls_record_cork(s);
@@ -157,12 +143,8 @@ int main(int argc, char **argv)
 		break; /* end of stream (or the peer closing without close_notify) */
 	}
 	fprintf(stderr, "again=%d calls=%d\n", again, calls);
-	if (rlen < 12 || memcmp(resp, "HTTP/1.", 7) != 0)
+	if (!print_response(resp, rlen))
 		die("no response", 0);
-	printf("status %.3s\n", resp + 9);
-	p = memmem(resp, rlen, "\r\n\r\n", 4);
-	if (p)
-		fwrite(p + 4, 1, rlen - (size_t)(p + 4 - resp), stdout);
 	gnutls_bye(s, GNUTLS_SHUT_WR);
 	gnutls_deinit(s);
 	gnutls_certificate_free_credentials(cred);

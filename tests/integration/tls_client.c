@@ -31,6 +31,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "https_request.h"
+
 static int wait_fd(int fd, short ev)
 {
 	struct pollfd p = { .fd = fd, .events = ev };
@@ -51,13 +53,11 @@ int main(int argc, char **argv)
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	size_t body, len, off = 0;
 	char *req, *copy = NULL;
-	char head[512];
-	int fd, h, sndbuf = 4096, want_write = 0, want_read = 0, calls = 0;
+	int fd, sndbuf = 4096, want_write = 0, want_read = 0, calls = 0;
 	SSL_CTX *ctx;
 	SSL *ssl;
 	char *resp = NULL;
 	size_t rlen = 0, rcap = 0;
-	char *p;
 
 	if (argc < 5)
 		die("usage: HOST PORT PATH BODY_SIZE [same|moving|partial|implicit] [SENT_FILE]");
@@ -96,26 +96,10 @@ int main(int argc, char **argv)
 			die("handshake");
 	}
 
-	h = snprintf(head, sizeof(head),
-		     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: tls_client/1\r\n"
-		     "Connection: close\r\n",
-		     body ? "POST" : "GET", argv[3], argv[1], argv[2]);
-	if (body)
-		h += snprintf(head + h, sizeof(head) - (size_t)h,
-			      "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n",
-			      body);
-	h += snprintf(head + h, sizeof(head) - (size_t)h, "\r\n");
-	len = (size_t)h + body;
-	req = malloc(len);
-	memcpy(req, head, (size_t)h);
-	for (size_t i = 0; i < body; i++)
-		req[(size_t)h + i] = (char)((i * 31) % 251);
-	if (argc > 6) {
-		FILE *f = fopen(argv[6], "wb");
-
-		if (!f || fwrite(req, 1, len, f) != len || fclose(f) != 0)
-			die("sent file");
-	}
+	req = build_request("tls_client/1", argv[1], argv[2], argv[3], body,
+			    argc > 6 ? argv[6] : NULL, &len);
+	if (!req)
+		die("sent file");
 
 	/* The request in one call; retried exactly as OpenSSL asks. */
 	while (off < len) {
@@ -169,12 +153,8 @@ int main(int argc, char **argv)
 			break; /* close_notify, or the peer closing without it */
 	}
 	fprintf(stderr, "want_write=%d want_read=%d calls=%d\n", want_write, want_read, calls);
-	if (rlen < 12 || memcmp(resp, "HTTP/1.", 7) != 0)
+	if (!print_response(resp, rlen))
 		die("no response");
-	printf("status %.3s\n", resp + 9);
-	p = memmem(resp, rlen, "\r\n\r\n", 4);
-	if (p)
-		fwrite(p + 4, 1, rlen - (size_t)(p + 4 - resp), stdout);
 	SSL_shutdown(ssl);
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);

@@ -34,18 +34,10 @@
 #include "propagation.h"
 #include "span.h"
 
-/* ---- captured spans ------------------------------------------------------------- */
-
 #define MAX_CAPTURED 16
+#include "test_support.h"
 
-static struct osh_span *captured[MAX_CAPTURED];
-static int n_captured;
-
-static void capture(struct osh_span *s)
-{
-	cr_assert_lt(n_captured, MAX_CAPTURED, "too many spans");
-	captured[n_captured++] = s;
-}
+/* ---- span attributes ------------------------------------------------------------ */
 
 static const char *attr_str(const struct osh_span *s, const char *key)
 {
@@ -237,24 +229,9 @@ static char handles[8];
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
-static void base_config(enum osh_sampler_kind sampler, const char *tp, const char *ts,
-			const char *bg)
-{
-	osh_cfg.disabled = false;
-	osh_cfg.exporter = OSH_EXPORTER_CONSOLE;
-	osh_cfg.sampler = sampler;
-	osh_cfg.sampler_ratio = 1.0;
-	osh_cfg.propagate_tracecontext = true;
-	osh_cfg.propagate_baggage = true;
-	osh_span_set_limits(0, 128);
-	osh_env_ctx_finish(&osh_env_ctx);
-	osh_env_ctx_load(&osh_env_ctx, tp, ts, bg);
-	osh_exporter_set_capture(capture);
-}
-
 static void setup_fake(void)
 {
-	base_config(OSH_SAMPLER_ALWAYS_ON, NULL, NULL, NULL);
+	test_config(OSH_SAMPLER_ALWAYS_ON, NULL, NULL, NULL);
 	osh_curl_api_override(&fake_api);
 	n_calls = 0;
 	setopt_result = CURLE_OK;
@@ -280,9 +257,7 @@ static void teardown(void)
 	 * failed to free reachable: LeakSanitizer must see it lost. */
 	memset(calls, 0, sizeof(calls));
 	osh_curl_reset_all();
-	for (int i = 0; i < n_captured; i++)
-		osh_span_destroy(captured[i]);
-	n_captured = 0;
+	drop_captured();
 	osh_exporter_set_capture(NULL);
 	osh_curl_api_override(NULL);
 	osh_context_clear();
@@ -868,7 +843,7 @@ Test(curl, env_carrier_parent_tracestate_and_baggage)
 	struct osh_curl_xfer *x;
 	struct osh_trace_ctx tp;
 
-	base_config(OSH_SAMPLER_PARENTBASED_ALWAYS_ON,
+	test_config(OSH_SAMPLER_PARENTBASED_ALWAYS_ON,
 		    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=abc",
 		    "user_id=u-1");
 	x = start_with(H0, NULL, "http://x/", NULL);
@@ -888,7 +863,7 @@ Test(curl, program_tracestate_and_baggage_are_not_doubled)
 	static const char *const lines[] = { "Baggage: mine=1", "tracestate: mine=2" };
 	struct curl_slist *app = program_list(lines, 2);
 
-	base_config(OSH_SAMPLER_PARENTBASED_ALWAYS_ON,
+	test_config(OSH_SAMPLER_PARENTBASED_ALWAYS_ON,
 		    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=abc",
 		    "user_id=u-1");
 	start_with(H0, NULL, "http://x/", app);

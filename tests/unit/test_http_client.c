@@ -33,46 +33,15 @@
 #include "ids.h"
 #include "propagation.h"
 #include "span.h"
-
-/* ---- captured spans ------------------------------------------------------ */
-
-#define MAX_CAPTURED 64
-
-static struct osh_span *captured[MAX_CAPTURED];
-static int n_captured;
-
-static void capture(struct osh_span *s)
-{
-	cr_assert_lt(n_captured, MAX_CAPTURED, "too many spans");
-	captured[n_captured++] = s;
-}
-
-static void drop_captured(void)
-{
-	for (int i = 0; i < n_captured; i++)
-		osh_span_destroy(captured[i]);
-	n_captured = 0;
-}
+#include "test_support.h"
 
 /* ---- global set-up, as init does it ------------------------------------------ */
 
 static void engine_init(enum osh_sampler_kind sampler, const char *tp, const char *ts,
 			const char *bg)
 {
-	osh_cfg.disabled = false;
-	osh_cfg.exporter = OSH_EXPORTER_CONSOLE;
-	osh_cfg.sampler = sampler;
-	osh_cfg.sampler_ratio = 1.0;
-	osh_cfg.propagate_tracecontext = true;
-	osh_cfg.propagate_baggage = true;
-	osh_cfg.bsp_max_queue = 2048;
-	osh_cfg.bsp_max_batch = 512;
-	osh_cfg.bsp_delay_ms = 5000;
-	osh_span_set_limits(0, 128);
-	osh_env_ctx_finish(&osh_env_ctx);
-	osh_env_ctx_load(&osh_env_ctx, tp, ts, bg);
+	test_config(sampler, tp, ts, bg);
 	osh_client_init();
-	osh_exporter_set_capture(capture);
 }
 
 static void setup_default(void)

@@ -35,44 +35,20 @@
 #include "http_client.h"
 #include "propagation.h"
 #include "span.h"
+#include "test_support.h"
 #include "tls.h"
 
-/* ---- captured spans ------------------------------------------------------ */
-
-#define MAX_CAPTURED 64
-
-static struct osh_span *captured[MAX_CAPTURED];
-static int n_captured;
-
-static void capture(struct osh_span *s)
-{
-	cr_assert_lt(n_captured, MAX_CAPTURED, "too many spans");
-	captured[n_captured++] = s;
-}
+/* ---- set-up ---------------------------------------------------------------- */
 
 static void setup(void)
 {
-	osh_cfg.disabled = false;
-	osh_cfg.exporter = OSH_EXPORTER_CONSOLE;
-	osh_cfg.sampler = OSH_SAMPLER_ALWAYS_ON;
-	osh_cfg.sampler_ratio = 1.0;
-	osh_cfg.propagate_tracecontext = true;
-	osh_cfg.propagate_baggage = true;
-	osh_cfg.bsp_max_queue = 2048;
-	osh_cfg.bsp_max_batch = 512;
-	osh_cfg.bsp_delay_ms = 5000;
-	osh_span_set_limits(0, 128);
-	osh_env_ctx_finish(&osh_env_ctx);
-	osh_env_ctx_load(&osh_env_ctx, NULL, NULL, NULL);
+	test_config(OSH_SAMPLER_ALWAYS_ON, NULL, NULL, NULL);
 	osh_client_init();
-	osh_exporter_set_capture(capture);
 }
 
 static void teardown(void)
 {
-	for (int i = 0; i < n_captured; i++)
-		osh_span_destroy(captured[i]);
-	n_captured = 0;
+	drop_captured();
 	osh_exporter_set_capture(NULL);
 	osh_env_ctx_finish(&osh_env_ctx);
 }
