@@ -138,10 +138,22 @@ static bool is_wildcard(const struct osh_peer *p)
 
 /* ---- span attributes -------------------------------------------------- */
 
+/* What the request attributes are made of: the request head's fields, the
+ * connection's addresses and the incoming baggage. */
+struct req_view {
+	struct osh_str method, target, host, user_agent, x_request_id, baggage;
+	struct osh_peer local;
+	const char *peer_text;
+	uint8_t peer_text_len;
+	bool has_peer;
+	bool tls;
+	int minor_version;
+	uint16_t peer_port;
+};
+
 /* Attributes known once the request head is complete (stable HTTP server
  * semconv, plus the LLM DevOps standard's x-request-id and baggage ids). */
-static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
-			      const struct osh_http_request *req, const struct osh_context *ctx)
+static void set_request_attrs(struct osh_span *rec, const struct req_view *req)
 {
 	const char *method = osh_http_set_method(rec, req->method);
 	struct osh_str target = req->target;
@@ -190,7 +202,7 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 		}
 	}
 	/* Plaintext seen through a TLS library was sent as https. */
-	osh_span_set_cstr(rec, "url.scheme", c->tls ? "https" : "http");
+	osh_span_set_cstr(rec, "url.scheme", req->tls ? "https" : "http");
 
 	/* http.route and the name: the templated path. */
 	osh_sb_lit(&nb, method ? method : "HTTP");
@@ -208,24 +220,24 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 	/* server.address/port: the authority the client asked for, else the
 	 * local end of the connection. */
 	if (authority.len && osh_http_split_authority(authority, &host, &port)) {
-		bool https = absolute ? osh_str_has_prefix_ci(target, "https://") : c->tls;
+		bool https = absolute ? osh_str_has_prefix_ci(target, "https://") : req->tls;
 
 		osh_span_set_str(rec, "server.address", host.p, host.len);
 		osh_span_set_int(rec, "server.port", port ? port : https ? 443 : 80);
-	} else if (c->local.family) {
-		if (!is_wildcard(&c->local)) {
+	} else if (req->local.family) {
+		if (!is_wildcard(&req->local)) {
 			char text[48];
-			size_t n = osh_peer_format(&c->local, text, sizeof(text));
+			size_t n = osh_peer_format(&req->local, text, sizeof(text));
 			osh_span_set_str(rec, "server.address", text, n);
 		}
-		osh_span_set_int(rec, "server.port", c->local.port);
+		osh_span_set_int(rec, "server.port", req->local.port);
 	}
 
 	/* No peer: a TLS session over memory BIOs (no socket to ask). */
-	if (c->peer.family) {
-		osh_span_set_str(rec, "client.address", c->peer_text, c->peer_text_len);
-		osh_span_set_str(rec, "network.peer.address", c->peer_text, c->peer_text_len);
-		osh_span_set_int(rec, "network.peer.port", c->peer.port);
+	if (req->has_peer) {
+		osh_span_set_str(rec, "client.address", req->peer_text, req->peer_text_len);
+		osh_span_set_str(rec, "network.peer.address", req->peer_text, req->peer_text_len);
+		osh_span_set_int(rec, "network.peer.port", req->peer_port);
 	}
 	num[0] = '1';
 	num[1] = '.';
@@ -240,16 +252,104 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
 					  REQUEST_ID_MAX));
 
 	/* LLM DevOps standard, 6: user and tenant ids from the baggage. */
-	if (ctx && ctx->baggage_len) {
+	if (req->baggage.len) {
 		char v[BAGGAGE_VALUE_MAX];
-		int n = osh_baggage_get(ctx->baggage, ctx->baggage_len, "user_id", v, sizeof(v));
+		int n = osh_baggage_get(req->baggage.p, req->baggage.len, "user_id", v, sizeof(v));
 
 		if (n >= 0)
 			osh_span_set_str(rec, "user_id", v, (size_t)n);
-		n = osh_baggage_get(ctx->baggage, ctx->baggage_len, "tenant_id", v, sizeof(v));
+		n = osh_baggage_get(req->baggage.p, req->baggage.len, "tenant_id", v, sizeof(v));
 		if (n >= 0)
 			osh_span_set_str(rec, "tenant_id", v, (size_t)n);
 	}
+}
+
+/* The facts of a req_view, kept at a record's top for the exporter thread:
+ * this header, then the peer text and the strings, in req_view order. */
+struct req_facts {
+	struct osh_peer local;
+	uint16_t peer_port;
+	uint16_t len[6];	/* method, target, host, user_agent, x_request_id, baggage */
+	uint8_t peer_text_len;
+	uint8_t flags;		/* FACT_* */
+	uint8_t minor_version;
+};
+
+#define FACT_TLS 1
+#define FACT_PEER 2
+/* More than this and the request path derives the attributes itself: the
+ * arena must keep room for what they become. */
+#define FACTS_MAX 768
+
+static void complete_request_attrs(struct osh_span *rec)
+{
+	char copy[FACTS_MAX];
+	struct req_facts f;
+	struct req_view v;
+	struct osh_str *strs[6] = { &v.method, &v.target, &v.host, &v.user_agent,
+				    &v.x_request_id, &v.baggage };
+	struct osh_sref name = rec->name;
+	size_t n = rec->arena_top;
+	const char *p = copy + sizeof(f);
+
+	memcpy(copy, rec->arena + OSH_SPAN_ARENA - n, n);
+	osh_span_release_top(rec);
+	memcpy(&f, copy, sizeof(f));
+	v.local = f.local;
+	v.peer_port = f.peer_port;
+	v.peer_text = p;
+	v.peer_text_len = f.peer_text_len;
+	v.has_peer = f.flags & FACT_PEER;
+	v.tls = f.flags & FACT_TLS;
+	v.minor_version = f.minor_version;
+	p += f.peer_text_len;
+	for (int i = 0; i < 6; i++) {
+		*strs[i] = (struct osh_str){ .p = p, .len = f.len[i] };
+		p += f.len[i];
+	}
+	set_request_attrs(rec, &v);
+	/* A name given on the request path (an LLM call's) stays. */
+	if (name.len)
+		rec->name = name;
+}
+
+/* Give @rec its request attributes: kept as facts for the exporter thread
+ * when they fit (the request path then only copies bytes), else now. */
+static void request_attrs(struct osh_span *rec, const struct req_view *v)
+{
+	size_t lens[6] = { v->method.len, v->target.len, v->host.len, v->user_agent.len,
+			   v->x_request_id.len, v->baggage.len };
+	const char *ptrs[6] = { v->method.p, v->target.p, v->host.p, v->user_agent.p,
+				v->x_request_id.p, v->baggage.p };
+	size_t total = sizeof(struct req_facts) + v->peer_text_len;
+	struct req_facts f;
+	char *dst;
+
+	for (int i = 0; i < 6; i++)
+		total += lens[i];
+	dst = total <= FACTS_MAX ? osh_span_reserve_top(rec, total) : NULL;
+	if (!dst) {
+		set_request_attrs(rec, v);
+		return;
+	}
+	memset(&f, 0, sizeof(f));
+	f.local = v->local;
+	f.peer_port = v->peer_port;
+	f.peer_text_len = v->peer_text_len;
+	f.flags = (uint8_t)((v->tls ? FACT_TLS : 0) | (v->has_peer ? FACT_PEER : 0));
+	f.minor_version = (uint8_t)v->minor_version;
+	for (int i = 0; i < 6; i++)
+		f.len[i] = (uint16_t)lens[i];
+	memcpy(dst, &f, sizeof(f));
+	dst += sizeof(f);
+	memcpy(dst, v->peer_text, v->peer_text_len);
+	dst += v->peer_text_len;
+	for (int i = 0; i < 6; i++) {
+		if (lens[i])
+			memcpy(dst, ptrs[i], lens[i]);
+		dst += lens[i];
+	}
+	osh_span_defer(rec, complete_request_attrs);
 }
 
 /* ---- exchange lifecycle ----------------------------------------------- */
@@ -414,7 +514,29 @@ static void decide(struct osh_conn *c, struct osh_srv_exchange *ex,
 		if (ctx && ctx->tracestate_len)
 			osh_span_set_trace_state(rec, ctx->tracestate, ctx->tracestate_len);
 	}
-	set_request_attrs(rec, c, req, ctx);
+	{
+		struct req_view v = {
+			.method = req->method,
+			.target = req->target,
+			.host = req->host,
+			.user_agent = { req->user_agent.p,
+					osh_utf8_cut(req->user_agent.p, req->user_agent.len, UA_MAX) },
+			.x_request_id = { req->x_request_id.p,
+					  osh_utf8_cut(req->x_request_id.p, req->x_request_id.len,
+						       REQUEST_ID_MAX) },
+			.local = c->local,
+			.peer_text = c->peer_text,
+			.peer_text_len = c->peer_text_len,
+			.has_peer = c->peer.family != 0,
+			.tls = c->tls,
+			.minor_version = req->minor_version,
+			.peer_port = c->peer.port,
+		};
+
+		if (ctx && ctx->baggage_len)
+			v.baggage = (struct osh_str){ ctx->baggage, ctx->baggage_len };
+		request_attrs(rec, &v);
+	}
 	ex->rec = rec;
 }
 

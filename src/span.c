@@ -233,7 +233,7 @@ static inline bool all_ascii(const char *s, size_t len)
 static struct osh_sref store_slow(struct osh_span *span, const char *s, size_t len, bool limited)
 {
 	struct osh_sref ref = { span->arena_used, 0 };
-	size_t room = (size_t)(OSH_SPAN_ARENA - span->arena_used);
+	size_t room = (size_t)(OSH_SPAN_ARENA - span->arena_top - span->arena_used);
 	char *dst = span->arena + span->arena_used;
 	size_t out = 0, chars = 0, max_chars = limited && value_limit ? value_limit : SIZE_MAX;
 
@@ -271,7 +271,7 @@ static inline struct osh_sref store(struct osh_span *span, const char *s, size_t
 {
 	size_t used = span->arena_used;
 
-	if (__builtin_expect(len <= OSH_SPAN_ARENA - used &&
+	if (__builtin_expect(len <= (size_t)(OSH_SPAN_ARENA - span->arena_top) - used &&
 				     (!limited || !value_limit || len <= value_limit) &&
 				     all_ascii(s, len),
 			     1)) {
@@ -284,12 +284,27 @@ static inline struct osh_sref store(struct osh_span *span, const char *s, size_t
 
 char *osh_span_reserve(struct osh_span *span, size_t len, struct osh_sref *ret)
 {
-	if (len > (size_t)(OSH_SPAN_ARENA - span->arena_used))
+	if (len > (size_t)(OSH_SPAN_ARENA - span->arena_top - span->arena_used))
 		return NULL;
 	ret->off = span->arena_used;
 	ret->len = (uint16_t)len;
 	span->arena_used = (uint16_t)(span->arena_used + len);
 	return span->arena + ret->off;
+}
+
+char *osh_span_reserve_top(struct osh_span *span, size_t len)
+{
+	size_t free_bytes = (size_t)(OSH_SPAN_ARENA - span->arena_top - span->arena_used);
+
+	if (len > free_bytes)
+		return NULL;
+	span->arena_top = (uint16_t)(span->arena_top + len);
+	return span->arena + OSH_SPAN_ARENA - span->arena_top;
+}
+
+void osh_span_release_top(struct osh_span *span)
+{
+	span->arena_top = 0;
 }
 
 void osh_span_set_name(struct osh_span *span, const char *s, size_t len)

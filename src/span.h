@@ -82,6 +82,10 @@ struct osh_span {
 	uint32_t dropped_attrs;
 	uint8_t n_events;      /* in the header (zeroed with it); the events */
 	uint16_t dropped_events; /* themselves sit after the arena, untouched */
+	uint16_t arena_top;    /* bytes held at the arena's end for `deferred` */
+	/* Work left for the exporter thread (osh_span_complete): attributes
+	 * derived from facts the request path kept at the arena's top. */
+	void (*deferred)(struct osh_span *span);
 	uint64_t start_ns;     /* CLOCK_REALTIME, ns since the epoch */
 	uint64_t end_ns;
 	struct osh_sref name;
@@ -112,6 +116,29 @@ struct osh_event *osh_span_add_event(struct osh_span *span, const char *name, si
  * OSH_EVENT_MAX_ATTRS. */
 void osh_event_add_str(struct osh_span *span, struct osh_event *ev, const char *key,
 		       size_t key_len, const char *s, size_t len);
+
+/* Deferred attributes. A request path that wants a record's derived
+ * attributes (redacted URL, route, name, ...) computed off its thread keeps
+ * the raw facts in @len bytes at the arena's end (NULL when they do not fit:
+ * then it derives them itself) and names the function that derives them;
+ * the exporter thread runs it once, before the record is encoded or shown,
+ * through osh_span_complete(). The function copies its facts out and calls
+ * osh_span_release_top() before adding anything. */
+char *osh_span_reserve_top(struct osh_span *span, size_t len);
+void osh_span_release_top(struct osh_span *span);
+static inline void osh_span_defer(struct osh_span *span, void (*fn)(struct osh_span *span))
+{
+	span->deferred = fn;
+}
+static inline void osh_span_complete(struct osh_span *span)
+{
+	void (*fn)(struct osh_span *) = span->deferred;
+
+	if (fn) {
+		span->deferred = NULL;
+		fn(span);
+	}
+}
 
 /* Reset @span to an empty record (ids, attributes, arena). */
 void osh_span_init(struct osh_span *span);

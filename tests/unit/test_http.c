@@ -1158,6 +1158,49 @@ Test(http_response, invalid_status_lines)
 	RESP_INVALID("HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n");
 }
 
+/* Response field names are found 16 bytes at a time: names shorter and
+ * longer than that, fields at the very end of the buffer (the byte scan),
+ * and what makes a line no field line. */
+Test(http_response, field_names_any_length)
+{
+	struct osh_http_response r;
+
+	parse_resp_ok("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n"
+		      "X-A-Very-Long-Header-Name-Beyond-Sixteen: 1\r\n"
+		      "Transfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n"
+		      "X-Request-Id: abc\r\n\r\n", &r);
+	cr_assert_eq(r.body, OSH_BODY_CHUNKED);
+	assert_str(r.content_encoding, "gzip", "16-byte name");
+	assert_str(r.request_id, "abc", "after a long name");
+	/* Short heads: every field is within the last 16 bytes. */
+	parse_resp_ok("HTTP/1.1 200 OK\r\nA: b\r\n\r\n", &r);
+	cr_assert_eq(r.body, OSH_BODY_UNTIL_CLOSE);
+	parse_resp_ok("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", &r);
+	cr_assert_eq(r.body, OSH_BODY_LENGTH);
+	cr_assert_eq(r.content_length, 0);
+	/* Names of a framing field's length that are not one are stepped over. */
+	parse_resp_ok("HTTP/1.1 200 OK\r\nContent-Lengtx: zz\r\nConnectioN: close\r\n\r\n", &r);
+	cr_assert_eq(r.body, OSH_BODY_UNTIL_CLOSE);
+	cr_assert(r.connection_close);
+	/* Looser than requests: separators in a name are the reader's call. */
+	parse_resp_ok("HTTP/1.1 200 OK\r\nX\"B: 2\r\nContent-Length: 3\r\n\r\n", &r);
+	cr_assert_eq(r.content_length, 3);
+}
+
+Test(http_response, field_lines_that_are_not)
+{
+	RESP_INVALID("HTTP/1.1 200 OK\r\nContent-Length : 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\n: empty name\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nX\x7f: 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nX\xc3\xa9: 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nX\tY: 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nA-Name-Longer-Than-Sixteen-Bytes\r\nX: 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nA-Name-Longer-Than-Sixteen Bytes: 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\n\tX: 1\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nX: 1\r\n\r\r\n\r\n");
+	RESP_INVALID("HTTP/1.1 200 OK\r\nX: 1\r\nab\r\n\r\n");
+}
+
 Test(http_response, body_rules)
 {
 	static const struct {

@@ -903,6 +903,58 @@ Test(server, user_agent_cut_at_character_boundary)
 	cr_assert_eq(a->v.s.len % 2, 0, "cut inside a character");
 }
 
+/* The request path keeps the facts and the exporter thread derives the
+ * attributes: the record has none of them until completed. */
+Test(server, request_attributes_derived_off_the_request_path)
+{
+	struct srv s;
+	struct osh_conn *c;
+	struct osh_span *rec;
+
+	srv_open(&s);
+	rx_str(&s, get_req);
+	c = osh_conn_get(s.fd);
+	cr_assert_not_null(c);
+	rec = c->server.ring[c->server.ring_head % OSH_SERVER_RING].rec;
+	cr_assert_not_null(rec);
+	cr_assert_not_null(rec->deferred, "request attributes were derived on the request path");
+	cr_assert_gt(rec->arena_top, 0);
+	assert_no_attr(rec, "url.path");
+	tx_str(&s, ok_resp);
+	srv_close(&s);
+	cr_assert_eq(n_captured, 1);
+	cr_assert_null(captured[0]->deferred);
+	cr_assert_eq(captured[0]->arena_top, 0);
+	check_get_span(captured[0]);
+}
+
+/* Facts too large to keep (a long target): derived at once, same result. */
+Test(server, long_request_attributes_derived_at_once)
+{
+	char target[1001], req[1400];
+	struct srv s;
+	struct osh_conn *c;
+	struct osh_span *rec;
+
+	target[0] = '/';
+	memset(target + 1, 'a', sizeof(target) - 2);
+	target[sizeof(target) - 1] = '\0';
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", target);
+	srv_open(&s);
+	rx_str(&s, req);
+	c = osh_conn_get(s.fd);
+	rec = c->server.ring[c->server.ring_head % OSH_SERVER_RING].rec;
+	cr_assert_not_null(rec);
+	cr_assert_null(rec->deferred);
+	assert_attr_str(rec, "url.path", target);
+	tx_str(&s, ok_resp);
+	srv_close(&s);
+	cr_assert_eq(n_captured, 1);
+	assert_attr_str(captured[0], "url.path", target);
+	assert_attr_str(captured[0], "server.address", "h");
+	assert_attr_int(captured[0], "http.response.status_code", 200);
+}
+
 /* ---- ends without a complete response ------------------------------------------ */
 
 Test(server, closed_without_response)

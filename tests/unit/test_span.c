@@ -307,6 +307,59 @@ Test(span, reserve)
 	osh_span_destroy(s);
 }
 
+static int completions;
+
+static void derive(struct osh_span *s)
+{
+	char facts[8];
+
+	completions++;
+	memcpy(facts, s->arena + OSH_SPAN_ARENA - s->arena_top, sizeof(facts));
+	osh_span_release_top(s);
+	osh_span_set_str(s, "facts", facts, sizeof(facts));
+}
+
+Test(span, reserve_top_defer_and_complete)
+{
+	struct osh_span *s = osh_span_create();
+	char *top;
+
+	osh_span_set_name(s, "abc", 3);
+	top = osh_span_reserve_top(s, 8);
+	cr_assert_eq(top, s->arena + OSH_SPAN_ARENA - 8);
+	memcpy(top, "01234567", 8);
+	/* The bottom may grow only up to the reserved bytes. */
+	cr_assert_null(osh_span_reserve_top(s, OSH_SPAN_ARENA - 3 - 8 + 1));
+	{
+		struct osh_sref ref;
+
+		cr_assert_null(osh_span_reserve(s, OSH_SPAN_ARENA - 3 - 8 + 1, &ref));
+	}
+	osh_span_set_str(s, "long", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 48);
+	cr_assert_leq(s->arena_used, OSH_SPAN_ARENA - 8);
+	cr_assert_eq(memcmp(top, "01234567", 8), 0, "a value overwrote the reserved bytes");
+
+	completions = 0;
+	osh_span_complete(s);	/* nothing deferred: nothing runs */
+	cr_assert_eq(completions, 0);
+	osh_span_defer(s, derive);
+	osh_span_complete(s);
+	osh_span_complete(s);	/* runs once */
+	cr_assert_eq(completions, 1);
+	cr_assert_eq(s->arena_top, 0);
+	cr_assert_null(s->deferred);
+	cr_assert_eq(s->n_attrs, 2);
+	cr_assert_str_eq(s->attrs[1].key, "facts");
+	cr_assert(sref_is(s, s->attrs[1].v.s, "01234567"));
+	osh_span_destroy(s);
+
+	/* A recycled record carries neither. */
+	s = osh_span_create();
+	cr_assert_eq(s->arena_top, 0);
+	cr_assert_null(s->deferred);
+	osh_span_destroy(s);
+}
+
 /* ---- the value length limit ---------------------------------------------- */
 
 Test(span, value_limit_counts_characters)
