@@ -656,6 +656,15 @@ static void load_limits(struct osh_config *cfg, getenv_fn get)
 	cfg->retry_initial_ms = 1000;
 	env_uint(get, "OTELSHIM_RETRY_INITIAL_MS", 1, &cfg->retry_initial_ms);
 
+	cfg->llm_capture_content = env_bool(get, "OTELSHIM_CAPTURE_CONTENT") ||
+				   env_bool(get, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT");
+	cfg->llm_omit_prompts = env_bool(get, "OTEL_REDACT_PROMPTS");
+	cfg->llm_omit_completions = env_bool(get, "OTEL_REDACT_COMPLETIONS");
+	cfg->llm_body_limit = 4u << 20;
+	env_uint(get, "OTELSHIM_LLM_BODY_LIMIT", 0, &cfg->llm_body_limit);
+	cfg->llm_providers_path = dup_env(get, "OTELSHIM_LLM_PROVIDERS");
+	cfg->llm_pricing_path = dup_env(get, "OTELSHIM_LLM_PRICING");
+
 	/* Span-specific limit, then the general one, then the default. */
 	cfg->attr_value_limit = 0;
 	if (!env_uint(get, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", 0, &cfg->attr_value_limit))
@@ -738,6 +747,8 @@ void osh_config_finish(struct osh_config *cfg)
 		&cfg->otlp_certificate,
 		&cfg->otlp_client_key,
 		&cfg->otlp_client_certificate,
+		&cfg->llm_providers_path,
+		&cfg->llm_pricing_path,
 		&cfg->service_name,
 		&cfg->service_version,
 		&cfg->environment,

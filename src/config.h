@@ -71,6 +71,15 @@ struct osh_config {
 					 * (off; otelshim-run turns it on) */
 	uint32_t retry_initial_ms;	/* OTELSHIM_RETRY_INITIAL_MS: first backoff step (1000) */
 
+	/* LLM calls (docs/ARCHITECTURE.md, "LLM calls"). */
+	bool llm_capture_content;	/* OTELSHIM_CAPTURE_CONTENT (or the GenAI instrumentations'
+					 * OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT) */
+	bool llm_omit_prompts;		/* OTEL_REDACT_PROMPTS=true: never record inputs */
+	bool llm_omit_completions;	/* OTEL_REDACT_COMPLETIONS=true: never record outputs */
+	uint32_t llm_body_limit;	/* OTELSHIM_LLM_BODY_LIMIT: bytes kept per body (4 MiB) */
+	char *llm_providers_path;	/* OTELSHIM_LLM_PROVIDERS: provider table override */
+	char *llm_pricing_path;		/* OTELSHIM_LLM_PRICING: pricing table override */
+
 	uint32_t attr_value_limit;	/* OTEL_(SPAN_)ATTRIBUTE_VALUE_LENGTH_LIMIT, 0 = none */
 	uint32_t attr_count_limit;	/* OTEL_(SPAN_)ATTRIBUTE_COUNT_LIMIT */
 

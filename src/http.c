@@ -1042,6 +1042,23 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 	}
 }
 
+uint64_t osh_http_body_payload_ahead(const struct osh_http_body *b)
+{
+	if (b->done)
+		return 0;
+	switch (b->kind) {
+	case OSH_BODY_LENGTH:
+		return b->remaining;
+	case OSH_BODY_CHUNKED:
+		return b->state == CH_DATA ? b->remaining : 0;
+	case OSH_BODY_UNTIL_CLOSE:
+	case OSH_BODY_TUNNEL:
+		return UINT64_MAX;
+	default:
+		return 0;
+	}
+}
+
 bool osh_http_body_skip(struct osh_http_body *b, uint64_t n)
 {
 	if (!n)

@@ -113,6 +113,12 @@ struct osh_http_body {
 void osh_http_body_start(struct osh_http_body *b, enum osh_http_body_kind kind,
 			 uint64_t content_length);
 
+/* How many of the next body bytes are payload that osh_http_body_skip()
+ * can take as they are (inside a chunk's data, or a length/close body);
+ * 0 when framing bytes (a chunk-size line, CRLF, trailers) come next or the
+ * body is done. For readers that want the payload itself. */
+uint64_t osh_http_body_payload_ahead(const struct osh_http_body *b);
+
 /* Feed body bytes. Returns how many bytes of @buf belong to this body (the
  * rest starts the next message), or OSH_HTTP_INVALID on malformed chunked
  * framing. Sets b->done when the body is complete (never for UNTIL_CLOSE or

@@ -30,6 +30,7 @@
 #include "ids.h"
 #include "procspan.h"
 #include "propagation.h"
+#include "llm.h"
 #include "redact.h"
 #include "route.h"
 #include "span.h"
@@ -254,13 +255,21 @@ const struct osh_trace_ctx *osh_client_current_parent(void)
 static void finish(struct osh_client *cl, struct osh_exchange *ex, const char *error_type)
 {
 	struct osh_span *rec = ex->rec;
+	struct osh_llm *llm = ex->llm;
+	bool llm_error;
 
 	ex->rec = NULL;
+	ex->llm = NULL;
 	if (cl->ring_head == ex->seq)
 		cl->ring_head++;
-	if (!rec)
+	if (!rec) {
+		osh_llm_free(llm);
 		return;
+	}
 	rec->end_ns = osh_clock_realtime_ns();
+	/* An LLM call's provider error names the failure better than the
+	 * status code does. */
+	llm_error = llm && osh_llm_finish(llm, rec);
 	if (ex->got_response) {
 		/* The parser guarantees one minor digit and a 3-digit status:
 		 * no printf on the per-request path. */
@@ -269,7 +278,7 @@ static void finish(struct osh_client *cl, struct osh_exchange *ex, const char *e
 		osh_span_set_int(rec, "http.response.status_code", cl->rx_status);
 		osh_span_set_str(rec, "network.protocol.version", v, sizeof(v));
 		osh_span_set_int(rec, "http.response.body.size", (int64_t)cl->rx_body.payload);
-		if (cl->rx_status >= 400 && !error_type) {
+		if (cl->rx_status >= 400 && !error_type && !llm_error) {
 			char code[12];
 			struct osh_sb b = { code, 0, sizeof(code) };
 
@@ -339,6 +348,26 @@ static size_t ctx_lines(struct osh_exchange *ex, const struct osh_context *t,
  * span record, and plan its injection. @head_call_off: where the head
  * starts relative to this call's first byte (negative when earlier calls
  * carried its beginning); @call_pos: stream offset of this call. */
+/* A tracker when @req calls an LLM API (llm.h): its host and path. */
+static struct osh_llm *llm_begin(const struct osh_http_request *req)
+{
+	struct osh_str target = req->target, auth = req->host, host = { 0 }, path = target;
+	size_t pl = 0;
+	int port;
+
+	if (target.len && target.p[0] != '/') {
+		if (!osh_str_has_prefix_ci(target, "http://") &&
+		    !osh_str_has_prefix_ci(target, "https://"))
+			return NULL;
+		osh_http_split_absolute(target, &auth, &path);
+	}
+	if (!auth.len || !osh_http_split_authority(auth, &host, &port))
+		host.len = 0;
+	while (pl < path.len && path.p[pl] != '?' && path.p[pl] != '#')
+		pl++;
+	return osh_llm_start(host.p, host.len, path.p, pl);
+}
+
 static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh_http_request *req,
 		   int64_t head_call_off, uint64_t call_pos)
 {
@@ -363,6 +392,7 @@ static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh
 		rec->start_ns = ex->start_ns;
 		set_request_attrs(rec, c, req);
 		ex->rec = rec;
+		ex->llm = llm_begin(req);
 	}
 
 	/* Injection: never when the program propagates by itself. */
@@ -446,6 +476,7 @@ static struct osh_exchange *tx_new_exchange(struct tx_run *r, struct osh_tx_pars
 	ex = ring_at(cl, cl->ring_tail);
 	/* The slot's previous request is over: its lines are no longer sent. */
 	free(ex->extra_heap);
+	osh_llm_free(ex->llm);
 	memset(ex, 0, offsetof(struct osh_exchange, tp_line));
 	ex->seq = cl->ring_tail++;
 	ex->start_ns = r->now;
@@ -484,6 +515,8 @@ static void tx_head_parsed(struct tx_run *r, struct osh_tx_parse *t,
 		return;
 	}
 	osh_http_body_start(&t->body, req->body, req->content_length);
+	if (ex->llm)
+		osh_llm_request_head(ex->llm, req, t->head_pos + req->head_len);
 	t->state = req->body == OSH_BODY_NONE || t->body.done ? TX_IDLE : TX_BODY;
 }
 
@@ -602,11 +635,15 @@ static void tx_walk(struct tx_run *r, struct osh_tx_parse *t, const char *p, siz
 		}
 		case TX_BODY: {
 			ssize_t n = osh_http_body_feed(&t->body, p, len);
+			struct osh_exchange *bx;
 
 			if (n < 0) {
 				t->state = TX_DEAD;
 				break;
 			}
+			bx = tx_current(r);
+			if (bx && bx->llm)
+				osh_llm_request_body(bx->llm, t->pos, p, (size_t)n);
 			t->pos += (uint64_t)n;
 			p += n;
 			len -= (size_t)n;
@@ -660,6 +697,8 @@ static void drop_unparsed(struct osh_client *cl)
 
 		osh_span_destroy(ex->rec);
 		ex->rec = NULL;
+		osh_llm_free(ex->llm);
+		ex->llm = NULL;
 	}
 }
 
@@ -681,6 +720,8 @@ void osh_client_abandon(struct osh_client *cl, enum osh_end_reason why, int err)
 			/* Never became a request we could name: drop it. */
 			osh_span_destroy(ex->rec);
 			ex->rec = NULL;
+			osh_llm_free(ex->llm);
+			ex->llm = NULL;
 			cl->ring_head++;
 			continue;
 		}
@@ -715,8 +756,10 @@ void osh_client_reset(struct osh_client *cl)
 		osh_span_destroy(ex->rec);
 		ex->rec = NULL;
 	}
-	for (int i = 0; i < OSH_CLIENT_RING; i++)
+	for (int i = 0; i < OSH_CLIENT_RING; i++) {
 		free(cl->ring[i].extra_heap);
+		osh_llm_free(cl->ring[i].llm);
+	}
 	osh_buf_free(&cl->tx_acc);
 	osh_buf_free(&cl->rx_acc);
 	memset(cl, 0, sizeof(*cl));
@@ -935,6 +978,8 @@ ssize_t osh_client_tx_commit(struct osh_conn *c, struct osh_tx_plan *plan, const
 			struct osh_exchange *ex = ring_at(cl, --cl->ring_tail);
 			osh_span_destroy(ex->rec);
 			ex->rec = NULL;
+			osh_llm_free(ex->llm);
+			ex->llm = NULL;
 		}
 	}
 	/* A head begun in this call and still open was gathered after the
@@ -1017,6 +1062,8 @@ static void rx_head_parsed(struct osh_client *cl, const struct osh_http_response
 	cl->rx_status = resp->status;
 	cl->rx_minor = resp->minor_version;
 	osh_http_body_start(&cl->rx_body, kind, resp->content_length);
+	if (ex->llm)
+		osh_llm_response_head(ex->llm, resp, kind, ex->start_ns);
 	if (kind == OSH_BODY_TUNNEL) {
 		finish(cl, ex, NULL);
 		cl->rx_state = RX_DEAD;
@@ -1046,11 +1093,15 @@ static void rx_walk(struct osh_client *cl, const char *p, size_t len)
 	while (len > 0 && cl->rx_state != RX_DEAD) {
 		if (cl->rx_state == RX_BODY) {
 			ssize_t n = osh_http_body_feed(&cl->rx_body, p, len);
+			struct osh_exchange *bx;
 
 			if (n < 0) {
 				cl->rx_state = RX_DEAD;
 				return;
 			}
+			bx = ring_at(cl, cl->ring_head);
+			if (bx->llm)
+				osh_llm_response_body(bx->llm, p, (size_t)n, osh_clock_realtime_ns());
 			p += n;
 			len -= (size_t)n;
 			if (cl->rx_body.done) {

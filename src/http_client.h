@@ -75,6 +75,7 @@ struct osh_exchange {
 	uint8_t span_id[8];
 	const char *extra;	/* tracestate/baggage lines (static storage or extra_heap) */
 	struct osh_span *rec;	/* NULL when not recorded (unsampled) */
+	struct osh_llm *llm;	/* an LLM call's tracker (llm.h), NULL for others */
 	/* Lines built for this request from the thread's context (its
 	 * tracestate, baggage, x-request-id); freed when the ring slot is
 	 * reused or the connection reset. NULL in the common case. */

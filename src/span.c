@@ -358,6 +358,27 @@ void osh_span_add_sref(struct osh_span *span, const char *key, size_t key_len,
 		a->v.s = ref;
 }
 
+void osh_span_add_strs(struct osh_span *span, const char *key, size_t key_len,
+		       const char *const *v, const size_t *lens, size_t n)
+{
+	struct osh_attr *a = new_attr(span, key, key_len, OSH_ATTR_STRING_ARRAY);
+	uint16_t start = span->arena_used;
+
+	if (!a)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct osh_sref hdr, ref;
+		char *h = osh_span_reserve(span, 2, &hdr);
+
+		if (!h)
+			break;
+		ref = store(span, v[i], lens[i], true);
+		h[0] = (char)(ref.len & 0xff);
+		h[1] = (char)(ref.len >> 8);
+	}
+	a->v.s = (struct osh_sref){ start, (uint16_t)(span->arena_used - start) };
+}
+
 struct osh_event *osh_span_add_event(struct osh_span *span, const char *name, size_t name_len,
 				     uint64_t time_ns)
 {

@@ -41,6 +41,7 @@ enum osh_attr_type {
 	OSH_ATTR_INT,
 	OSH_ATTR_DOUBLE,
 	OSH_ATTR_BOOL,
+	OSH_ATTR_STRING_ARRAY,	/* v.s: elements, each a 2-byte length (LE) then its bytes */
 };
 
 /* A string inside the span's arena. */
@@ -157,6 +158,11 @@ void osh_span_add_sref(struct osh_span *span, const char *key, size_t key_len,
 void osh_span_add_int(struct osh_span *span, const char *key, size_t key_len, int64_t v);
 void osh_span_add_double(struct osh_span *span, const char *key, size_t key_len, double v);
 void osh_span_add_bool(struct osh_span *span, const char *key, size_t key_len, bool v);
+/* A string[] attribute (gen_ai.response.finish_reasons): @n elements @v
+ * with lengths @lens, each stored like a string value; those that no longer
+ * fit the arena are left out. */
+void osh_span_add_strs(struct osh_span *span, const char *key, size_t key_len,
+		       const char *const *v, const size_t *lens, size_t n);
 
 /* @key must have static storage duration. */
 static inline void osh_span_set_str(struct osh_span *span, const char *key, const char *s,
@@ -183,6 +189,30 @@ static inline void osh_span_set_double(struct osh_span *span, const char *key, d
 static inline void osh_span_set_bool(struct osh_span *span, const char *key, bool v)
 {
 	osh_span_add_bool(span, key, __builtin_strlen(key), v);
+}
+
+static inline void osh_span_set_strs(struct osh_span *span, const char *key,
+				     const char *const *v, const size_t *lens, size_t n)
+{
+	osh_span_add_strs(span, key, __builtin_strlen(key), v, lens, n);
+}
+
+/* Walk a string[] value: *@at (start at 0) moves past the element returned
+ * in *ret_p / *ret_len; false after the last one. */
+static inline bool osh_span_strs_next(const char *region, size_t region_len, size_t *at,
+				      const char **ret_p, size_t *ret_len)
+{
+	size_t n;
+
+	if (*at + 2 > region_len)
+		return false;
+	n = (size_t)(unsigned char)region[*at] | (size_t)(unsigned char)region[*at + 1] << 8;
+	if (*at + 2 + n > region_len)
+		return false;
+	*ret_p = region + *at + 2;
+	*ret_len = n;
+	*at += 2 + n;
+	return true;
 }
 
 /* Arena string access: pointer to @ref.len bytes (not NUL-terminated). */

@@ -129,6 +129,24 @@ static void put_attr_value(struct out *o, const struct osh_span *s, const struct
 	case OSH_ATTR_BOOL:
 		puts_(o, a->v.b ? "true" : "false");
 		break;
+	case OSH_ATTR_STRING_ARRAY: {
+		const char *region = osh_span_str(s, a->v.s), *e;
+		size_t at = 0, n;
+		bool first = true;
+
+		/* JSON array in both formats: elements are quoted strings. */
+		put(o, "[", 1);
+		while (osh_span_strs_next(region, a->v.s.len, &at, &e, &n)) {
+			if (!first)
+				put(o, ",", 1);
+			first = false;
+			put(o, "\"", 1);
+			put_json_str(o, e, n);
+			put(o, "\"", 1);
+		}
+		put(o, "]", 1);
+		break;
+	}
 	}
 }
 

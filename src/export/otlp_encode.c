@@ -101,6 +101,8 @@
 #define ANY_BOOL 0x10		/* 2, bool */
 #define ANY_INT 0x18		/* 3, int64 */
 #define ANY_DOUBLE 0x21		/* 4, double */
+#define ANY_ARRAY 0x2a		/* 5, ArrayValue */
+#define ARRAY_VALUES 0x0a	/* ArrayValue.values = 1 */
 
 /* Longest varint (a 64-bit value). */
 #define VARINT_MAX 10
@@ -396,6 +398,28 @@ static inline size_t status_message_len(const struct osh_span *s)
 }
 
 /* Encoded size of a KeyValue's body (key and AnyValue) and of its AnyValue. */
+/* Body of an ArrayValue of strings: each element an AnyValue. */
+static size_t strs_body_len(const struct osh_span *s, const struct osh_attr *a)
+{
+	const char *region = osh_span_str(s, a->v.s), *e;
+	size_t at = 0, n, body = 0;
+
+	while (osh_span_strs_next(region, a->v.s.len, &at, &e, &n))
+		body += field_len(field_len(n));
+	return body;
+}
+
+static inline size_t kv_body_len_of(const struct osh_span *s, const struct osh_attr *a,
+				    size_t *ret_any)
+{
+	size_t any = a->type == OSH_ATTR_STRING	      ? field_len(a->v.s.len)
+		     : a->type == OSH_ATTR_STRING_ARRAY ? field_len(strs_body_len(s, a))
+							: scalar_len(a);
+
+	*ret_any = any;
+	return field_len(any) + (a->key_len ? field_len(a->key_len) : 0);
+}
+
 static inline size_t kv_body_len(const struct osh_attr *a, size_t *ret_any)
 {
 	size_t any = a->type == OSH_ATTR_STRING ? field_len(a->v.s.len) : scalar_len(a);
@@ -407,7 +431,7 @@ static inline size_t kv_body_len(const struct osh_attr *a, size_t *ret_any)
 static uint8_t *put_kv(uint8_t *p, uint8_t key, const struct osh_span *s,
 		       const struct osh_attr *a)
 {
-	size_t any, kv = kv_body_len(a, &any);
+	size_t any, kv = kv_body_len_of(s, a, &any);
 
 	p = put_header(p, key, kv);
 	if (a->key_len)
@@ -415,6 +439,17 @@ static uint8_t *put_kv(uint8_t *p, uint8_t key, const struct osh_span *s,
 	p = put_header(p, KV_VALUE, any);
 	if (a->type == OSH_ATTR_STRING)
 		return put_bytes(p, ANY_STRING, osh_span_str(s, a->v.s), a->v.s.len);
+	if (a->type == OSH_ATTR_STRING_ARRAY) {
+		const char *region = osh_span_str(s, a->v.s), *e;
+		size_t at = 0, n;
+
+		p = put_header(p, ANY_ARRAY, strs_body_len(s, a));
+		while (osh_span_strs_next(region, a->v.s.len, &at, &e, &n)) {
+			p = put_header(p, ARRAY_VALUES, field_len(n));
+			p = put_bytes(p, ANY_STRING, e, n);
+		}
+		return p;
+	}
 	return put_scalar(p, a);
 }
 
@@ -529,16 +564,29 @@ static int append_span(struct osh_otlp_encoder *enc, size_t *off, const struct o
 		/* Locals: stores through the uint8_t cursor may alias anything,
 		 * and would otherwise make the compiler reload each field. */
 		const struct osh_attr *a = &s->attrs[i];
+		size_t any, need;
 		const char *key = a->key;
 		const size_t key_len = a->key_len;
 		const bool is_str = a->type == OSH_ATTR_STRING;
 		const struct osh_sref val = a->v.s;
+
+		if (__builtin_expect(a->type == OSH_ATTR_STRING_ARRAY, 0)) {
+			size_t body = kv_body_len_of(s, a, &any);
+
+			need = field_len(body) + (n_attrs - i - 1) * ATTR_FAST_MAX + tail_max;
+			if ((size_t)(end - p) < need) {
+				p = room(enc, p, &end, need);
+				if (!p)
+					return -ENOMEM;
+			}
+			p = put_kv(p, SPAN_ATTRIBUTES, s, a);
+			continue;
+		}
 		/* KeyValue size if the key and value lengths take one byte
 		 * each: true when the total stays under 128, as each length
 		 * inside is then smaller still. */
 		size_t kv = 1 + 1 + key_len + 1 + 1 +
 			    (is_str ? 1 + 1 + (size_t)val.len : scalar_len(a));
-		size_t any, need;
 
 		if (kv < 0x80 && key_len) {
 			/* At most ATTR_FAST_MAX bytes, reserved above. */

@@ -288,6 +288,26 @@ Test(console, events_in_json_and_text)
 	osh_span_destroy(s);
 }
 
+Test(console, string_arrays_in_json_and_text)
+{
+	struct osh_span *s = make_span();
+	const char *v[] = { "stop", "a\"b" };
+	size_t lens[] = { 4, 3 };
+	char buf[4096];
+	size_t n;
+
+	osh_span_set_strs(s, "gen_ai.response.finish_reasons", v, lens, 2);
+	n = format(s, &res, true, buf, sizeof(buf));
+	cr_assert_eq(py_check(buf, n,
+			      "a=d['attributes']['gen_ai.response.finish_reasons']\n"
+			      "assert a==['stop','a\"b'], a\n"),
+		     0, "%s", buf);
+	format(s, &res, false, buf, sizeof(buf));
+	cr_assert(strstr(buf, " gen_ai.response.finish_reasons=[\"stop\",\"a\\\"b\"]") != NULL,
+		  "%s", buf);
+	osh_span_destroy(s);
+}
+
 Test(console, text_quotes_only_when_needed)
 {
 	static const struct {

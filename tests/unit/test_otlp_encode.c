@@ -355,6 +355,43 @@ Test(otlp_encode, events)
 	free_request(req);
 }
 
+/* string[] attributes (gen_ai.response.finish_reasons): an ArrayValue of
+ * string AnyValues, empty elements and long ones included, between other
+ * attributes. */
+Test(otlp_encode, string_arrays)
+{
+	struct osh_span s;
+	struct osh_span *list[] = { &s };
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+	Opentelemetry__Proto__Trace__V1__Span *p;
+	Opentelemetry__Proto__Common__V1__AnyValue *v;
+	char big[300];
+	const char *elems[] = { "stop", "", "tool_calls", big };
+	size_t lens[] = { 4, 0, 10, sizeof(big) };
+
+	memset(big, 'y', sizeof(big));
+	base_span(&s);
+	osh_span_set_str(&s, "a", "1", 1);
+	osh_span_set_strs(&s, "gen_ai.response.finish_reasons", elems, lens, 4);
+	osh_span_set_strs(&s, "none", elems, lens, 0);
+	osh_span_set_int(&s, "b", 2);
+	req = encode_and_unpack(list, 1);
+	p = only_span(req);
+	cr_assert_eq(p->n_attributes, 4);
+	v = attr(p, 1, "gen_ai.response.finish_reasons");
+	cr_assert_eq(v->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE);
+	cr_assert_eq(v->array_value->n_values, 4);
+	cr_assert_str_eq(v->array_value->values[0]->string_value, "stop");
+	cr_assert_str_eq(v->array_value->values[1]->string_value, "");
+	cr_assert_str_eq(v->array_value->values[2]->string_value, "tool_calls");
+	cr_assert_eq(strlen(v->array_value->values[3]->string_value), sizeof(big));
+	v = attr(p, 2, "none");
+	cr_assert_eq(v->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE);
+	cr_assert_eq(v->array_value->n_values, 0);
+	cr_assert_eq(attr(p, 3, "b")->int_value, 2);
+	free_request(req);
+}
+
 /* Many spans with events in one batch: the buffer grows as events need. */
 Test(otlp_encode, events_in_a_large_batch)
 {

@@ -1,0 +1,397 @@
+/* LLM message bodies: framing off, compression off, then kept or split into
+ * events. See llm_body.h. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lazylib.h"
+#include "llm_body.h"
+
+enum coding {
+	CODING_IDENTITY = 0,
+	CODING_AUTO,		/* gzip or zlib-wrapped deflate: zlib tells them apart */
+	CODING_RAW,		/* raw deflate (some servers send it as "deflate") */
+	CODING_SNIFF,		/* "deflate": zlib-wrapped or raw, the first bytes say */
+	CODING_NONE,		/* unsupported: counted only */
+};
+
+/* What the Content-Encoding value asks for. Several codings, or one zlib
+ * cannot undo, leave the body unparsed. */
+static enum coding coding_of(const char *v, size_t n)
+{
+	while (n && (*v == ' ' || *v == '\t')) {
+		v++;
+		n--;
+	}
+	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (!v || !n || (n == 8 && strncasecmp(v, "identity", 8) == 0))
+		return CODING_IDENTITY;
+	if ((n == 4 && strncasecmp(v, "gzip", 4) == 0) || (n == 6 && strncasecmp(v, "x-gzip", 6) == 0))
+		return CODING_AUTO;
+	if (n == 7 && strncasecmp(v, "deflate", 7) == 0)
+		return CODING_SNIFF;
+	return CODING_NONE;
+}
+
+void osh_llm_body_init(struct osh_llm_body *b, enum osh_llm_framing framing,
+		       uint64_t content_length, const char *coding, size_t coding_len,
+		       enum osh_llm_stream stream, size_t limit,
+		       const struct osh_llm_event_sink *sink)
+{
+	enum osh_http_body_kind kind = framing == OSH_LLM_FRAMING_LENGTH    ? OSH_BODY_LENGTH
+				       : framing == OSH_LLM_FRAMING_CHUNKED ? OSH_BODY_CHUNKED
+									    : OSH_BODY_UNTIL_CLOSE;
+
+	memset(b, 0, sizeof(*b));
+	osh_http_body_start(&b->frame, kind, content_length);
+	b->done = b->frame.done;
+	b->coding = (uint8_t)coding_of(coding ? coding : "", coding ? coding_len : 0);
+	b->unparsed = b->coding == CODING_NONE;
+	b->stream = (uint8_t)stream;
+	b->limit = limit;
+	if (sink)
+		b->sink = *sink;
+}
+
+/* ---- after decoding: keep, or split into events --------------------------- */
+
+static void keep(struct osh_llm_body *b, const char *p, size_t n)
+{
+	size_t room = b->limit > b->len ? b->limit - b->len : 0;
+
+	if (n > room) {
+		b->truncated = true;
+		n = room;
+	}
+	if (!n)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *q;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (cap > b->limit + 1)
+			cap = b->limit + 1;
+		q = realloc(b->buf, cap);
+		if (!q) {
+			b->truncated = true;
+			return;
+		}
+		b->buf = q;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, p, n);
+	b->len += n;
+	b->buf[b->len] = '\0';
+}
+
+static bool grow(char **p, size_t want)
+{
+	/* One allocation of the event cap, made at the first line: events of
+	 * a stream reuse it. */
+	char *q;
+
+	(void)want;
+	if (*p)
+		return true;
+	q = malloc(OSH_LLM_EVENT_MAX + 1);
+	if (!q)
+		return false;
+	*p = q;
+	return true;
+}
+
+static void dispatch(struct osh_llm_body *b, const char *event, size_t event_len,
+		     const char *data, size_t data_len)
+{
+	if (b->sink.on_event)
+		b->sink.on_event(b->sink.arg, event, event_len, data, data_len, b->now_ns);
+}
+
+/* The SSE event built so far is complete (a blank line). */
+static void sse_event_end(struct osh_llm_body *b)
+{
+	if (b->data_any && !b->data_over)
+		dispatch(b, b->event, b->event_len, b->data ? b->data : "", b->data_len);
+	else if (b->data_over)
+		b->malformed = true;
+	b->data_len = 0;
+	b->data_any = false;
+	b->data_over = false;
+	b->event_len = 0;
+}
+
+/* One complete SSE line (without its end). */
+static void sse_line(struct osh_llm_body *b, const char *l, size_t n)
+{
+	const char *colon;
+	size_t name_len;
+	const char *v = "";
+	size_t vn = 0;
+
+	if (n == 0) {
+		sse_event_end(b);
+		return;
+	}
+	if (l[0] == ':')
+		return;	/* comment (keep-alive pings) */
+	colon = memchr(l, ':', n);
+	name_len = colon ? (size_t)(colon - l) : n;
+	if (colon) {
+		v = colon + 1;
+		vn = n - name_len - 1;
+		if (vn && *v == ' ') {
+			v++;
+			vn--;
+		}
+	}
+	if (name_len == 4 && memcmp(l, "data", 4) == 0) {
+		size_t need = (b->data_any ? 1 : 0) + vn;
+
+		if (b->data_over || b->data_len + need > OSH_LLM_EVENT_MAX ||
+		    !grow(&b->data, b->data_len + need)) {
+			b->data_over = true;
+			b->data_any = true;
+			return;
+		}
+		if (b->data_any)
+			b->data[b->data_len++] = '\n';
+		memcpy(b->data + b->data_len, v, vn);
+		b->data_len += vn;
+		b->data[b->data_len] = '\0';
+		b->data_any = true;
+	} else if (name_len == 5 && memcmp(l, "event", 5) == 0) {
+		b->event_len = vn < sizeof(b->event) - 1 ? vn : sizeof(b->event) - 1;
+		memcpy(b->event, v, b->event_len);
+		b->event[b->event_len] = '\0';
+	}
+	/* id, retry and unknown fields change nothing here. */
+}
+
+static void stream_line(struct osh_llm_body *b, const char *l, size_t n)
+{
+	if (b->stream == OSH_LLM_STREAM_SSE) {
+		sse_line(b, l, n);
+		return;
+	}
+	/* NDJSON: blank lines are nothing. */
+	while (n && (l[n - 1] == ' ' || l[n - 1] == '\t'))
+		n--;
+	if (n)
+		dispatch(b, "", 0, l, n);
+}
+
+/* A line ended (its bytes in b->line, or over the cap). */
+static void line_done(struct osh_llm_body *b)
+{
+	if (b->line_over)
+		b->malformed = true;
+	else
+		stream_line(b, b->line ? b->line : "", b->line_len);
+	b->line_len = 0;
+	b->line_over = false;
+}
+
+static void split(struct osh_llm_body *b, const char *p, size_t n)
+{
+	while (n) {
+		size_t i = 0;
+
+		if (b->cr_seen && p[0] == '\n') {
+			/* The LF of a CRLF whose CR ended the line already. */
+			b->cr_seen = false;
+			p++;
+			n--;
+			continue;
+		}
+		b->cr_seen = false;
+		while (i < n && p[i] != '\n' && p[i] != '\r')
+			i++;
+		if (i) {
+			if (b->line_over || b->line_len + i > OSH_LLM_EVENT_MAX ||
+			    !grow(&b->line, b->line_len + i)) {
+				b->line_over = true;
+			} else {
+				memcpy(b->line + b->line_len, p, i);
+				b->line_len += i;
+			}
+		}
+		if (i == n)
+			return;
+		b->cr_seen = p[i] == '\r';
+		line_done(b);
+		p += i + 1;
+		n -= i + 1;
+	}
+}
+
+static void decoded(struct osh_llm_body *b, const char *p, size_t n)
+{
+	if (!n)
+		return;
+	if (!b->first_ns)
+		b->first_ns = b->now_ns ? b->now_ns : 1;
+	b->decoded += n;
+	if (b->stream == OSH_LLM_STREAM_NONE)
+		keep(b, p, n);
+	else
+		split(b, p, n);
+}
+
+/* ---- decompression ---------------------------------------------------------- */
+
+static bool inflate_start(struct osh_llm_body *b, int window_bits)
+{
+	const struct osh_zlib *z = osh_zlib();
+	z_stream *s;
+
+	if (!z) {
+		b->unparsed = true;
+		b->coding = CODING_NONE;
+		return false;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || osh_inflate_init(z, s, window_bits) != Z_OK) {
+		free(s);
+		b->unparsed = true;
+		b->coding = CODING_NONE;
+		return false;
+	}
+	b->z = s;
+	return true;
+}
+
+static void inflate_bytes(struct osh_llm_body *b, const char *p, size_t n)
+{
+	const struct osh_zlib *z = osh_zlib();
+	z_stream *s = b->z;
+	char out[16384];
+
+	s->next_in = (Bytef *)(uintptr_t)p;
+	s->avail_in = (uInt)n;
+	while (s->avail_in) {
+		int r;
+
+		s->next_out = (Bytef *)out;
+		s->avail_out = sizeof(out);
+		r = z->inflate(s, Z_NO_FLUSH);
+		decoded(b, out, sizeof(out) - s->avail_out);
+		if (r == Z_STREAM_END) {
+			/* Concatenated gzip members are rare here; what follows is
+			 * ignored. */
+			s->avail_in = 0;
+			break;
+		}
+		if (r != Z_OK && r != Z_BUF_ERROR) {
+			b->malformed = true;
+			b->coding = CODING_NONE;
+			return;
+		}
+		if (r == Z_BUF_ERROR && s->avail_out)
+			break;
+	}
+}
+
+static void payload(struct osh_llm_body *b, const char *p, size_t n)
+{
+	b->wire_bytes += n;
+	switch (b->coding) {
+	case CODING_IDENTITY:
+		decoded(b, p, n);
+		return;
+	case CODING_SNIFF: {
+		/* zlib's header: CM 8 in the low nibble of the first byte, and
+		 * the first two bytes a multiple of 31 (RFC 1950). */
+		while (n && b->sniff_len < 2) {
+			b->sniff[b->sniff_len++] = (uint8_t)*p++;
+			n--;
+		}
+		if (b->sniff_len < 2)
+			return;
+		bool zlib = (b->sniff[0] & 0x0f) == 8 && ((b->sniff[0] << 8) | b->sniff[1]) % 31 == 0;
+
+		if (!inflate_start(b, zlib ? 15 : -15))
+			return;
+		b->coding = zlib ? CODING_AUTO : CODING_RAW;
+		inflate_bytes(b, (const char *)b->sniff, 2);
+		if (n && b->coding != CODING_NONE)
+			inflate_bytes(b, p, n);
+		return;
+	}
+	case CODING_AUTO:
+	case CODING_RAW:
+		if (!b->z && !inflate_start(b, b->coding == CODING_AUTO ? 15 + 32 : -15))
+			return;
+		inflate_bytes(b, p, n);
+		return;
+	default:
+		return;	/* counted only */
+	}
+}
+
+/* ---- framing ------------------------------------------------------------------ */
+
+bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t now_ns)
+{
+	b->now_ns = now_ns;
+	while (n && !b->frame.done && !b->frame_bad) {
+		uint64_t ahead = osh_http_body_payload_ahead(&b->frame);
+
+		if (ahead) {
+			size_t k = ahead < n ? (size_t)ahead : n;
+
+			(void)osh_http_body_skip(&b->frame, k);
+			payload(b, p, k);
+			p += k;
+			n -= k;
+			continue;
+		}
+		/* Framing bytes (chunk-size lines, CRLFs, trailers): one at a
+		 * time, so that the walker stops where the data starts. */
+		if (osh_http_body_feed(&b->frame, p, 1) < 0) {
+			b->malformed = true;
+			b->frame_bad = true;
+			break;
+		}
+		p++;
+		n--;
+	}
+	if (b->frame.done && !b->done) {
+		b->done = true;
+		osh_llm_body_end(b);
+	}
+	return b->done;
+}
+
+void osh_llm_body_end(struct osh_llm_body *b)
+{
+	if (b->stream == OSH_LLM_STREAM_NONE)
+		return;
+	if (b->line_len || b->line_over)
+		line_done(b);
+	if (b->stream == OSH_LLM_STREAM_SSE && (b->data_any || b->data_over))
+		sse_event_end(b);
+}
+
+const char *osh_llm_body_data(const struct osh_llm_body *b, size_t *ret_len)
+{
+	*ret_len = b->buf ? b->len : 0;
+	return b->buf;
+}
+
+void osh_llm_body_free(struct osh_llm_body *b)
+{
+	if (b->z) {
+		const struct osh_zlib *z = osh_zlib();
+
+		if (z)
+			z->inflateEnd(b->z);
+		free(b->z);
+	}
+	free(b->buf);
+	free(b->line);
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}

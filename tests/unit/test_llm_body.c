@@ -1,0 +1,342 @@
+/* LLM body decoding: framing, compression, limits, event splitting, fed in
+ * every kind of piece. Compressed inputs are made with zlib here (the test
+ * links it; the shim loads it lazily). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "llm_body.h"
+
+#define MAX_EVENTS 64
+
+struct seen {
+	int n;
+	char name[MAX_EVENTS][64];
+	char data[MAX_EVENTS][512];
+	uint64_t at[MAX_EVENTS];
+};
+
+static void on_event(void *arg, const char *event, size_t event_len, const char *data,
+		     size_t data_len, uint64_t now_ns)
+{
+	struct seen *s = arg;
+
+	cr_assert_lt(s->n, MAX_EVENTS);
+	snprintf(s->name[s->n], sizeof(s->name[0]), "%.*s", (int)event_len, event);
+	snprintf(s->data[s->n], sizeof(s->data[0]), "%.*s", (int)data_len, data);
+	s->at[s->n] = now_ns;
+	s->n++;
+}
+
+/* Feed @n bytes in pieces of @piece (0: all at once); returns done. */
+static bool feed(struct osh_llm_body *b, const char *p, size_t n, size_t piece, uint64_t t0)
+{
+	bool done = false;
+
+	if (!piece)
+		piece = n ? n : 1;
+	for (size_t off = 0; off < n; off += piece)
+		done = osh_llm_body_feed(b, p + off, n - off < piece ? n - off : piece,
+					 t0 + off);
+	return done;
+}
+
+static size_t compress_as(const char *in, size_t n, unsigned char *out, size_t cap, int bits)
+{
+	z_stream z;
+
+	memset(&z, 0, sizeof(z));
+	cr_assert_eq(deflateInit2(&z, 6, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+	z.next_in = (Bytef *)(uintptr_t)in;
+	z.avail_in = (uInt)n;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	cr_assert_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+	deflateEnd(&z);
+	return cap - z.avail_out;
+}
+
+static const char json[] = "{\"id\":\"chatcmpl-1\",\"choices\":[{\"message\":{\"content\":"
+			   "\"Hello, world\"}}],\"usage\":{\"prompt_tokens\":3}}";
+
+static void expect_kept(struct osh_llm_body *b, const char *want)
+{
+	size_t n;
+	const char *p = osh_llm_body_data(b, &n);
+
+	cr_assert_not_null(p);
+	cr_assert_eq(n, strlen(want), "kept %zu bytes, want %zu", n, strlen(want));
+	cr_assert_eq(memcmp(p, want, n), 0);
+	cr_assert_eq(p[n], '\0');
+}
+
+Test(llm_body, length_framing_any_split)
+{
+	size_t pieces[] = { 0, 1, 2, 7, 64 };
+
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		struct osh_llm_body b;
+		char wire[sizeof(json) + 16];
+
+		memcpy(wire, json, sizeof(json) - 1);
+		memcpy(wire + sizeof(json) - 1, "HTTP/1.1 200", 12);	/* the next message */
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_LENGTH, sizeof(json) - 1, NULL, 0,
+				  OSH_LLM_STREAM_NONE, 1 << 20, NULL);
+		cr_assert(feed(&b, wire, sizeof(json) - 1 + 12, pieces[i], 100));
+		expect_kept(&b, json);
+		cr_assert_eq(b.first_ns, 100);
+		cr_assert_not(b.truncated || b.malformed || b.unparsed);
+		osh_llm_body_free(&b);
+	}
+}
+
+Test(llm_body, chunked_with_extensions_and_trailers)
+{
+	const char wire[] = "5;ext=1\r\n{\"a\":\r\n3\r\n12}\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+	size_t pieces[] = { 0, 1, 3 };
+
+	for (size_t i = 0; i < 3; i++) {
+		struct osh_llm_body b;
+
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, "identity", 8,
+				  OSH_LLM_STREAM_NONE, 1 << 20, NULL);
+		cr_assert(feed(&b, wire, sizeof(wire) - 1, pieces[i], 1));
+		expect_kept(&b, "{\"a\":12}");
+		cr_assert_eq(b.wire_bytes, 8);
+		osh_llm_body_free(&b);
+	}
+}
+
+Test(llm_body, close_delimited_never_done)
+{
+	struct osh_llm_body b;
+
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_CLOSE, 0, NULL, 0, OSH_LLM_STREAM_NONE, 1 << 20,
+			  NULL);
+	cr_assert_not(feed(&b, json, sizeof(json) - 1, 5, 1));
+	expect_kept(&b, json);
+	osh_llm_body_free(&b);
+}
+
+Test(llm_body, malformed_chunked_is_flagged)
+{
+	struct osh_llm_body b;
+
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, NULL, 0, OSH_LLM_STREAM_NONE, 1 << 20,
+			  NULL);
+	cr_assert_not(feed(&b, "zz\r\nabc", 7, 1, 1));
+	cr_assert(b.malformed);
+	osh_llm_body_free(&b);
+}
+
+static void compressed_case(int bits, const char *coding, size_t piece, bool chunked)
+{
+	unsigned char z[1024];
+	char wire[4096];
+	size_t zn = compress_as(json, sizeof(json) - 1, z, sizeof(z), bits), wn = 0;
+	struct osh_llm_body b;
+
+	if (chunked) {
+		/* Chunks of 5: chunk boundaries fall inside the compressed data. */
+		for (size_t off = 0; off < zn; off += 5) {
+			size_t k = zn - off < 5 ? zn - off : 5;
+
+			wn += (size_t)sprintf(wire + wn, "%zx\r\n", k);
+			memcpy(wire + wn, z + off, k);
+			wn += k;
+			memcpy(wire + wn, "\r\n", 2);
+			wn += 2;
+		}
+		memcpy(wire + wn, "0\r\n\r\n", 5);
+		wn += 5;
+	} else {
+		memcpy(wire, z, zn);
+		wn = zn;
+	}
+	osh_llm_body_init(&b, chunked ? OSH_LLM_FRAMING_CHUNKED : OSH_LLM_FRAMING_LENGTH, zn,
+			  coding, strlen(coding), OSH_LLM_STREAM_NONE, 1 << 20, NULL);
+	cr_assert(feed(&b, wire, wn, piece, 1), "%s piece %zu not done", coding, piece);
+	cr_assert_not(b.malformed, "%s piece %zu malformed", coding, piece);
+	expect_kept(&b, json);
+	cr_assert_eq(b.wire_bytes, zn);
+	cr_assert_eq(b.decoded, sizeof(json) - 1);
+	osh_llm_body_free(&b);
+}
+
+Test(llm_body, gzip_and_deflate_in_every_piece_size)
+{
+	size_t pieces[] = { 0, 1, 2, 3, 17 };
+
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		for (int ch = 0; ch < 2; ch++) {
+			compressed_case(15 + 16, "gzip", pieces[i], ch);
+			compressed_case(15 + 16, " x-gzip ", pieces[i], ch);
+			compressed_case(15, "deflate", pieces[i], ch);	/* zlib-wrapped */
+			compressed_case(-15, "DEFLATE", pieces[i], ch);	/* raw, as some send it */
+		}
+	}
+}
+
+Test(llm_body, unsupported_codings_are_counted_only)
+{
+	const char *codings[] = { "br", "zstd", "gzip, br", "compress" };
+
+	for (size_t i = 0; i < 4; i++) {
+		struct osh_llm_body b;
+		size_t n;
+
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_LENGTH, 10, codings[i], strlen(codings[i]),
+				  OSH_LLM_STREAM_NONE, 1 << 20, NULL);
+		cr_assert(feed(&b, "0123456789", 10, 3, 1));
+		cr_assert(b.unparsed, "%s", codings[i]);
+		cr_assert_null(osh_llm_body_data(&b, &n));
+		cr_assert_eq(n, 0);
+		cr_assert_eq(b.wire_bytes, 10);
+		osh_llm_body_free(&b);
+	}
+}
+
+Test(llm_body, corrupt_gzip_is_flagged_not_fatal)
+{
+	struct osh_llm_body b;
+	const char junk[] = "\x1f\x8b\x08\x00garbage-not-deflate-data-at-all";
+
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_LENGTH, sizeof(junk) - 1, "gzip", 4,
+			  OSH_LLM_STREAM_NONE, 1 << 20, NULL);
+	cr_assert(feed(&b, junk, sizeof(junk) - 1, 4, 1));
+	cr_assert(b.malformed);
+	osh_llm_body_free(&b);
+}
+
+Test(llm_body, limit_keeps_the_first_bytes_and_counts_all)
+{
+	struct osh_llm_body b;
+	size_t n;
+	const char *p;
+
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_LENGTH, sizeof(json) - 1, NULL, 0,
+			  OSH_LLM_STREAM_NONE, 10, NULL);
+	cr_assert(feed(&b, json, sizeof(json) - 1, 3, 1));
+	cr_assert(b.truncated);
+	p = osh_llm_body_data(&b, &n);
+	cr_assert_eq(n, 10);
+	cr_assert_eq(memcmp(p, json, 10), 0);
+	cr_assert_eq(b.decoded, sizeof(json) - 1);
+	cr_assert_leq(b.cap, 11, "held %zu bytes for a 10-byte limit", b.cap);
+	osh_llm_body_free(&b);
+}
+
+static const char sse[] =
+	": keep-alive comment\r\n"
+	"event: message_start\r\ndata: {\"a\":1}\r\n\r\n"
+	"data: line one\ndata: line two\n\n"
+	"event: ping\rdata: {}\r\r"
+	"id: 7\nretry: 100\ndata:nospace\n\n"
+	"data: [DONE]\n\n"
+	"data: tail without blank line";
+
+static void check_sse(const struct seen *s)
+{
+	cr_assert_eq(s->n, 6, "%d events", s->n);
+	cr_assert_str_eq(s->name[0], "message_start");
+	cr_assert_str_eq(s->data[0], "{\"a\":1}");
+	cr_assert_str_eq(s->name[1], "");
+	cr_assert_str_eq(s->data[1], "line one\nline two");
+	cr_assert_str_eq(s->name[2], "ping");
+	cr_assert_str_eq(s->data[2], "{}");
+	cr_assert_str_eq(s->data[3], "nospace");
+	cr_assert_str_eq(s->data[4], "[DONE]");
+	cr_assert_str_eq(s->data[5], "tail without blank line");
+}
+
+Test(llm_body, sse_events_any_split_and_line_end)
+{
+	size_t pieces[] = { 0, 1, 2, 5, 13 };
+
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		struct seen s = { 0 };
+		struct osh_llm_event_sink sink = { on_event, &s };
+		struct osh_llm_body b;
+
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_CLOSE, 0, NULL, 0, OSH_LLM_STREAM_SSE,
+				  1 << 20, &sink);
+		feed(&b, sse, sizeof(sse) - 1, pieces[i], 1000);
+		osh_llm_body_end(&b);
+		check_sse(&s);
+		/* Events carry the time of the piece that completed them. */
+		cr_assert_geq(s.at[1], 1000);
+		cr_assert_eq(b.len, 0, "a stream keeps no body");
+		osh_llm_body_free(&b);
+	}
+}
+
+Test(llm_body, sse_through_gzip_and_chunks)
+{
+	unsigned char z[2048];
+	size_t zn = compress_as(sse, sizeof(sse) - 1, z, sizeof(z), 15 + 16);
+	char wire[4096];
+	size_t wn = 0;
+	struct seen s = { 0 };
+	struct osh_llm_event_sink sink = { on_event, &s };
+	struct osh_llm_body b;
+
+	for (size_t off = 0; off < zn; off += 9) {
+		size_t k = zn - off < 9 ? zn - off : 9;
+
+		wn += (size_t)sprintf(wire + wn, "%zx\r\n", k);
+		memcpy(wire + wn, z + off, k);
+		wn += k;
+		memcpy(wire + wn, "\r\n", 2);
+		wn += 2;
+	}
+	memcpy(wire + wn, "0\r\n\r\n", 5);
+	wn += 5;
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, "gzip", 4, OSH_LLM_STREAM_SSE, 1 << 20,
+			  &sink);
+	cr_assert(feed(&b, wire, wn, 1, 1));
+	check_sse(&s);	/* the body's end delivers the tail event */
+	osh_llm_body_free(&b);
+}
+
+Test(llm_body, ndjson_lines)
+{
+	const char in[] = "{\"a\":1}\n\n{\"b\":2}\r\n  \n{\"c\":3}";
+	struct seen s = { 0 };
+	struct osh_llm_event_sink sink = { on_event, &s };
+	struct osh_llm_body b;
+
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_LENGTH, sizeof(in) - 1, NULL, 0,
+			  OSH_LLM_STREAM_NDJSON, 1 << 20, &sink);
+	cr_assert(feed(&b, in, sizeof(in) - 1, 1, 1));
+	cr_assert_eq(s.n, 3);
+	cr_assert_str_eq(s.data[0], "{\"a\":1}");
+	cr_assert_str_eq(s.data[1], "{\"b\":2}");
+	cr_assert_str_eq(s.data[2], "{\"c\":3}");
+	osh_llm_body_free(&b);
+}
+
+Test(llm_body, oversized_event_dropped_memory_bounded)
+{
+	size_t big = OSH_LLM_EVENT_MAX + 100;
+	char *line = malloc(big);
+	struct seen s = { 0 };
+	struct osh_llm_event_sink sink = { on_event, &s };
+	struct osh_llm_body b;
+
+	memset(line, 'x', big);
+	memcpy(line, "data: ", 6);
+	osh_llm_body_init(&b, OSH_LLM_FRAMING_CLOSE, 0, NULL, 0, OSH_LLM_STREAM_SSE, 1 << 20,
+			  &sink);
+	for (int round = 0; round < 3; round++) {
+		feed(&b, line, big, 4096, 1);
+		feed(&b, "\n\ndata: small\n\n", 15, 0, 2);
+	}
+	cr_assert(b.malformed);
+	cr_assert_eq(s.n, 3, "the small events still come: %d", s.n);
+	cr_assert_str_eq(s.data[2], "small");
+	cr_assert_leq(b.line_len, OSH_LLM_EVENT_MAX);
+	osh_llm_body_free(&b);
+	free(line);
+}
