@@ -150,11 +150,45 @@ static const char *str_at(const struct osh_jansson *j, json_t *o, const char *ke
 	return v && json_is_string(v) ? j->string_value(v) : NULL;
 }
 
-/* Everything allocated for a loaded table lives in one arena of copies;
- * loaded tables are never freed (a process loads each at most once). */
+/* A loaded table owns copies of its strings (free_routes, free_prices). */
 static char *keep_str(const char *s)
 {
 	return s ? strdup(s) : NULL;
+}
+
+/* A loaded table and all its strings (tests reset; failed loads). */
+static void free_routes(struct route_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n_paths; i++) {
+		free((char *)t->paths[i].prefix);
+		free((char *)t->paths[i].tail);
+	}
+	for (size_t i = 0; i < t->n_providers; i++) {
+		for (size_t k = 0; k < t->providers[i].n_hosts; k++)
+			free((char *)t->providers[i].hosts[k]);
+		free((char **)t->providers[i].hosts);
+		free((char *)t->providers[i].name);
+		free((char *)t->providers[i].system);
+	}
+	for (int f = 0; f < OSH_LLM_FLAVOURS; f++)
+		free((char *)t->defaults[f]);
+	free((struct path_rule *)t->paths);
+	free((struct osh_llm_provider *)t->providers);
+	free(t);
+}
+
+static void free_prices(struct price_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++) {
+		free((char *)t->e[i].provider);
+		free((char *)t->e[i].model);
+	}
+	free((struct price_entry *)t->e);
+	free(t);
 }
 
 static struct route_table *load_routes(const char *path)
@@ -251,9 +285,7 @@ static struct route_table *load_routes(const char *path)
 	if (!t->n_paths) {
 		osh_diag(OSH_LOG_WARN, "OTELSHIM_LLM_PROVIDERS: %s has no usable path rule; using the "
 				       "built-in table", path);
-		free(rules);
-		free(provs);
-		free(t);
+		free_routes(t);
 		return NULL;
 	}
 	index_paths(t);
@@ -323,8 +355,8 @@ static struct price_table *load_prices(const char *path)
 	return t;
 }
 
-/* The tables in use: loaded at first need. Two threads may both load; one
- * result is kept (the other leaks once, harmlessly small). */
+/* The tables in use: loaded at first need and kept for the process's life.
+ * Two threads may both load; one result is kept, the other freed. */
 static const struct route_table *route_table(void)
 {
 	struct route_table *t = atomic_load_explicit(&routes, memory_order_acquire);
@@ -343,8 +375,11 @@ static const struct route_table *route_table(void)
 		index_paths(&builtin_routes);
 		want = &builtin_routes;
 	}
-	if (!atomic_compare_exchange_strong(&routes, &expected, want))
+	if (!atomic_compare_exchange_strong(&routes, &expected, want)) {
+		if (want != &builtin_routes)
+			free_routes(want);
 		return expected;
+	}
 	return want;
 }
 
@@ -359,15 +394,23 @@ static const struct price_table *price_table(void)
 		want = load_prices(osh_cfg.llm_pricing_path);
 	if (!want)
 		want = &builtin_price_table;
-	if (!atomic_compare_exchange_strong(&prices, &expected, want))
+	if (!atomic_compare_exchange_strong(&prices, &expected, want)) {
+		if (want != &builtin_price_table)
+			free_prices(want);
 		return expected;
+	}
 	return want;
 }
 
 void osh_llm_tables_reset(void)
 {
-	atomic_store(&routes, NULL);
-	atomic_store(&prices, NULL);
+	struct route_table *r = atomic_exchange(&routes, NULL);
+	struct price_table *p = atomic_exchange(&prices, NULL);
+
+	if (r != &builtin_routes)
+		free_routes(r);
+	if (p != &builtin_price_table)
+		free_prices(p);
 }
 
 /* ---- matching ------------------------------------------------------------------ */
