@@ -267,6 +267,23 @@ def bench_encode():
              '%s ns/span, %s bytes/span' % (kv['ns_per_span'], kv['bytes_per_span']))]
 
 
+def bench_llm():
+    """The LLM tracker's CPU per call on top of the HTTP span (bench/llm_bench.c)."""
+    out = subprocess.run([os.path.join(BENCH, 'llm_bench'), '2000'], capture_output=True,
+                         text=True, check=True).stdout
+    kv = dict(x.split('=') for x in out.split())
+    return [
+        ('LLM call: OpenAI chat, ~300 B request + %s B JSON response, CPU per call (median of 7 rounds)'
+         % kv['json_bytes'], '-', '%.1f us' % (float(kv['json_ns_per_call']) / 1e3), 'target < 20 us'),
+        ('LLM call: same request, %s-event SSE stream (%s B, chunked), CPU per call'
+         % (kv['stream_events'], kv['stream_bytes']), '-',
+         '%.1f us' % (float(kv['stream_ns_per_call']) / 1e3),
+         '%.0f ns per event' % (float(kv['stream_ns_per_call']) / int(kv['stream_events']))),
+        ('LLM call: most heap the tracker held at once (stream or JSON)', '-',
+         '%s bytes' % kv['peak_heap_bytes'], 'bound: body limit + 2 x 256 KiB event buffers'),
+    ]
+
+
 def callgrind_ir(argv, env):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, 'cg.out')
@@ -468,7 +485,8 @@ def bench_server(seconds=10, rounds=5):
 
 
 def main():
-    which = sys.argv[1:] or ['startup', 'requests', 'curve', 'encode', 'callgrind', 'server', 'tls']
+    which = sys.argv[1:] or ['startup', 'requests', 'curve', 'encode', 'callgrind', 'server', 'tls',
+                             'llm']
     print('| measurement | baseline | with otelshim | difference |')
     print('|---|---|---|---|')
     for name in which:

@@ -352,7 +352,7 @@ static size_t ctx_lines(struct osh_exchange *ex, const struct osh_context *t,
 static struct osh_llm *llm_begin(const struct osh_http_request *req)
 {
 	struct osh_str target = req->target, auth = req->host, host = { 0 }, path = target;
-	size_t pl = 0;
+	const char *q;
 	int port;
 
 	if (target.len && target.p[0] != '/') {
@@ -361,11 +361,15 @@ static struct osh_llm *llm_begin(const struct osh_http_request *req)
 			return NULL;
 		osh_http_split_absolute(target, &auth, &path);
 	}
+	q = path.len ? memchr(path.p, '?', path.len) : NULL;
+	if (q)
+		path.len = (size_t)(q - path.p);
+	/* Nearly every request stops here, on the path's last byte. */
+	if (!osh_llm_path_maybe(path.p, path.len))
+		return NULL;
 	if (!auth.len || !osh_http_split_authority(auth, &host, &port))
 		host.len = 0;
-	while (pl < path.len && path.p[pl] != '?' && path.p[pl] != '#')
-		pl++;
-	return osh_llm_start(host.p, host.len, path.p, pl);
+	return osh_llm_start(host.p, host.len, path.p, path.len);
 }
 
 static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh_http_request *req,

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "llm_providers.h"	/* osh_llm_path_maybe: the cheap first test */
 
 struct osh_llm;
 struct osh_span;

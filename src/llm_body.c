@@ -87,19 +87,26 @@ static void keep(struct osh_llm_body *b, const char *p, size_t n)
 	b->buf[b->len] = '\0';
 }
 
-static bool grow(char **p, size_t want)
+/* Room for @want bytes (and a NUL) in the line or data buffer @p of
+ * capacity *@cap: grown by doubling from 1 KiB, never past the event cap. */
+static bool grow(char **p, size_t *cap, size_t want)
 {
-	/* One allocation of the event cap, made at the first line: events of
-	 * a stream reuse it. */
+	size_t c = *cap ? *cap : 1024;
 	char *q;
 
-	(void)want;
-	if (*p)
+	if (want + 1 <= *cap)
 		return true;
-	q = malloc(OSH_LLM_EVENT_MAX + 1);
+	if (want > OSH_LLM_EVENT_MAX)
+		return false;
+	while (c < want + 1)
+		c *= 2;
+	if (c > OSH_LLM_EVENT_MAX + 1)
+		c = OSH_LLM_EVENT_MAX + 1;
+	q = realloc(*p, c);
 	if (!q)
 		return false;
 	*p = q;
+	*cap = c;
 	return true;
 }
 
@@ -113,18 +120,38 @@ static void dispatch(struct osh_llm_body *b, const char *event, size_t event_len
 /* The SSE event built so far is complete (a blank line). */
 static void sse_event_end(struct osh_llm_body *b)
 {
-	if (b->data_any && !b->data_over)
+	if (b->data_ref)
+		dispatch(b, b->event, b->event_len, b->data_ref, b->data_ref_len);
+	else if (b->data_any && !b->data_over)
 		dispatch(b, b->event, b->event_len, b->data ? b->data : "", b->data_len);
 	else if (b->data_over)
 		b->malformed = true;
+	b->data_ref = NULL;
 	b->data_len = 0;
 	b->data_any = false;
 	b->data_over = false;
 	b->event_len = 0;
 }
 
-/* One complete SSE line (without its end). */
-static void sse_line(struct osh_llm_body *b, const char *l, size_t n)
+/* Copy the data line the event points at into its own buffer. */
+static void keep_data_ref(struct osh_llm_body *b)
+{
+	const char *v = b->data_ref;
+	size_t vn = b->data_ref_len;
+
+	b->data_ref = NULL;
+	if (vn > OSH_LLM_EVENT_MAX || !grow(&b->data, &b->data_cap, vn)) {
+		b->data_over = true;
+		return;
+	}
+	memcpy(b->data, v, vn);
+	b->data_len = vn;
+	b->data[vn] = '\0';
+}
+
+/* One complete SSE line (without its end); @in_place: @l lies in the piece
+ * being fed, not in the line buffer. */
+static void sse_line(struct osh_llm_body *b, const char *l, size_t n, bool in_place)
 {
 	const char *colon;
 	size_t name_len;
@@ -150,8 +177,20 @@ static void sse_line(struct osh_llm_body *b, const char *l, size_t n)
 	if (name_len == 4 && memcmp(l, "data", 4) == 0) {
 		size_t need = (b->data_any ? 1 : 0) + vn;
 
+		/* The usual event: one data line, read in the same piece as
+		 * its blank line. Point at it; split() copies it if the piece
+		 * ends first. */
+		if (!b->data_any && in_place) {
+			b->data_ref = v;
+			b->data_ref_len = vn;
+			b->data_any = true;
+			return;
+		}
+		if (b->data_ref)
+			keep_data_ref(b);
+
 		if (b->data_over || b->data_len + need > OSH_LLM_EVENT_MAX ||
-		    !grow(&b->data, b->data_len + need)) {
+		    !grow(&b->data, &b->data_cap, b->data_len + need)) {
 			b->data_over = true;
 			b->data_any = true;
 			return;
@@ -170,10 +209,10 @@ static void sse_line(struct osh_llm_body *b, const char *l, size_t n)
 	/* id, retry and unknown fields change nothing here. */
 }
 
-static void stream_line(struct osh_llm_body *b, const char *l, size_t n)
+static void stream_line(struct osh_llm_body *b, const char *l, size_t n, bool in_place)
 {
 	if (b->stream == OSH_LLM_STREAM_SSE) {
-		sse_line(b, l, n);
+		sse_line(b, l, n, in_place);
 		return;
 	}
 	/* NDJSON: blank lines are nothing. */
@@ -189,15 +228,28 @@ static void line_done(struct osh_llm_body *b)
 	if (b->line_over)
 		b->malformed = true;
 	else
-		stream_line(b, b->line ? b->line : "", b->line_len);
+		stream_line(b, b->line ? b->line : "", b->line_len, false);
 	b->line_len = 0;
 	b->line_over = false;
+}
+
+/* Part of a line that goes on past this piece: kept, up to the cap. */
+static void line_append(struct osh_llm_body *b, const char *p, size_t n)
+{
+	if (b->line_over || b->line_len + n > OSH_LLM_EVENT_MAX ||
+	    !grow(&b->line, &b->line_cap, b->line_len + n)) {
+		b->line_over = true;
+		return;
+	}
+	memcpy(b->line + b->line_len, p, n);
+	b->line_len += n;
 }
 
 static void split(struct osh_llm_body *b, const char *p, size_t n)
 {
 	while (n) {
-		size_t i = 0;
+		const char *nl, *cr;
+		size_t i;
 
 		if (b->cr_seen && p[0] == '\n') {
 			/* The LF of a CRLF whose CR ended the line already. */
@@ -207,24 +259,29 @@ static void split(struct osh_llm_body *b, const char *p, size_t n)
 			continue;
 		}
 		b->cr_seen = false;
-		while (i < n && p[i] != '\n' && p[i] != '\r')
-			i++;
-		if (i) {
-			if (b->line_over || b->line_len + i > OSH_LLM_EVENT_MAX ||
-			    !grow(&b->line, b->line_len + i)) {
-				b->line_over = true;
-			} else {
-				memcpy(b->line + b->line_len, p, i);
-				b->line_len += i;
-			}
+		/* The line's end: LF, or a CR before it (CR alone ends a line
+		 * too). memchr: events are ~100-200 bytes of JSON. */
+		nl = memchr(p, '\n', n);
+		cr = memchr(p, '\r', nl ? (size_t)(nl - p) : n);
+		i = cr ? (size_t)(cr - p) : nl ? (size_t)(nl - p) : n;
+		if (i == n) {
+			line_append(b, p, i);
+			break;
 		}
-		if (i == n)
-			return;
 		b->cr_seen = p[i] == '\r';
-		line_done(b);
+		if (!b->line_len && !b->line_over) {
+			/* The whole line is in this piece: no copy. */
+			stream_line(b, p, i, true);
+		} else {
+			line_append(b, p, i);
+			line_done(b);
+		}
 		p += i + 1;
 		n -= i + 1;
 	}
+	/* An event pointing into this piece outlives it: keep its data. */
+	if (b->data_ref)
+		keep_data_ref(b);
 }
 
 static void decoded(struct osh_llm_body *b, const char *p, size_t n)

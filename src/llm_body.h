@@ -65,13 +65,17 @@ struct osh_llm_body {
 	size_t len, cap;
 	/* Streams: the line being assembled and the event being built. */
 	char *line;
-	size_t line_len;
+	size_t line_len, line_cap;
 	bool line_over;		/* this line is over OSH_LLM_EVENT_MAX: skipped */
 	bool cr_seen;		/* the last byte was CR (a CRLF's LF is not a second end) */
 	char *data;
-	size_t data_len;
+	size_t data_len, data_cap;
 	bool data_any;		/* a data field was seen for this event */
 	bool data_over;
+	/* The event's only data line, still in the piece being fed (not
+	 * copied unless the event outlives the piece). */
+	const char *data_ref;
+	size_t data_ref_len;
 	char event[64];
 	size_t event_len;
 	uint64_t now_ns;	/* of the piece being fed */

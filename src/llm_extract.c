@@ -82,6 +82,80 @@ static void copy_str(char *dst, size_t cap, const char *s)
 	dst[n] = '\0';
 }
 
+/* Copy JSON @in to @out with every string longer than @max (message text,
+ * tool arguments, embeddings in base64) made empty: what is extracted is
+ * never in those, and the parser then reads a fraction of the body. The
+ * structure is kept byte for byte, so the result is JSON when @in is.
+ * Returns the bytes written (at most @n). */
+static size_t shrink(const char *in, size_t n, char *out, size_t max)
+{
+	const char *p = in, *end = in + n;
+	size_t w = 0;
+
+	while (p < end) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
+		const char *s;
+
+		if (!q) {
+			memcpy(out + w, p, (size_t)(end - p));
+			return w + (size_t)(end - p);
+		}
+		memcpy(out + w, p, (size_t)(q - p + 1));
+		w += (size_t)(q - p + 1);
+		/* The string's end: a quote not escaped. */
+		s = q + 1;
+		for (;;) {
+			const char *e = memchr(s, '"', (size_t)(end - s));
+			const char *k;
+			size_t bs = 0;
+
+			if (!e) {
+				/* Cut short: keep what there is (the parser says no). */
+				memcpy(out + w, q + 1, (size_t)(end - q - 1));
+				return w + (size_t)(end - q - 1);
+			}
+			for (k = e; k > q + 1 && k[-1] == '\\'; k--)
+				bs++;
+			if (bs % 2 == 0) {
+				size_t len = (size_t)(e - q - 1);
+
+				if (len <= max) {
+					memcpy(out + w, q + 1, len);
+					w += len;
+				}
+				out[w++] = '"';
+				p = e + 1;
+				break;
+			}
+			s = e + 1;
+		}
+	}
+	return w;
+}
+
+/* Strings longer than this are emptied before parsing (when no content is
+ * captured): ids, models, reasons and keys are all shorter. */
+#define SHRINK_MAX 200
+
+static json_t *parse_call(const struct osh_llm_call *c, const char *json, size_t n)
+{
+	json_error_t err;
+	json_t *r;
+	char *small;
+
+	J = osh_jansson();
+	if (!J || !json || !n)
+		return NULL;
+	if (c->capture || n < 1024)
+		return J->loadb(json, n, JSON_DECODE_ANY, &err);
+	small = malloc(n);
+	if (!small)
+		return J->loadb(json, n, JSON_DECODE_ANY, &err);
+	r = J->loadb(small, shrink(json, n, small, SHRINK_MAX), JSON_DECODE_ANY, &err);
+	free(small);
+	return r;
+}
+
 static json_t *parse(const char *json, size_t n)
 {
 	json_error_t err;
@@ -90,6 +164,125 @@ static json_t *parse(const char *json, size_t n)
 	if (!J || !json || !n)
 		return NULL;
 	return J->loadb(json, n, JSON_DECODE_ANY, &err);
+}
+
+/* What a streamed event mentions, found in one pass over its quotes (a
+ * parse costs ten times more, and most events only add text). */
+enum {
+	MK_FINISH = 1,		/* "finish_reason" / "finishReason" not null */
+	MK_USAGE = 2,		/* "usage" / "usageMetadata" not null */
+	MK_TOOL = 4,		/* tool_calls, functionCall, function_call */
+	MK_ERROR = 8,		/* "error" */
+	MK_DONE = 16,		/* Ollama "done": true */
+	MK_RESPONSE_END = 32,	/* Responses API: completed / incomplete / failed */
+	MK_BLOCK_DELTA = 64,	/* Anthropic content_block_delta / ping */
+};
+
+static bool lit_at(const char *p, const char *end, const char *lit, size_t n)
+{
+	return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
+}
+
+/* The value after the key whose closing quote is at @q: not null? */
+static bool value_set(const char *q, const char *end)
+{
+	q++;
+	while (q < end && (*q == ' ' || *q == ':' || *q == '\t'))
+		q++;
+	return q < end && !lit_at(q, end, "null", 4);
+}
+
+static unsigned scan_marks(const char *d, size_t n)
+{
+	const char *p = d, *end = d + n;
+	unsigned m = 0;
+
+	while (p < end) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
+
+		if (!q || q + 1 >= end)
+			break;
+		q++;
+		switch (*q) {
+		case 'f':
+			if (lit_at(q, end, "finish_reason\"", 14) && value_set(q + 13, end))
+				m |= MK_FINISH;
+			else if (lit_at(q, end, "finishReason\"", 13))
+				m |= MK_FINISH;
+			else if (lit_at(q, end, "functionCall\"", 13) ||
+				 lit_at(q, end, "function_call", 13))
+				m |= MK_TOOL;
+			break;
+		case 'u':
+			if (lit_at(q, end, "usage\"", 6) && value_set(q + 5, end))
+				m |= MK_USAGE;
+			else if (lit_at(q, end, "usageMetadata\"", 14))
+				m |= MK_USAGE;
+			break;
+		case 't':
+			if (lit_at(q, end, "tool_calls\"", 11))
+				m |= MK_TOOL;
+			break;
+		case 'e':
+			if (lit_at(q, end, "error\"", 6))
+				m |= MK_ERROR;
+			break;
+		case 'd':
+			if (lit_at(q, end, "done\"", 5) && value_set(q + 4, end) &&
+			    !lit_at(q + 5 + strspn(q + 5, " :\t"), end, "false", 5))
+				m |= MK_DONE;
+			break;
+		case 'r':
+			if (lit_at(q, end, "response.completed\"", 19) ||
+			    lit_at(q, end, "response.incomplete\"", 20) ||
+			    lit_at(q, end, "response.failed\"", 16))
+				m |= MK_RESPONSE_END;
+			break;
+		case 'c':
+			if (lit_at(q, end, "content_block_delta\"", 20))
+				m |= MK_BLOCK_DELTA;
+			break;
+		case 'p':
+			if (lit_at(q, end, "ping\"", 5))
+				m |= MK_BLOCK_DELTA;
+			break;
+		default:
+			break;
+		}
+		/* Past this string (keys and values alike). */
+		q = memchr(q, '"', (size_t)(end - q));
+		if (!q)
+			break;
+		p = q + 1;
+	}
+	return m;
+}
+
+/* After the first output, most events of a stream only add text: those are
+ * not parsed (unless content is captured). The few that carry ids, finish
+ * reasons, usage, tool calls or errors are. */
+static bool event_matters(const struct osh_llm_call *c, const char *event, size_t event_len,
+			  const char *d, size_t n)
+{
+	unsigned m;
+
+	if ((c->flavour == OSH_LLM_ANTHROPIC || c->flavour == OSH_LLM_BEDROCK) && event_len)
+		return !(event_len == 19 && memcmp(event, "content_block_delta", 19) == 0) &&
+		       !(event_len == 4 && memcmp(event, "ping", 4) == 0);
+	m = scan_marks(d, n);
+	switch (c->flavour) {
+	case OSH_LLM_OPENAI:
+		return m & (MK_FINISH | MK_USAGE | MK_TOOL | MK_ERROR | MK_RESPONSE_END);
+	case OSH_LLM_ANTHROPIC:
+	case OSH_LLM_BEDROCK:
+		return !(m & MK_BLOCK_DELTA) || (m & MK_ERROR);
+	case OSH_LLM_GEMINI:
+		return m & (MK_FINISH | MK_USAGE | MK_TOOL | MK_ERROR);
+	case OSH_LLM_OLLAMA:
+		return m & (MK_DONE | MK_TOOL | MK_ERROR);
+	default:
+		return true;
+	}
 }
 
 static void drop(json_t *root)
@@ -208,7 +401,7 @@ static void messages_text(struct osh_llm_call *c, json_t *msgs)
 
 void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 {
-	json_t *r = parse(json, n), *v;
+	json_t *r = parse_call(c, json, n), *v;
 
 	if (!r || !json_is_object(r)) {
 		drop(r);
@@ -542,7 +735,7 @@ static void bedrock_response(struct osh_llm_call *c, json_t *r)
 
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n)
 {
-	json_t *r = parse(json, n);
+	json_t *r = parse_call(c, json, n);
 
 	if (!r) {
 		if (status >= 400)
@@ -696,10 +889,10 @@ bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t eve
 	json_t *r;
 	bool content = false;
 
-	(void)event;
-	(void)event_len;
 	if (data_len == 6 && memcmp(data, "[DONE]", 6) == 0)
 		return false;
+	if (c->got_output && !c->capture && !event_matters(c, event, event_len, data, data_len))
+		return true;	/* more output: only the first one's time counts */
 	r = parse(data, data_len);
 	if (!r)
 		return false;
@@ -726,6 +919,8 @@ bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t eve
 		}
 	}
 	drop(r);
+	if (content)
+		c->got_output = true;
 	return content;
 }
 

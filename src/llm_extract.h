@@ -78,6 +78,8 @@ struct osh_llm_call {
 	/* Anthropic counts input without the cache; kept apart until the end. */
 	int64_t anthropic_input, anthropic_cache_read, anthropic_cache_write;
 
+	bool got_output;	/* a streamed event carried output already */
+
 	/* Content capture (only filled when asked). */
 	bool capture;
 	struct osh_llm_text input;

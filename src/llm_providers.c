@@ -498,8 +498,7 @@ static void model_from_path(struct osh_llm_route *r, const char *path, size_t n)
 	r->path_model_len = (uint8_t)o;
 }
 
-bool osh_llm_match(const char *host, size_t host_len, const char *path, size_t path_len,
-		   struct osh_llm_route *ret)
+bool osh_llm_path_maybe(const char *path, size_t path_len)
 {
 	const struct route_table *t;
 	unsigned char last;
@@ -508,9 +507,18 @@ bool osh_llm_match(const char *host, size_t host_len, const char *path, size_t p
 		return false;
 	t = route_table();
 	last = (unsigned char)path[path_len - 1];
+	return (t->last_byte[last >> 6] & (1ull << (last & 63))) && path_len >= t->min_len;
+}
+
+bool osh_llm_match(const char *host, size_t host_len, const char *path, size_t path_len,
+		   struct osh_llm_route *ret)
+{
+	const struct route_table *t;
+
 	/* Most requests end here. */
-	if (!(t->last_byte[last >> 6] & (1ull << (last & 63))) || path_len < t->min_len)
+	if (!osh_llm_path_maybe(path, path_len))
 		return false;
+	t = route_table();
 	for (size_t i = 0; i < t->n_paths; i++) {
 		const struct path_rule *r = &t->paths[i];
 

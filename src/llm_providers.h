@@ -58,6 +58,10 @@ struct osh_llm_route {
 	char endpoint[OSH_LLM_ENDPOINT_MAX];	/* host + path: llm.provider.endpoint */
 };
 
+/* False when no rule can match @path (no query): the pre-filter alone, for
+ * callers that can then skip the rest (splitting the host, ...). */
+bool osh_llm_path_maybe(const char *path, size_t path_len);
+
 /* Whether a request to @host (no port; may be empty) for @path (no query)
  * is an LLM call; fills @ret when it is. */
 bool osh_llm_match(const char *host, size_t host_len, const char *path, size_t path_len,

@@ -479,3 +479,73 @@ Test(llm_extract, captured_content_is_redacted_json_cut_to_fit)
 	want_none("gen_ai.output.messages");	/* nothing came back */
 	osh_llm_call_free(&c);
 }
+
+/* Bodies over 1 KiB are parsed with their long strings emptied (content is
+ * not captured): quotes escaped inside them, backslashes before a closing
+ * quote, and the short fields after them must come through. */
+Test(llm_extract, long_strings_skipped_fields_kept)
+{
+	static char body[16384];
+	struct osh_llm_call c;
+	size_t w = 0;
+
+	w += (size_t)snprintf(body + w, sizeof(body) - w,
+			      "{\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":0,\"message\":{"
+			      "\"content\":\"");
+	for (int i = 0; i < 300; i++)
+		w += (size_t)snprintf(body + w, sizeof(body) - w, "say \\\"hi\\\" \\\\ ");
+	w += (size_t)snprintf(body + w, sizeof(body) - w,
+			      "end\\\\\"},\"finish_reason\":\"length\"}],\"model\":\"m-\\\"q\","
+			      "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}");
+	osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	osh_llm_extract_response(&c, 200, body, w);
+	osh_llm_call_apply(&c, rec, NULL, false, false);
+	want_str("gen_ai.response.id", "chatcmpl-L");
+	want_str("gen_ai.response.model", "m-\"q");
+	want_strs("gen_ai.response.finish_reasons", "length");
+	want_int("gen_ai.usage.output_tokens", 4);
+	osh_llm_call_free(&c);
+}
+
+/* After the first output, events that only add text are not parsed: a
+ * broken one is taken as more output, and the ones that carry a finish
+ * reason or usage are still read. */
+Test(llm_extract, stream_text_events_skipped_after_the_first)
+{
+	struct osh_llm_call c;
+	const char first[] = "{\"id\":\"s\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},"
+			     "\"finish_reason\":null}],\"usage\":null}";
+	const char text_only[] = "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"},"
+				 "\"finish_reason\": null";	/* cut: not JSON */
+	const char last[] = "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\": \"length\"}]}";
+	const char usage[] = "{\"choices\":[],\"usage\": {\"prompt_tokens\":1,\"completion_tokens\":2}}";
+
+	osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	cr_assert_not(osh_llm_extract_event(&c, "", 0, S(text_only)), "parsed before any output");
+	cr_assert(osh_llm_extract_event(&c, "", 0, S(first)));
+	cr_assert(osh_llm_extract_event(&c, "", 0, S(text_only)), "skipped: more output");
+	osh_llm_extract_event(&c, "", 0, S(last));
+	osh_llm_extract_event(&c, "", 0, S(usage));
+	osh_llm_call_apply(&c, rec, NULL, false, false);
+	want_strs("gen_ai.response.finish_reasons", "length");
+	want_int("gen_ai.usage.output_tokens", 2);
+	osh_llm_call_free(&c);
+
+	/* Anthropic: by event name; Ollama: its last line. */
+	osh_llm_call_init(&c, OSH_LLM_ANTHROPIC, OSH_LLM_OP_CHAT, false);
+	cr_assert(osh_llm_extract_event(&c, S("content_block_delta"),
+					S("{\"type\":\"content_block_delta\",\"delta\":{\"text\":\"x\"}}")));
+	cr_assert(osh_llm_extract_event(&c, S("content_block_delta"), S("{broken")));
+	osh_llm_extract_event(&c, S("message_delta"), S("{\"type\":\"message_delta\",\"delta\":"
+							"{\"stop_reason\":\"end_turn\"},\"usage\":"
+							"{\"output_tokens\":5}}"));
+	cr_assert_eq(c.output_tokens, 5);
+	osh_llm_call_free(&c);
+	osh_llm_call_init(&c, OSH_LLM_OLLAMA, OSH_LLM_OP_CHAT, false);
+	cr_assert(osh_llm_extract_event(&c, "", 0, S("{\"message\":{\"content\":\"a\"},\"done\":false}")));
+	cr_assert(osh_llm_extract_event(&c, "", 0, S("{\"message\":{\"content\":\"b\"},\"done\": false")));
+	osh_llm_extract_event(&c, "", 0, S("{\"message\":{\"content\":\"\"},\"done\": true,"
+					   "\"eval_count\":7}"));
+	cr_assert_eq(c.output_tokens, 7);
+	osh_llm_call_free(&c);
+}

@@ -1,0 +1,197 @@
+/* The LLM tracker's own cost per call (issue 5's benchmark): what an LLM
+ * call costs on top of its plain HTTP span. Two shapes, fed through
+ * llm.c exactly as the client engine feeds it (request head and body,
+ * response head, body in reads of 1-4 KiB, finish onto a span record):
+ *
+ *   json    an OpenAI chat request (~300 B) and a 4 KiB JSON response
+ *   stream  the same request, answered by a 500-chunk SSE stream
+ *           (chunked framing, ~110 B per event) with a usage chunk
+ *
+ * Prints CPU ns per call (median of rounds) and the most heap the tracker
+ * held at once (mallinfo2), for bench/run.py. jansson and zlib are loaded
+ * before timing (a process pays that once, at its first LLM call).
+ *
+ *   llm_bench [calls-per-round]
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "http.h"
+#include "lazylib.h"
+#include "llm.h"
+#include "span.h"
+
+static char req_body[512];
+static size_t req_len;
+static char *json_body;
+static size_t json_len;
+static char *stream_body;
+static size_t stream_len;
+static size_t peak_heap;
+static bool sample_heap;	/* an untimed pass: mallinfo2 costs more than a read */
+
+static double cpu_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static void make_bodies(void)
+{
+	size_t cap = 1 << 20, w = 0;
+
+	req_len = (size_t)snprintf(req_body, sizeof(req_body),
+				   "{\"model\":\"gpt-4o-mini\",\"max_tokens\":800,\"temperature\":0.3,"
+				   "\"stream\":%s,\"stream_options\":{\"include_usage\":true},"
+				   "\"messages\":[{\"role\":\"system\",\"content\":\"You are a "
+				   "helpful assistant.\"},{\"role\":\"user\",\"content\":\"Write a "
+				   "short story about a lighthouse keeper and a storm.\"}]}",
+				   "false");
+	/* 4 KiB JSON response: the story in one message, usage at the end. */
+	json_body = malloc(cap);
+	w += (size_t)sprintf(json_body + w,
+			     "{\"id\":\"chatcmpl-AbC123\",\"object\":\"chat.completion\",\"created\":"
+			     "1700000000,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":"
+			     "0,\"message\":{\"role\":\"assistant\",\"content\":\"");
+	while (w < 4096 - 220)
+		w += (size_t)sprintf(json_body + w, "The keeper climbed the stairs again. ");
+	w += (size_t)sprintf(json_body + w,
+			     "\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":41,"
+			     "\"completion_tokens\":812,\"total_tokens\":853,"
+			     "\"prompt_tokens_details\":{\"cached_tokens\":0}},"
+			     "\"system_fingerprint\":\"fp_0ba0d124f1\"}");
+	json_len = w;
+
+	/* 500 content chunks, each in its own HTTP chunk, then usage and
+	 * [DONE]. */
+	stream_body = malloc(cap);
+	w = 0;
+	for (int i = 0; i < 502; i++) {
+		char ev[400];
+		int n;
+
+		if (i < 500)
+			n = snprintf(ev, sizeof(ev),
+				     "data: {\"id\":\"chatcmpl-AbC123\",\"object\":"
+				     "\"chat.completion.chunk\",\"created\":1700000000,\"model\":"
+				     "\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":"
+				     "{\"content\":\" word%d\"},\"finish_reason\":%s}]}\n\n",
+				     i, i == 499 ? "\"stop\"" : "null");
+		else if (i == 500)
+			n = snprintf(ev, sizeof(ev),
+				     "data: {\"id\":\"chatcmpl-AbC123\",\"choices\":[],\"usage\":"
+				     "{\"prompt_tokens\":41,\"completion_tokens\":500}}\n\n");
+		else
+			n = snprintf(ev, sizeof(ev), "data: [DONE]\n\n");
+		w += (size_t)sprintf(stream_body + w, "%x\r\n", n);
+		memcpy(stream_body + w, ev, (size_t)n);
+		w += (size_t)n;
+		memcpy(stream_body + w, "\r\n", 2);
+		w += 2;
+	}
+	memcpy(stream_body + w, "0\r\n\r\n", 5);
+	stream_len = w + 5;
+}
+
+static void note_heap(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	if (m.uordblks > peak_heap)
+		peak_heap = m.uordblks;
+}
+
+/* One call; @stream picks the shape. */
+static void one_call(bool stream, struct osh_span *rec)
+{
+	static const char path[] = "/v1/chat/completions";
+	struct osh_llm *l = osh_llm_start("api.openai.com", 14, path, sizeof(path) - 1);
+	struct osh_http_request req = { 0 };
+	struct osh_http_response resp = { 0 };
+	const char *body = stream ? stream_body : json_body;
+	size_t len = stream ? stream_len : json_len;
+
+	req.body = OSH_BODY_LENGTH;
+	req.content_length = req_len;
+	osh_llm_request_head(l, &req, 200);
+	osh_llm_request_body(l, 200, req_body, req_len);
+	resp.status = 200;
+	resp.content_type = stream ? (struct osh_str){ "text/event-stream", 17 }
+				   : (struct osh_str){ "application/json", 16 };
+	resp.content_length = len;
+	osh_llm_response_head(l, &resp, stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH, 1);
+	/* Reads as a client makes them: 1 KiB (stream) or 4 KiB (JSON). */
+	for (size_t off = 0, step = stream ? 1024 : 4096; off < len; off += step) {
+		osh_llm_response_body(l, body + off, len - off < step ? len - off : step, 2 + off);
+		if (sample_heap)
+			note_heap();
+	}
+	osh_llm_finish(l, rec);
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double measure(bool stream, int calls, int rounds)
+{
+	double per[32];
+
+	for (int r = 0; r < rounds; r++) {
+		double t0 = cpu_ns();
+
+		for (int i = 0; i < calls; i++) {
+			struct osh_span *rec = osh_span_create();
+
+			one_call(stream, rec);
+			osh_span_destroy(rec);
+		}
+		per[r] = (cpu_ns() - t0) / calls;
+	}
+	qsort(per, (size_t)rounds, sizeof(double), cmp);
+	return per[rounds / 2];
+}
+
+int main(int argc, char **argv)
+{
+	int calls = argc > 1 ? atoi(argv[1]) : 2000;
+	struct mallinfo2 before;
+	double json_ns, stream_ns;
+	size_t base;
+
+	osh_cfg.llm_body_limit = 4u << 20;
+	osh_span_set_limits(0, 128);
+	make_bodies();
+	if (!osh_jansson() || !osh_zlib()) {
+		fprintf(stderr, "llm_bench: jansson or zlib not loadable\n");
+		return 1;
+	}
+	{
+		struct osh_span *rec = osh_span_create();
+
+		one_call(false, rec);	/* warm: tables, first allocations */
+		osh_span_destroy(rec);
+	}
+	before = mallinfo2();
+	base = before.uordblks;
+	peak_heap = base;
+	json_ns = measure(false, calls, 7);
+	stream_ns = measure(true, calls / 10 ? calls / 10 : 1, 7);
+	sample_heap = true;
+	measure(false, 1, 1);
+	measure(true, 1, 1);
+	printf("json_ns_per_call=%.0f stream_ns_per_call=%.0f json_bytes=%zu stream_bytes=%zu "
+	       "stream_events=500 peak_heap_bytes=%zu\n",
+	       json_ns, stream_ns, json_len, stream_len, peak_heap - base);
+	return 0;
+}
