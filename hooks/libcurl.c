@@ -78,6 +78,21 @@ OSH_EXPORT CURLcode curl_easy_setopt(CURL *easy, CURLoption opt, ...)
 	if (!a)
 		return CURLE_FAILED_INIT;
 	va_start(ap, opt);
+	if (__builtin_expect(opt == CURLOPT_WRITEFUNCTION || opt == CURLOPT_WRITEDATA, 0) &&
+	    tracing() && osh_curl_write_wrapped(easy)) {
+		/* Ours stays installed for this transfer; it calls the new
+		 * one. */
+		if (opt == CURLOPT_WRITEFUNCTION)
+			ptr = (const void *)(uintptr_t)va_arg(ap, curl_write_callback);
+		else
+			ptr = va_arg(ap, void *);
+		va_end(ap);
+		if (osh_guard_enter()) {
+			osh_curl_setopt(easy, opt, ptr, 0, depth == 0);
+			osh_guard_leave();
+		}
+		return CURLE_OK;
+	}
 	rc = osh_curl_setopt_pass(a, easy, opt, ap, &ptr, &num);
 	va_end(ap);
 	err = errno;

@@ -26,9 +26,11 @@
 #include "curl_trace.h"
 #include "diag.h"
 #include "exporter.h"
+#include "guard.h"
 #include "http_client.h"
 #include "http_util.h"
 #include "ids.h"
+#include "llm.h"
 #include "procspan.h"
 #include "propagation.h"
 #include "redact.h"
@@ -277,6 +279,7 @@ static struct osh_curl_xfer *create(void *easy)
 	if (!x)
 		goto fail;
 	x->easy = easy;
+	x->post_size = -1;
 	pthread_mutex_lock(&table_lock);
 	if (!fork_armed) {
 		/* A child forked while another thread held the lock would
@@ -305,6 +308,17 @@ fail:
 	return NULL;
 }
 
+/* What a record owns besides its list and span. */
+static void free_owned(struct osh_curl_xfer *x)
+{
+	free(x->user_agent);
+	free(x->url);
+	free(x->post_copy);
+	osh_llm_free(x->llm);
+	x->user_agent = x->url = x->post_copy = NULL;
+	x->llm = NULL;
+}
+
 /* Take @x out of the table and free it (its list and span must be gone). */
 static void destroy(struct osh_curl_xfer *x)
 {
@@ -331,7 +345,7 @@ static void destroy(struct osh_curl_xfer *x)
 		}
 	}
 	pthread_mutex_unlock(&table_lock);
-	free(x->user_agent);
+	free_owned(x);
 	free(x);
 }
 
@@ -345,7 +359,7 @@ void osh_curl_reset_all(void)
 			continue;
 		free(x->our_list);
 		osh_span_destroy(x->rec);
-		free(x->user_agent);
+		free_owned(x);
 		free(x);
 	}
 	free(slots);
@@ -422,11 +436,14 @@ int osh_curl_setopt_pass(const struct osh_curl_api *a, void *easy, int opt, va_l
 	if (opt < CURLOPTTYPE_OFF_T) {
 		any_fn fn = va_arg(ap, any_fn);
 
+		/* Kept as data (the write callback we may stand in for). */
+		*ret_ptr = (const void *)(uintptr_t)fn;
 		return a->easy_setopt(easy, opt, fn);
 	}
 	if (opt < CURLOPTTYPE_BLOB) {
 		curl_off_t off = va_arg(ap, curl_off_t);
 
+		*ret_num = (long)off;
 		return a->easy_setopt(easy, opt, off);
 	}
 	/* Blobs, and any later type: a pointer. */
@@ -443,6 +460,12 @@ bool osh_curl_setopt_wanted(int opt)
 	case CURLOPT_CURLU:
 	case CURLOPT_DEFAULT_PROTOCOL:
 	case CURLOPT_CONNECT_ONLY:
+	case CURLOPT_POSTFIELDS:
+	case CURLOPT_COPYPOSTFIELDS:
+	case CURLOPT_POSTFIELDSIZE:
+	case CURLOPT_POSTFIELDSIZE_LARGE:
+	case CURLOPT_WRITEFUNCTION:
+	case CURLOPT_WRITEDATA:
 		return true;
 	default:
 		return false;
@@ -475,6 +498,40 @@ void osh_curl_setopt(void *easy, int opt, const void *ptr, long num, bool may_cr
 		break;
 	case CURLOPT_URL:
 		x->url_kind = (uint8_t)osh_curl_url_kind(ptr);
+		free(x->url);
+		x->url = ptr ? strndup(ptr, URL_MAX) : NULL;
+		break;
+	case CURLOPT_POSTFIELDS:
+		x->post = ptr;
+		free(x->post_copy);
+		x->post_copy = NULL;
+		break;
+	case CURLOPT_COPYPOSTFIELDS: {
+		/* libcurl keeps its own copy and the program may free its
+		 * buffer: so do we (up to the LLM body limit). */
+		size_t n = ptr ? (x->post_size >= 0 ? (size_t)x->post_size : strlen(ptr)) : 0;
+
+		if (n > osh_cfg.llm_body_limit)
+			n = osh_cfg.llm_body_limit;
+		free(x->post_copy);
+		x->post_copy = ptr ? malloc(n ? n : 1) : NULL;
+		if (x->post_copy)
+			memcpy(x->post_copy, ptr, n);
+		x->post = x->post_copy;
+		if (x->post_copy && x->post_size < 0)
+			x->post_size = (int64_t)n;
+		break;
+	}
+	case CURLOPT_POSTFIELDSIZE:
+	case CURLOPT_POSTFIELDSIZE_LARGE:
+		x->post_size = num;
+		break;
+	case CURLOPT_WRITEFUNCTION:
+		/* Also while ours is installed: the end puts this one back. */
+		x->app_write = (void *)ptr;
+		break;
+	case CURLOPT_WRITEDATA:
+		x->app_write_data = (void *)ptr;
 		break;
 	case CURLOPT_CURLU:
 		x->curlu = (void *)ptr;
@@ -671,6 +728,111 @@ static void count_multi(struct osh_curl_xfer *x, bool on)
 	atomic_fetch_add_explicit(&multi_active, on ? 1 : -1, memory_order_relaxed);
 }
 
+/* ---- LLM calls ------------------------------------------------------------------ */
+
+/* libcurl hands us the body after its framing and (with
+ * CURLOPT_ACCEPT_ENCODING) its decoding; the response head is read from
+ * getinfo at the first piece. Then the program's own callback, or
+ * libcurl's default (fwrite to WRITEDATA, stdout when unset), gets exactly
+ * what it would have, and its return value goes back to libcurl. */
+static size_t llm_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct osh_curl_xfer *x = userdata;
+	size_t (*app)(char *, size_t, size_t, void *) =
+		(size_t (*)(char *, size_t, size_t, void *))(uintptr_t)x->app_write;
+	int err = errno;
+
+	if (x->llm && osh_guard_enter()) {
+		const struct osh_curl_api *a = api_now();
+
+		if (!x->llm_head_seen && a) {
+			struct osh_http_response resp = { 0 };
+			long code = 0;
+			char *ct = NULL;
+
+			a->easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+			if (a->easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct) != CURLE_OK)
+				ct = NULL;
+			resp.status = (int)code;
+			resp.content_type = (struct osh_str){ ct, ct ? strlen(ct) : 0 };
+			osh_llm_response_head(x->llm, &resp, OSH_BODY_UNTIL_CLOSE, x->start_ns);
+			x->llm_head_seen = true;
+		}
+		osh_llm_response_body(x->llm, ptr, size * nmemb, osh_clock_realtime_ns());
+		osh_guard_leave();
+	}
+	errno = err;
+	if (app)
+		return app(ptr, size, nmemb, x->app_write_data);
+	return fwrite(ptr, size, nmemb, x->app_write_data ? x->app_write_data : stdout);
+}
+
+/* A transfer starting with span @rec: when its URL is an LLM API, a
+ * tracker fed the request body now, and our write callback in place. */
+static void llm_begin(const struct osh_curl_api *a, struct osh_curl_xfer *x, struct osh_span *rec)
+{
+	struct osh_str url, auth, path, host = { 0 };
+	const char *q;
+	int port;
+
+	/* LLM APIs take a POST with a JSON body: POSTFIELDS (bodies from a
+	 * read callback or MIME parts are not read). */
+	if (!rec || !x->url || !x->post ||
+	    (x->url_kind != OSH_CURL_URL_HTTP && x->url_kind != OSH_CURL_URL_HTTPS))
+		return;
+	url = (struct osh_str){ x->url, strlen(x->url) };
+	if (!osh_str_has_prefix_ci(url, "http://") && !osh_str_has_prefix_ci(url, "https://"))
+		return;
+	osh_http_split_absolute(url, &auth, &path);
+	q = path.len ? memchr(path.p, '?', path.len) : NULL;
+	if (q)
+		path.len = (size_t)(q - path.p);
+	if (!osh_llm_path_maybe(path.p, path.len))
+		return;
+	if (!osh_http_split_authority(auth, &host, &port))
+		host.len = 0;
+	x->llm = osh_llm_start(host.p, host.len, path.p, path.len);
+	if (!x->llm)
+		return;
+	if (x->post) {
+		struct osh_http_request req = { 0 };
+		size_t n = x->post_size >= 0 ? (size_t)x->post_size : strlen(x->post);
+
+		req.body = OSH_BODY_LENGTH;
+		req.content_length = n;
+		osh_llm_request_head(x->llm, &req, 0);
+		osh_llm_request_body(x->llm, 0, x->post, n);
+	}
+	x->llm_head_seen = false;
+	if (a->easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, llm_write) == CURLE_OK &&
+	    a->easy_setopt(x->easy, CURLOPT_WRITEDATA, x) == CURLE_OK) {
+		x->write_wrapped = true;
+	} else {
+		/* Not ours to half-install: the program's callback back. */
+		a->easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, x->app_write);
+		a->easy_setopt(x->easy, CURLOPT_WRITEDATA, x->app_write_data);
+	}
+}
+
+/* The program's write callback back in place. */
+static void llm_unwrap(const struct osh_curl_api *a, struct osh_curl_xfer *x)
+{
+	if (!x->write_wrapped)
+		return;
+	x->write_wrapped = false;
+	if (a) {
+		a->easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, x->app_write);
+		a->easy_setopt(x->easy, CURLOPT_WRITEDATA, x->app_write_data);
+	}
+}
+
+bool osh_curl_write_wrapped(const void *easy)
+{
+	const struct osh_curl_xfer *x = osh_curl_find(easy);
+
+	return x && x->write_wrapped;
+}
+
 struct osh_curl_xfer *osh_curl_start(void *easy, void *multi)
 {
 	const struct osh_curl_api *a = api_now();
@@ -741,6 +903,7 @@ struct osh_curl_xfer *osh_curl_start(void *easy, void *multi)
 	x->start_ns = osh_clock_realtime_ns();
 	if (rec)
 		rec->start_ns = x->start_ns;
+	llm_begin(a, x, rec);
 	if (multi)
 		count_multi(x, true);
 	return x;
@@ -759,6 +922,9 @@ static void restore_list(const struct osh_curl_api *a, struct osh_curl_xfer *x)
 
 void osh_curl_start_failed(struct osh_curl_xfer *x)
 {
+	llm_unwrap(api_now(), x);
+	osh_llm_free(x->llm);
+	x->llm = NULL;
 	restore_list(api_now(), x);
 	osh_span_destroy(x->rec);
 	x->rec = NULL;
@@ -868,7 +1034,7 @@ static const char *protocol_version(long v)
 
 /* Fill @rec from what libcurl reports about @easy's last transfer. */
 static void fill_span(const struct osh_curl_api *a, void *easy, struct osh_span *rec, int result,
-		      bool have_result)
+		      bool have_result, bool error_named)
 {
 	static const struct {
 		CURLINFO info;
@@ -953,7 +1119,7 @@ static void fill_span(const struct osh_curl_api *a, void *easy, struct osh_span 
 		cbuf[b.len] = '\0';
 		etype = cbuf;
 	}
-	if (etype) {
+	if (etype && !error_named) {
 		osh_span_set_cstr(rec, "error.type", etype);
 		osh_span_set_status(rec, OSH_STATUS_ERROR, NULL);
 	}
@@ -970,12 +1136,28 @@ void osh_curl_end(struct osh_curl_xfer *x, int result, bool have_result)
 	x->active = false;
 	x->multi = NULL;
 	count_multi(x, false);
+	llm_unwrap(a, x);
 	if (rec) {
-		if (a)
-			fill_span(a, x->easy, rec, result, have_result);
+		struct osh_llm *llm = x->llm;
+		bool llm_error = false;
+		struct osh_sref name;
+
+		x->llm = NULL;
 		rec->end_ns = osh_clock_realtime_ns();
+		/* The LLM attributes first: a provider error names the failure
+		 * better than the status code, and the span keeps the LLM
+		 * name. */
+		if (llm)
+			llm_error = osh_llm_finish(llm, rec);
+		name = rec->name;
+		if (a)
+			fill_span(a, x->easy, rec, result, have_result, llm_error);
+		if (llm)
+			rec->name = name;
 		osh_exporter_submit(rec);
 	}
+	osh_llm_free(x->llm);
+	x->llm = NULL;
 	restore_list(a, x);
 }
 
@@ -1056,6 +1238,11 @@ void osh_curl_duphandle(void *src, void *dup, bool may_create)
 	 * when ours was installed, it must not outlive our freeing it. */
 	if (x->our_list && a)
 		a->easy_setopt(dup, CURLOPT_HTTPHEADER, x->app_list);
+	/* So did it take our write callback, when installed. */
+	if (x->write_wrapped && a) {
+		a->easy_setopt(dup, CURLOPT_WRITEFUNCTION, x->app_write);
+		a->easy_setopt(dup, CURLOPT_WRITEDATA, x->app_write_data);
+	}
 	if (!may_create || !(d = create(dup)))
 		return;
 	d->app_list = x->app_list;
@@ -1064,4 +1251,16 @@ void osh_curl_duphandle(void *src, void *dup, bool may_create)
 	d->url_kind = x->url_kind;
 	d->default_kind = x->default_kind;
 	d->connect_only = x->connect_only;
+	d->url = x->url ? strdup(x->url) : NULL;
+	d->post = x->post;
+	d->post_size = x->post_size;
+	d->app_write = x->app_write;
+	d->app_write_data = x->app_write_data;
+	/* libcurl's copy of the data is the dup's own: so is ours. */
+	if (x->post_copy && x->post_size >= 0) {
+		d->post_copy = malloc(x->post_size ? (size_t)x->post_size : 1);
+		if (d->post_copy)
+			memcpy(d->post_copy, x->post_copy, (size_t)x->post_size);
+		d->post = d->post_copy;
+	}
 }

@@ -68,6 +68,7 @@
 #include "http.h"
 
 struct curl_slist;
+struct osh_llm;
 struct osh_span;
 
 /* The program's libcurl entry points: prototypes as in curl/curl.h, with
@@ -135,6 +136,17 @@ struct osh_curl_xfer {
 	uint8_t url_kind;		/* enum osh_curl_url_kind of CURLOPT_URL */
 	uint8_t default_kind;		/* ... of CURLOPT_DEFAULT_PROTOCOL ("scheme") */
 	bool connect_only;		/* CURLOPT_CONNECT_ONLY: never traced here */
+	/* For LLM calls (llm.h): the URL, the request body and the program's
+	 * write callback, which a traced LLM transfer runs through ours. */
+	char *url;			/* copy of CURLOPT_URL, NULL if none */
+	const char *post;		/* CURLOPT_POSTFIELDS (the program's) */
+	char *post_copy;		/* CURLOPT_COPYPOSTFIELDS (ours, bounded) */
+	int64_t post_size;		/* CURLOPT_POSTFIELDSIZE(_LARGE), -1 unset */
+	void *app_write;		/* CURLOPT_WRITEFUNCTION, NULL: libcurl's fwrite */
+	void *app_write_data;		/* CURLOPT_WRITEDATA, NULL: stdout */
+	struct osh_llm *llm;		/* the LLM call in flight, NULL for others */
+	bool write_wrapped;		/* our write callback is installed */
+	bool llm_head_seen;		/* the response head went to the tracker */
 	bool active;			/* a traced transfer is in flight */
 	bool in_multi;			/* ... started by curl_multi_add_handle */
 	bool closing;			/* inside curl_easy_cleanup */
@@ -160,6 +172,11 @@ void osh_curl_setopt(void *easy, int opt, const void *ptr, long num, bool may_cr
  * *@ret_ptr or *@ret_num gets the argument (for osh_curl_setopt). */
 int osh_curl_setopt_pass(const struct osh_curl_api *a, void *easy, int opt, va_list ap,
 			 const void **ret_ptr, long *ret_num);
+
+/* True while a traced LLM transfer of @easy runs its body through our
+ * write callback: the program's CURLOPT_WRITEFUNCTION / WRITEDATA are
+ * then recorded, not passed to libcurl (ours stays, calling theirs). */
+bool osh_curl_write_wrapped(const void *easy);
 
 /* True when setopt option @opt is one osh_curl_setopt records (the hook's
  * fast path). */

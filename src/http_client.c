@@ -355,6 +355,9 @@ static struct osh_llm *llm_begin(const struct osh_http_request *req)
 	const char *q;
 	int port;
 
+	/* Every LLM API call is a POST. */
+	if (req->method.len != 4 || memcmp(req->method.p, "POST", 4) != 0)
+		return NULL;
 	if (target.len && target.p[0] != '/') {
 		if (!osh_str_has_prefix_ci(target, "http://") &&
 		    !osh_str_has_prefix_ci(target, "https://"))

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OSH_SPAN_MAX_ATTRS 32
+#define OSH_SPAN_MAX_ATTRS 48
 #define OSH_SPAN_ARENA 1600
 /* Span events (an LLM response's tool calls): few per span, each with a
  * couple of string attributes. */

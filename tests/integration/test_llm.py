@@ -83,10 +83,20 @@ class LLMTest(unittest.TestCase):
         raw = json.dumps(body)
         if client == 'node':
             argv = ['node', '-e', NODE_CLIENT, self.server.url + path, raw]
+        elif client == 'curl':
+            argv = ['curl', '-sS', '-N', '-w', '\n%{http_code}\n', '-o', '/dev/stdout', '--data-binary',
+                    raw, '-H', 'Content-Type: application/json']
+            for k, v in (headers or {}).items():
+                argv += ['-H', '%s: %s' % (k, v)]
+            argv.append(self.server.url + path)
         else:
             argv = [PY, '-c', CLIENT, self.server.url + path, raw, json.dumps(headers or {})]
         res = run_under_shim(argv, env_extra=e, receiver=self.receiver, check=True)
-        status, _, data = res.stdout.partition(b'\n')
+        if client == 'curl':
+            # curl writes the body, then the status line asked for by -w.
+            data, _, status = res.stdout.rstrip(b'\n').rpartition(b'\n')
+        else:
+            status, _, data = res.stdout.partition(b'\n')
         # Exported before the program exits: the count is final.
         self.receiver.wait_for_spans(1)
         spans = self.receiver.spans()
@@ -343,6 +353,36 @@ class LLMTest(unittest.TestCase):
         span, _, _, _ = self.call('/v1/models/list', {'model': 'gpt-4o-mini'})
         self.assertNotIn('gen_ai.operation.name', attrs(span))
         self.assertEqual(span['name'], 'POST /v1/models/list')
+
+    # -- curl (libcurl: traced at its level, the body through its write callback) ----
+    def test_curl_chat_and_stream(self):
+        body = {'model': 'gpt-4o-mini', 'max_tokens': 12,
+                'messages': [{'role': 'user', 'content': 'hi'}]}
+        span, ans, status, data = self.call('/v1/chat/completions', body, client='curl')
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(data)['id'], ans.response_id)   # output unchanged
+        a = self.check_common(span, ans, 'openai')
+        self.assertEqual(a['gen_ai.request.max_tokens'], 12)
+        self.assertIn('http.client.timing.total', a)    # the libcurl level made it
+        self.assertAlmostEqual(a['llm.cost.input_cost_usd'], 23 * 1.0 / 1e6)
+
+        self.setUp()
+        body = {'model': 'claude-3-5-haiku-20241022', 'max_tokens': 50, 'stream': True,
+                'messages': [{'role': 'user', 'content': 'hi'}]}
+        span, ans, status, data = self.call('/v1/messages', body,
+                                            {'X-Fake-First-Delay-Ms': '40'}, client='curl')
+        self.assertIn(b'event: message_stop', data)
+        a = self.check_common(span, ans, 'anthropic')
+        self.check_ttft(span, ans, a, 40)
+
+    def test_curl_provider_error(self):
+        span, ans, status, _ = self.call('/v1/chat/completions',
+                                         {'model': 'rate-limited', 'messages': []}, client='curl')
+        self.assertEqual(status, 429)
+        a = attrs(span)
+        self.assertEqual(a['error.type'], 'rate_limit_exceeded')
+        self.assertEqual(span['status']['code'], STATUS_ERROR)
+        self.assertEqual(span['name'], 'llm.completion')
 
     # -- Node.js -------------------------------------------------------------------------
     @unittest.skipUnless(shutil.which('node'), 'node not installed (scripts/setup --tests)')

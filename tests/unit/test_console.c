@@ -420,18 +420,16 @@ Test(console, truncation_at_every_size_json)
  * sized like the exporter's: still one bounded line. */
 Test(console, huge_span_bounded)
 {
-	static const char *const keys[OSH_SPAN_MAX_ATTRS] = {
-		"k0",  "k1",  "k2",  "k3",  "k4",  "k5",  "k6",	 "k7",	"k8",  "k9",  "k10",
-		"k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19", "k20", "k21",
-		"k22", "k23", "k24", "k25", "k26", "k27", "k28", "k29", "k30", "k31",
-	};
+	static char keys[OSH_SPAN_MAX_ATTRS][8];
 	struct osh_span *s = osh_span_create();
 	char val[50];
 	char buf[512 + SLACK];
 
 	memset(val, '\x01', sizeof(val)); /* worst case: 6 bytes of output per byte */
-	for (int i = 0; i < OSH_SPAN_MAX_ATTRS; i++)
-		osh_span_set_str(s, keys[i], val, sizeof(val));
+	for (int i = 0; i < OSH_SPAN_MAX_ATTRS; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		osh_span_add_str(s, keys[i], strlen(keys[i]), val, sizeof(val));
+	}
 	for (int json = 0; json < 2; json++) {
 		size_t n;
 

@@ -532,12 +532,15 @@ Test(curl, setopt_passes_each_argument_class_unchanged)
 	/* Function pointers. */
 	call_pass(H0, CURLOPT_WRITEFUNCTION, &ptr, &num, some_callback);
 	cr_assert_eq(calls[5].fn, some_callback);
-	cr_assert_null(ptr);
-	/* curl_off_t, beyond 32 bits. */
+	/* Reported as data: the write callback an LLM transfer stands in for. */
+	cr_assert_eq(ptr, (const void *)(uintptr_t)some_callback);
+	/* curl_off_t, beyond 32 bits, reported in num (POSTFIELDSIZE_LARGE). */
 	call_pass(H0, CURLOPT_MAXFILESIZE_LARGE, &ptr, &num, (curl_off_t)1 << 40);
 	cr_assert_eq(calls[6].off, (curl_off_t)1 << 40);
+	cr_assert_eq(num, 1L << 40);
 	call_pass(H0, CURLOPT_INFILESIZE_LARGE, &ptr, &num, (curl_off_t)-1);
 	cr_assert_eq(calls[7].off, -1);
+	cr_assert_eq(num, -1);
 	/* Blobs. */
 	call_pass(H0, CURLOPT_SSLCERT_BLOB, &ptr, &num, &blob);
 	cr_assert_eq(calls[8].ptr, &blob);
