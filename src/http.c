@@ -647,6 +647,10 @@ static void response_field_cb(void *opaque, struct osh_str name, struct osh_str 
 		if (NAME_IS(name.p, name.len, "request-id"))
 			keep_first(&r->request_id, v);
 		break;
+	case 11:
+		if (NAME_IS(name.p, name.len, "retry-after"))
+			keep_first(&r->retry_after, v);
+		break;
 	case 12:
 		if (NAME_IS(name.p, name.len, "content-type")) {
 			keep_first(&r->content_type, v);
@@ -748,7 +752,7 @@ static const char *response_fields(const char *p, const char *end, size_t len,
 			break;
 		name = (struct osh_str){ .p = p, .len = (size_t)(colon - p) };
 		switch (name.len) {
-		case 10: case 12: case 14: case 16: case 17:
+		case 10: case 11: case 12: case 14: case 16: case 17:
 			v = trim_value(colon + 1, eol);
 			if (!framing_field(f, name, v)) {
 				*ret_code = OSH_HTTP_INVALID;

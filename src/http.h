@@ -68,6 +68,7 @@ struct osh_http_response {
 	struct osh_str content_type;
 	struct osh_str content_encoding;
 	struct osh_str request_id;	/* x-request-id / request-id */
+	struct osh_str retry_after;	/* Retry-After (rate limits) */
 };
 
 /* Return the length of the head in @buf (up to and including the empty line

@@ -37,6 +37,8 @@ struct osh_llm {
 	uint64_t first_token_ns; /* first generated output read, 0 if none */
 	size_t request_id_len;
 	char request_id[REQUEST_ID_MAX];
+	uint8_t retry_after_len;
+	char retry_after[40];	/* a rate limit's Retry-After (seconds or a date) */
 };
 
 struct osh_llm *osh_llm_start(const char *host, size_t host_len, const char *path,
@@ -134,6 +136,10 @@ void osh_llm_response_head(struct osh_llm *l, const struct osh_http_response *re
 		memcpy(l->request_id, resp->request_id.p, resp->request_id.len);
 		l->request_id_len = resp->request_id.len;
 	}
+	if (resp->retry_after.len && resp->retry_after.len <= sizeof(l->retry_after)) {
+		memcpy(l->retry_after, resp->retry_after.p, resp->retry_after.len);
+		l->retry_after_len = (uint8_t)resp->retry_after.len;
+	}
 	if (l->resp_started || !framing_of(kind, &framing))
 		return;
 	if (has_prefix_ci(resp->content_type, "text/event-stream"))
@@ -221,6 +227,10 @@ bool osh_llm_finish(struct osh_llm *l, struct osh_span *rec)
 		else if (l->call.response_id[0])
 			osh_span_set_str(rec, "llm.request_id", l->call.response_id,
 					 strlen(l->call.response_id));
+		/* When to try again: what a rate-limited caller needs to know. */
+		if (l->retry_after_len)
+			osh_span_set_str(rec, "http.response.header.retry-after", l->retry_after,
+					 l->retry_after_len);
 		if (l->first_token_ns && l->first_token_ns >= l->start_ns) {
 			uint64_t ttft = l->first_token_ns - l->start_ns;
 

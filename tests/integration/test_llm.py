@@ -14,20 +14,22 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import OtlpReceiver, run_under_shim, attrs, SPAN_KIND_CLIENT, STATUS_ERROR, STATUS_UNSET  # noqa: E402
+from harness import (OtlpReceiver, make_cert, run_under_shim, attrs, SPAN_KIND_CLIENT,  # noqa: E402
+                     STATUS_ERROR, STATUS_UNSET)
 from fake_llm import FakeLLMServer  # noqa: E402
 
 PY = '/usr/bin/python3'
 
 # One request: URL, JSON body, extra headers; prints the status and the body.
 CLIENT = r'''
-import json, sys, urllib.request, urllib.error
+import json, ssl, sys, urllib.request, urllib.error
 url, body, headers = sys.argv[1], sys.argv[2].encode(), json.loads(sys.argv[3])
+ctx = ssl._create_unverified_context()   # the test server's own certificate
 h = {'Content-Type': 'application/json'}
 h.update(headers)
 req = urllib.request.Request(url, data=body, headers=h, method='POST')
 try:
-    with urllib.request.urlopen(req, timeout=20) as r:
+    with urllib.request.urlopen(req, timeout=20, context=ctx) as r:
         status, data = r.status, r.read()
 except urllib.error.HTTPError as e:
     status, data = e.code, e.read()
@@ -76,21 +78,22 @@ class LLMTest(unittest.TestCase):
         self.server.clear()
 
     # -- helpers -----------------------------------------------------------------------
-    def call(self, path, body, headers=None, env=None, client='python'):
+    def call(self, path, body, headers=None, env=None, client='python', server=None):
         """Run one request under the shim; returns (span, answer, status, response bytes)."""
+        server = server or self.server
         e = {'OTEL_TRACES_SAMPLER': 'always_on', 'OTELSHIM_LLM_PRICING': self.prices}
         e.update(env or {})
         raw = json.dumps(body)
         if client == 'node':
-            argv = ['node', '-e', NODE_CLIENT, self.server.url + path, raw]
+            argv = ['node', '-e', NODE_CLIENT, server.url + path, raw]
         elif client == 'curl':
             argv = ['curl', '-sS', '-N', '-w', '\n%{http_code}\n', '-o', '/dev/stdout', '--data-binary',
                     raw, '-H', 'Content-Type: application/json']
             for k, v in (headers or {}).items():
                 argv += ['-H', '%s: %s' % (k, v)]
-            argv.append(self.server.url + path)
+            argv.append(server.url + path)
         else:
-            argv = [PY, '-c', CLIENT, self.server.url + path, raw, json.dumps(headers or {})]
+            argv = [PY, '-c', CLIENT, server.url + path, raw, json.dumps(headers or {})]
         res = run_under_shim(argv, env_extra=e, receiver=self.receiver, check=True)
         if client == 'curl':
             # curl writes the body, then the status line asked for by -w.
@@ -101,7 +104,7 @@ class LLMTest(unittest.TestCase):
         self.receiver.wait_for_spans(1)
         spans = self.receiver.spans()
         self.assertEqual(len(spans), 1, [s['name'] for s in spans])
-        (answer,) = self.server.answers
+        (answer,) = server.answers
         # The server read the program's body, byte for byte.
         self.assertEqual(answer.request, body)
         return spans[0], answer, int(status), data
@@ -243,6 +246,10 @@ class LLMTest(unittest.TestCase):
                 a = attrs(span)
                 self.assertEqual(a['error.type'], etype)
                 self.assertEqual(a['http.response.status_code'], code)
+                if code == 429:
+                    self.assertEqual(a['http.response.header.retry-after'], '7')
+                else:
+                    self.assertNotIn('http.response.header.retry-after', a)
                 self.assertEqual(span['status']['code'], STATUS_ERROR)
                 self.assertEqual(span['name'], 'llm.completion')
                 self.assertNotIn('llm.cost.input_cost_usd', a)
@@ -383,6 +390,21 @@ class LLMTest(unittest.TestCase):
         self.assertEqual(a['error.type'], 'rate_limit_exceeded')
         self.assertEqual(span['status']['code'], STATUS_ERROR)
         self.assertEqual(span['name'], 'llm.completion')
+
+    # -- HTTPS (the TLS hooks) ---------------------------------------------------------
+    def test_https_stream_through_openssl(self):
+        cert, key = make_cert(self.tmp.name)
+        with FakeLLMServer(cert, key) as tls:
+            body = {'model': 'gpt-4o-mini', 'stream': True,
+                    'stream_options': {'include_usage': True},
+                    'messages': [{'role': 'user', 'content': 'hi'}]}
+            span, ans, status, data = self.call('/v1/chat/completions', body,
+                                                {'X-Fake-First-Delay-Ms': '30'}, server=tls)
+            self.assertEqual(status, 200)
+            self.assertIn(b'data: [DONE]', data)
+            a = self.check_common(span, ans, 'openai')
+            self.assertEqual(a['url.scheme'], 'https')
+            self.check_ttft(span, ans, a, 30)
 
     # -- Node.js -------------------------------------------------------------------------
     @unittest.skipUnless(shutil.which('node'), 'node not installed (scripts/setup --tests)')

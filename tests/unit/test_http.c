@@ -1124,6 +1124,8 @@ Test(http_response, request_id_fields)
 	assert_str(r.content_type, "a", "first content-type");
 	assert_str(r.content_encoding, "br", "content-encoding");
 	assert_str(r.request_id, NULL, "no id");
+	parse_resp_ok("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nretry-after: 9\r\n\r\n", &r);
+	assert_str(r.retry_after, "7", "first retry-after");
 }
 
 #define RESP_INVALID(lit) parse_resp_invalid((lit), sizeof(lit) - 1)
