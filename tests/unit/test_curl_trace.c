@@ -1312,3 +1312,122 @@ Test(real_curl, install_and_restore_on_a_real_handle)
 	osh_curl_cleanup_done(x);
 	curl_slist_free_all(app);
 }
+
+/* ---- LLM calls: the body through our write callback ------------------------------- */
+
+static char app_seen[4096];
+static size_t app_seen_len;
+static void *app_seen_data;
+
+static size_t app_write(char *p, size_t size, size_t nmemb, void *data)
+{
+	memcpy(app_seen + app_seen_len, p, size * nmemb);
+	app_seen_len += size * nmemb;
+	app_seen_data = data;
+	return size * nmemb - 1;	/* whatever it says goes back to libcurl */
+}
+
+typedef size_t (*write_fn)(char *, size_t, size_t, void *);
+
+/* The last setopt of @opt made by the module, or -1. */
+static int last_call(int opt)
+{
+	for (int i = n_calls - 1; i >= 0; i--)
+		if (calls[i].opt == opt)
+			return i;
+	return -1;
+}
+
+Test(curl, llm_body_read_through_our_write_callback)
+{
+	static const char req[] = "{\"model\":\"gpt-4o-mini\",\"max_tokens\":3,\"messages\":[]}";
+	static const char resp[] = "{\"id\":\"chatcmpl-7\",\"model\":\"gpt-4o-mini\",\"choices\":"
+				   "[{\"index\":0,\"finish_reason\":\"stop\"}],\"usage\":"
+				   "{\"prompt_tokens\":5,\"completion_tokens\":3}}";
+	int app_data, other_data, i;
+	struct osh_curl_xfer *x;
+	write_fn ours;
+	void *ours_data;
+	const struct osh_span *s;
+
+	osh_curl_setopt(H0, CURLOPT_URL, "https://api.openai.com/v1/chat/completions", 0, true);
+	osh_curl_setopt(H0, CURLOPT_POSTFIELDS, req, 0, true);
+	osh_curl_setopt(H0, CURLOPT_WRITEFUNCTION, (const void *)(uintptr_t)app_write, 0, true);
+	osh_curl_setopt(H0, CURLOPT_WRITEDATA, &app_data, 0, true);
+	x = osh_curl_start(H0, NULL);
+	cr_assert_not_null(x);
+	cr_assert(osh_curl_write_wrapped(H0));
+	i = last_call(CURLOPT_WRITEFUNCTION);
+	cr_assert_geq(i, 0);
+	ours = (write_fn)calls[i].fn;
+	cr_assert_neq((uintptr_t)ours, (uintptr_t)app_write);
+	ours_data = (void *)calls[last_call(CURLOPT_WRITEDATA)].ptr;
+
+	/* libcurl calls ours; the program's gets the same bytes and its own
+	 * data, and its answer goes back. */
+	app_seen_len = 0;
+	cr_assert_eq(ours((char *)resp, 1, 40, ours_data), 39);
+	cr_assert_eq(app_seen_data, &app_data);
+	/* The program changes its WRITEDATA mid-transfer (the hook records it
+	 * instead of passing it): the next piece goes there. */
+	osh_curl_setopt(H0, CURLOPT_WRITEDATA, &other_data, 0, true);
+	cr_assert_eq(ours((char *)resp + 40, 1, sizeof(resp) - 1 - 40, ours_data),
+		     sizeof(resp) - 1 - 40 - 1);
+	cr_assert_eq(app_seen_data, &other_data);
+	cr_assert_eq(app_seen_len, sizeof(resp) - 1);
+	cr_assert_eq(memcmp(app_seen, resp, app_seen_len), 0);
+
+	info.method = "POST";
+	info.url = "https://api.openai.com/v1/chat/completions";
+	osh_curl_end(x, CURLE_OK, true);
+	/* The program's callback and its latest data are back. */
+	cr_assert_eq((uintptr_t)calls[last_call(CURLOPT_WRITEFUNCTION)].fn, (uintptr_t)app_write);
+	cr_assert_eq(calls[last_call(CURLOPT_WRITEDATA)].ptr, &other_data);
+	cr_assert_not(osh_curl_write_wrapped(H0));
+	cr_assert_eq(n_captured, 1);
+	s = captured[0];
+	cr_assert_str_eq(span_name(s), "llm.completion");
+	cr_assert_str_eq(attr_str(s, "gen_ai.response.id"), "chatcmpl-7");
+	cr_assert_eq(attr_int(s, "gen_ai.request.max_tokens"), 3);
+	cr_assert_eq(attr_int(s, "gen_ai.usage.output_tokens"), 3);
+	cr_assert_str_eq(attr_str(s, "url.scheme"), "https");
+}
+
+Test(curl, llm_default_write_is_fwrite_to_writedata)
+{
+	static const char req[] = "{\"model\":\"m\"}";
+	FILE *f = tmpfile();
+	struct osh_curl_xfer *x;
+	write_fn ours;
+	char back[8] = { 0 };
+
+	osh_curl_setopt(H0, CURLOPT_URL, "http://127.0.0.1:1/v1/chat/completions", 0, true);
+	osh_curl_setopt(H0, CURLOPT_COPYPOSTFIELDS, req, 0, true);
+	osh_curl_setopt(H0, CURLOPT_WRITEDATA, f, 0, true);
+	x = osh_curl_start(H0, NULL);
+	ours = (write_fn)calls[last_call(CURLOPT_WRITEFUNCTION)].fn;
+	cr_assert_eq(ours("{\"a\":", 1, 5, (void *)calls[last_call(CURLOPT_WRITEDATA)].ptr), 5);
+	rewind(f);
+	cr_assert_eq(fread(back, 1, 5, f), 5);
+	cr_assert_str_eq(back, "{\"a\":");
+	osh_curl_end(x, CURLE_OK, true);
+	/* Back to libcurl's default: no function, the program's FILE. */
+	cr_assert_null((void *)(uintptr_t)calls[last_call(CURLOPT_WRITEFUNCTION)].fn);
+	cr_assert_eq(calls[last_call(CURLOPT_WRITEDATA)].ptr, f);
+	fclose(f);
+}
+
+Test(curl, no_write_callback_for_other_transfers)
+{
+	osh_curl_setopt(H0, CURLOPT_URL, "http://api.example.com/v1/users", 0, true);
+	osh_curl_setopt(H0, CURLOPT_POSTFIELDS, "{}", 0, true);
+	cr_assert_not_null(osh_curl_start(H0, NULL));
+	cr_assert_eq(last_call(CURLOPT_WRITEFUNCTION), -1);
+	cr_assert_not(osh_curl_write_wrapped(H0));
+	/* A GET to an LLM path is no LLM call either. */
+	osh_curl_end(osh_curl_find(H0), CURLE_OK, true);
+	osh_curl_setopt(H1, CURLOPT_URL, "http://api.openai.com/v1/chat/completions", 0, true);
+	cr_assert_not_null(osh_curl_start(H1, NULL));
+	cr_assert_eq(last_call(CURLOPT_WRITEFUNCTION), -1);
+	osh_curl_end(osh_curl_find(H1), CURLE_OK, true);
+}
