@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "lazylib.h"
 #include "llm_body.h"
@@ -233,6 +236,30 @@ static void line_done(struct osh_llm_body *b)
 	b->line_over = false;
 }
 
+/* Offset of the first CR or LF in @p, or @n: 16 bytes at a time (event
+ * lines are 100-200 bytes of JSON). */
+static size_t eol_at(const char *p, size_t n)
+{
+	size_t i = 0;
+
+#ifdef __SSE2__
+	const __m128i lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		unsigned m = (unsigned)_mm_movemask_epi8(
+			_mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)));
+
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+	}
+#endif
+	for (; i < n; i++)
+		if (p[i] == '\n' || p[i] == '\r')
+			return i;
+	return n;
+}
+
 /* Part of a line that goes on past this piece: kept, up to the cap. */
 static void line_append(struct osh_llm_body *b, const char *p, size_t n)
 {
@@ -248,7 +275,6 @@ static void line_append(struct osh_llm_body *b, const char *p, size_t n)
 static void split(struct osh_llm_body *b, const char *p, size_t n)
 {
 	while (n) {
-		const char *nl, *cr;
 		size_t i;
 
 		if (b->cr_seen && p[0] == '\n') {
@@ -259,11 +285,8 @@ static void split(struct osh_llm_body *b, const char *p, size_t n)
 			continue;
 		}
 		b->cr_seen = false;
-		/* The line's end: LF, or a CR before it (CR alone ends a line
-		 * too). memchr: events are ~100-200 bytes of JSON. */
-		nl = memchr(p, '\n', n);
-		cr = memchr(p, '\r', nl ? (size_t)(nl - p) : n);
-		i = cr ? (size_t)(cr - p) : nl ? (size_t)(nl - p) : n;
+		/* The line's end: LF or CR (CR alone ends a line too). */
+		i = eol_at(p, n);
 		if (i == n) {
 			line_append(b, p, i);
 			break;
@@ -405,15 +428,30 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 			n -= k;
 			continue;
 		}
-		/* Framing bytes (chunk-size lines, CRLFs, trailers): one at a
-		 * time, so that the walker stops where the data starts. */
-		if (osh_http_body_feed(&b->frame, p, 1) < 0) {
-			b->malformed = true;
-			b->frame_bad = true;
-			break;
+		/* Framing bytes (a chunk-size line, the CRLF after data,
+		 * trailers): up to the next LF at once. The walker stops at
+		 * the end of a line when data follows (and when a CRLF stands
+		 * where data should, it says so). */
+		{
+			const char *lf = memchr(p, '\n', n);
+			size_t k = lf ? (size_t)(lf - p) + 1 : n;
+			ssize_t used = osh_http_body_feed(&b->frame, p, k);
+
+			if (used < 0) {
+				b->malformed = true;
+				b->frame_bad = true;
+				break;
+			}
+			if ((size_t)used < k && !b->frame.done) {
+				/* Data began inside what we gave: cannot be, the
+				 * walker consumed payload we did not see. */
+				b->malformed = true;
+				b->frame_bad = true;
+				break;
+			}
+			p += used;
+			n -= (size_t)used;
 		}
-		p++;
-		n--;
 	}
 	if (b->frame.done && !b->done) {
 		b->done = true;

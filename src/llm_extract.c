@@ -4,6 +4,9 @@
 #define _GNU_SOURCE
 
 #include <stdio.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,69 +195,105 @@ static bool value_set(const char *q, const char *end)
 	return q < end && !lit_at(q, end, "null", 4);
 }
 
+/* The marks of the string starting after the quote at @q. */
+static unsigned mark_at(const char *q, const char *end)
+{
+	switch (*q) {
+	case 'f':
+		if (lit_at(q, end, "finish_reason\"", 14))
+			return value_set(q + 13, end) ? MK_FINISH : 0;
+		if (lit_at(q, end, "finishReason\"", 13))
+			return MK_FINISH;
+		if (lit_at(q, end, "functionCall\"", 13) || lit_at(q, end, "function_call", 13))
+			return MK_TOOL;
+		return 0;
+	case 'u':
+		if (lit_at(q, end, "usage\"", 6))
+			return value_set(q + 5, end) ? MK_USAGE : 0;
+		return lit_at(q, end, "usageMetadata\"", 14) ? MK_USAGE : 0;
+	case 't':
+		return lit_at(q, end, "tool_calls\"", 11) ? MK_TOOL : 0;
+	case 'e':
+		return lit_at(q, end, "error\"", 6) ? MK_ERROR : 0;
+	case 'd':
+		if (lit_at(q, end, "done\"", 5) && value_set(q + 4, end)) {
+			const char *v = q + 5;
+
+			while (v < end && (*v == ' ' || *v == ':' || *v == '\t'))
+				v++;
+			return lit_at(v, end, "false", 5) ? 0 : MK_DONE;
+		}
+		return 0;
+	case 'r':
+		return lit_at(q, end, "response.completed\"", 19) ||
+			       lit_at(q, end, "response.incomplete\"", 20) ||
+			       lit_at(q, end, "response.failed\"", 16)
+			       ? MK_RESPONSE_END
+			       : 0;
+	case 'c':
+		return lit_at(q, end, "content_block_delta\"", 20) ? MK_BLOCK_DELTA : 0;
+	case 'p':
+		return lit_at(q, end, "ping\"", 5) ? MK_BLOCK_DELTA : 0;
+	default:
+		return 0;
+	}
+}
+
+/* The two first letters of every mark: most strings of an event ("id",
+ * "choices", "content", the text itself) are turned away here. */
+static inline bool maybe_mark(const char *q, const char *end)
+{
+	/* The shortest marks: done" and ping". */
+	if (end - q < 5)
+		return false;
+	switch (q[0]) {
+	case 'f':
+		return q[1] == 'i' || q[1] == 'u';
+	case 'u':
+		return q[1] == 's';
+	case 't':
+	case 'd':
+		return q[1] == 'o';
+	case 'e':
+	case 'r':
+		return q[1] == 'r' || q[1] == 'e';
+	case 'c':
+		return end - q >= 8 && q[1] == 'o' && q[2] == 'n' && q[7] == '_';
+	case 'p':
+		return q[1] == 'i';
+	default:
+		return false;
+	}
+}
+
+/* Every quote of the event, found 16 bytes at a time, and the first letter
+ * after it dispatched: keys and values alike (a value that spells a key is
+ * an extra parse, never a missed one). */
 static unsigned scan_marks(const char *d, size_t n)
 {
-	const char *p = d, *end = d + n;
+	const char *end = d + n;
+	size_t i = 0;
 	unsigned m = 0;
 
-	while (p < end) {
-		const char *q = memchr(p, '"', (size_t)(end - p));
+#ifdef __SSE2__
+	const __m128i quote = _mm_set1_epi8('"');
 
-		if (!q || q + 1 >= end)
-			break;
-		q++;
-		switch (*q) {
-		case 'f':
-			if (lit_at(q, end, "finish_reason\"", 14) && value_set(q + 13, end))
-				m |= MK_FINISH;
-			else if (lit_at(q, end, "finishReason\"", 13))
-				m |= MK_FINISH;
-			else if (lit_at(q, end, "functionCall\"", 13) ||
-				 lit_at(q, end, "function_call", 13))
-				m |= MK_TOOL;
-			break;
-		case 'u':
-			if (lit_at(q, end, "usage\"", 6) && value_set(q + 5, end))
-				m |= MK_USAGE;
-			else if (lit_at(q, end, "usageMetadata\"", 14))
-				m |= MK_USAGE;
-			break;
-		case 't':
-			if (lit_at(q, end, "tool_calls\"", 11))
-				m |= MK_TOOL;
-			break;
-		case 'e':
-			if (lit_at(q, end, "error\"", 6))
-				m |= MK_ERROR;
-			break;
-		case 'd':
-			if (lit_at(q, end, "done\"", 5) && value_set(q + 4, end) &&
-			    !lit_at(q + 5 + strspn(q + 5, " :\t"), end, "false", 5))
-				m |= MK_DONE;
-			break;
-		case 'r':
-			if (lit_at(q, end, "response.completed\"", 19) ||
-			    lit_at(q, end, "response.incomplete\"", 20) ||
-			    lit_at(q, end, "response.failed\"", 16))
-				m |= MK_RESPONSE_END;
-			break;
-		case 'c':
-			if (lit_at(q, end, "content_block_delta\"", 20))
-				m |= MK_BLOCK_DELTA;
-			break;
-		case 'p':
-			if (lit_at(q, end, "ping\"", 5))
-				m |= MK_BLOCK_DELTA;
-			break;
-		default:
-			break;
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(d + i));
+		unsigned bits = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote));
+
+		while (bits) {
+			const char *q = d + i + __builtin_ctz(bits) + 1;
+
+			bits &= bits - 1;
+			if (maybe_mark(q, end))
+				m |= mark_at(q, end);
 		}
-		/* Past this string (keys and values alike). */
-		q = memchr(q, '"', (size_t)(end - q));
-		if (!q)
-			break;
-		p = q + 1;
 	}
+#endif
+	for (; i < n; i++)
+		if (d[i] == '"' && maybe_mark(d + i + 1, end))
+			m |= mark_at(d + i + 1, end);
 	return m;
 }
 

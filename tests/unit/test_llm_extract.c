@@ -549,3 +549,30 @@ Test(llm_extract, stream_text_events_skipped_after_the_first)
 	cr_assert_eq(c.output_tokens, 7);
 	osh_llm_call_free(&c);
 }
+
+/* The marks are found wherever the event puts them: in a 16-byte block,
+ * across two, or in the bytes after the last whole block. */
+Test(llm_extract, marks_found_at_any_offset)
+{
+	for (int pad = 0; pad < 40; pad++) {
+		struct osh_llm_call c;
+		char ev[256];
+		int n;
+
+		osh_llm_call_init(&c, OSH_LLM_OLLAMA, OSH_LLM_OP_CHAT, false);
+		cr_assert(osh_llm_extract_event(&c, "", 0, S("{\"message\":{\"content\":\"a\"}}")));
+		n = snprintf(ev, sizeof(ev), "{\"x\":\"%.*s\",\"done\":true,\"eval_count\":%d}", pad,
+			     "0123456789012345678901234567890123456789", pad + 1);
+		osh_llm_extract_event(&c, "", 0, ev, (size_t)n);
+		cr_assert_eq(c.output_tokens, pad + 1, "pad %d", pad);
+		osh_llm_call_free(&c);
+
+		osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+		cr_assert(osh_llm_extract_event(&c, "", 0, S("{\"choices\":[{\"delta\":{\"content\":\"a\"}}]}")));
+		n = snprintf(ev, sizeof(ev), "{\"x\":\"%.*s\",\"usage\":{\"completion_tokens\":%d}}", pad,
+			     "0123456789012345678901234567890123456789", pad + 2);
+		osh_llm_extract_event(&c, "", 0, ev, (size_t)n);
+		cr_assert_eq(c.output_tokens, pad + 2, "pad %d", pad);
+		osh_llm_call_free(&c);
+	}
+}
