@@ -50,6 +50,11 @@ struct route_table {
 	 * shortest such path. */
 	uint64_t last_byte[4];
 	size_t min_len;
+	/* Second stage: the rules' last four bytes (every tail has four or
+	 * more), so that a REST path ending in "s" is turned away without a
+	 * walk of the rules. */
+	uint32_t last4[32];
+	size_t n_last4;		/* 0 when the table has too many to list: no stage */
 };
 
 struct price_table {
@@ -74,6 +79,22 @@ static void index_paths(struct route_table *t)
 		t->last_byte[last >> 6] |= 1ull << (last & 63);
 		if (len < t->min_len)
 			t->min_len = len;
+	}
+	t->n_last4 = 0;
+	for (size_t i = 0; i < t->n_paths; i++) {
+		const struct path_rule *r = &t->paths[i];
+		uint32_t w;
+		size_t k;
+
+		if (r->tail_len < 4 || t->n_last4 == sizeof(t->last4) / sizeof(t->last4[0])) {
+			t->n_last4 = 0;	/* cannot list them all: skip the stage */
+			return;
+		}
+		memcpy(&w, r->tail + r->tail_len - 4, 4);
+		for (k = 0; k < t->n_last4 && t->last4[k] != w; k++)
+			;
+		if (k == t->n_last4)
+			t->last4[t->n_last4++] = w;
 	}
 }
 
@@ -507,7 +528,18 @@ bool osh_llm_path_maybe(const char *path, size_t path_len)
 		return false;
 	t = route_table();
 	last = (unsigned char)path[path_len - 1];
-	return (t->last_byte[last >> 6] & (1ull << (last & 63))) && path_len >= t->min_len;
+	if (!(t->last_byte[last >> 6] & (1ull << (last & 63))) || path_len < t->min_len)
+		return false;
+	if (t->n_last4) {
+		uint32_t w;
+
+		memcpy(&w, path + path_len - 4, 4);
+		for (size_t k = 0; k < t->n_last4; k++)
+			if (t->last4[k] == w)
+				return true;
+		return false;
+	}
+	return true;
 }
 
 bool osh_llm_match(const char *host, size_t host_len, const char *path, size_t path_len,

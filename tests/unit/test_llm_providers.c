@@ -226,3 +226,19 @@ Test(llm_providers, pricing_override_file)
 	unlink(path);
 	free(path);
 }
+
+/* The cheap stages: a path ending like no rule (last byte, then last four
+ * bytes) is turned away before any rule is compared. */
+Test(llm_providers, path_pre_filter)
+{
+	static const char *const no[] = { "/index.html", "/api/v2/users/12345/orders",
+					  "/v1/models/items", "/static/app.js", "/x" };
+	static const char *const maybe[] = { "/v1/chat/completions", "/api/chat", "/v1/messages",
+					     "/v1beta/models/g:generateContent", "/model/m/invoke",
+					     "/other/chat/completions" };
+
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		cr_assert_not(osh_llm_path_maybe(no[i], strlen(no[i])), "%s", no[i]);
+	for (size_t i = 0; i < sizeof(maybe) / sizeof(maybe[0]); i++)
+		cr_assert(osh_llm_path_maybe(maybe[i], strlen(maybe[i])), "%s", maybe[i]);
+}
