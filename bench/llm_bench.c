@@ -112,7 +112,8 @@ static void note_heap(void)
 static void one_call(bool stream, struct osh_span *rec)
 {
 	static const char path[] = "/v1/chat/completions";
-	struct osh_llm *l = osh_llm_start("api.openai.com", 14, path, sizeof(path) - 1);
+	struct osh_llm *l = osh_llm_start((struct osh_str){ "api.openai.com", 14 },
+					  (struct osh_str){ path, sizeof(path) - 1 });
 	struct osh_http_request req = { 0 };
 	struct osh_http_response resp = { 0 };
 	const char *body = stream ? stream_body : json_body;

@@ -133,6 +133,17 @@ static bool fill_through(struct osh_curl_api *a, const char *name)
 	return ok;
 }
 
+/* Whether @url (http or https) may name an LLM API (llm.h). */
+static bool url_may_be_llm(const char *url)
+{
+	struct osh_str u = { url, strlen(url) }, auth, path;
+
+	if (!osh_str_has_prefix_ci(u, "http://") && !osh_str_has_prefix_ci(u, "https://"))
+		return false;
+	osh_http_split_absolute(u, &auth, &path);
+	return osh_llm_target_maybe(path);
+}
+
 static bool find_library(struct osh_curl_api *a, const void *caller)
 {
 	Dl_info info;
@@ -508,8 +519,12 @@ void osh_curl_setopt(void *easy, int opt, const void *ptr, long num, bool may_cr
 		break;
 	case CURLOPT_COPYPOSTFIELDS: {
 		/* libcurl keeps its own copy and the program may free its
-		 * buffer: so do we (up to the LLM body limit). */
+		 * buffer: so do we (up to the LLM body limit), unless the URL
+		 * set already cannot be an LLM API's. */
 		size_t n = ptr ? (x->post_size >= 0 ? (size_t)x->post_size : strlen(ptr)) : 0;
+
+		if (ptr && x->url && !url_may_be_llm(x->url))
+			ptr = NULL;
 
 		if (n > osh_cfg.llm_body_limit)
 			n = osh_cfg.llm_body_limit;
@@ -771,27 +786,18 @@ static size_t llm_write(char *ptr, size_t size, size_t nmemb, void *userdata)
  * tracker fed the request body now, and our write callback in place. */
 static void llm_begin(const struct osh_curl_api *a, struct osh_curl_xfer *x, struct osh_span *rec)
 {
-	struct osh_str url, auth, path, host = { 0 };
-	const char *q;
-	int port;
+	struct osh_str url, auth, path;
 
 	/* LLM APIs take a POST with a JSON body: POSTFIELDS (bodies from a
 	 * read callback or MIME parts are not read). */
 	if (!rec || !x->url || !x->post ||
 	    (x->url_kind != OSH_CURL_URL_HTTP && x->url_kind != OSH_CURL_URL_HTTPS))
 		return;
+	if (!url_may_be_llm(x->url))
+		return;
 	url = (struct osh_str){ x->url, strlen(x->url) };
-	if (!osh_str_has_prefix_ci(url, "http://") && !osh_str_has_prefix_ci(url, "https://"))
-		return;
 	osh_http_split_absolute(url, &auth, &path);
-	q = path.len ? memchr(path.p, '?', path.len) : NULL;
-	if (q)
-		path.len = (size_t)(q - path.p);
-	if (!osh_llm_path_maybe(path.p, path.len))
-		return;
-	if (!osh_http_split_authority(auth, &host, &port))
-		host.len = 0;
-	x->llm = osh_llm_start(host.p, host.len, path.p, path.len);
+	x->llm = osh_llm_start(auth, path);
 	if (!x->llm)
 		return;
 	if (x->post) {

@@ -351,28 +351,18 @@ static size_t ctx_lines(struct osh_exchange *ex, const struct osh_context *t,
 /* A tracker when @req calls an LLM API (llm.h): its host and path. */
 static struct osh_llm *llm_begin(const struct osh_http_request *req)
 {
-	struct osh_str target = req->target, auth = req->host, host = { 0 }, path = target;
-	const char *q;
-	int port;
+	struct osh_str auth = req->host, path = req->target;
 
 	/* Every LLM API call is a POST. */
 	if (req->method.len != 4 || memcmp(req->method.p, "POST", 4) != 0)
 		return NULL;
-	if (target.len && target.p[0] != '/') {
-		if (!osh_str_has_prefix_ci(target, "http://") &&
-		    !osh_str_has_prefix_ci(target, "https://"))
+	if (path.len && path.p[0] != '/') {
+		if (!osh_str_has_prefix_ci(path, "http://") &&
+		    !osh_str_has_prefix_ci(path, "https://"))
 			return NULL;
-		osh_http_split_absolute(target, &auth, &path);
+		osh_http_split_absolute(req->target, &auth, &path);
 	}
-	q = path.len ? memchr(path.p, '?', path.len) : NULL;
-	if (q)
-		path.len = (size_t)(q - path.p);
-	/* Nearly every request stops here, on the path's last byte. */
-	if (!osh_llm_path_maybe(path.p, path.len))
-		return NULL;
-	if (!auth.len || !osh_http_split_authority(auth, &host, &port))
-		host.len = 0;
-	return osh_llm_start(host.p, host.len, path.p, path.len);
+	return osh_llm_start(auth, path);
 }
 
 static void decide(struct osh_conn *c, struct osh_exchange *ex, const struct osh_http_request *req,

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "http_util.h"
 #include "llm.h"
 #include "llm_body.h"
 #include "llm_extract.h"
@@ -41,13 +42,36 @@ struct osh_llm {
 	char retry_after[40];	/* a rate limit's Retry-After (seconds or a date) */
 };
 
-struct osh_llm *osh_llm_start(const char *host, size_t host_len, const char *path,
-			      size_t path_len)
+/* @path without its query. */
+static struct osh_str path_only(struct osh_str path)
+{
+	const char *q = path.len ? memchr(path.p, '?', path.len) : NULL;
+
+	if (q)
+		path.len = (size_t)(q - path.p);
+	return path;
+}
+
+bool osh_llm_target_maybe(struct osh_str path)
+{
+	path = path_only(path);
+	return osh_llm_path_maybe(path.p, path.len);
+}
+
+struct osh_llm *osh_llm_start(struct osh_str authority, struct osh_str path)
 {
 	struct osh_llm_route route;
+	struct osh_str host = { 0 };
 	struct osh_llm *l;
+	int port;
 
-	if (!osh_llm_match(host, host_len, path, path_len, &route))
+	path = path_only(path);
+	/* Nearly every request stops here, on the path's last bytes. */
+	if (!osh_llm_path_maybe(path.p, path.len))
+		return NULL;
+	if (!authority.len || !osh_http_split_authority(authority, &host, &port))
+		host.len = 0;
+	if (!osh_llm_match(host.p, host.len, path.p, path.len, &route))
 		return NULL;
 	l = calloc(1, sizeof(*l));
 	if (!l)
@@ -114,13 +138,6 @@ static void on_event(void *arg, const char *event, size_t event_len, const char 
 		l->first_token_ns = now_ns;
 }
 
-static bool has_prefix_ci(struct osh_str s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.len >= n && strncasecmp(s.p, lit, n) == 0;
-}
-
 void osh_llm_response_head(struct osh_llm *l, const struct osh_http_response *resp,
 			   enum osh_http_body_kind kind, uint64_t start_ns)
 {
@@ -142,13 +159,13 @@ void osh_llm_response_head(struct osh_llm *l, const struct osh_http_response *re
 	}
 	if (l->resp_started || !framing_of(kind, &framing))
 		return;
-	if (has_prefix_ci(resp->content_type, "text/event-stream"))
+	if (osh_str_has_prefix_ci(resp->content_type, "text/event-stream"))
 		stream = OSH_LLM_STREAM_SSE;
-	else if (has_prefix_ci(resp->content_type, "application/x-ndjson") ||
-		 has_prefix_ci(resp->content_type, "application/jsonl"))
+	else if (osh_str_has_prefix_ci(resp->content_type, "application/x-ndjson") ||
+		 osh_str_has_prefix_ci(resp->content_type, "application/jsonl"))
 		stream = OSH_LLM_STREAM_NDJSON;
 	else if (l->route.flavour == OSH_LLM_OLLAMA && l->call.stream && resp->status < 300 &&
-		 !has_prefix_ci(resp->content_type, "application/json"))
+		 !osh_str_has_prefix_ci(resp->content_type, "application/json"))
 		stream = OSH_LLM_STREAM_NDJSON;	/* Ollama without a content type */
 	l->resp_is_stream = stream != OSH_LLM_STREAM_NONE;
 	osh_llm_body_init(&l->resp, framing, resp->content_length, resp->content_encoding.p,

@@ -18,15 +18,19 @@
 #include <stdint.h>
 
 #include "http.h"
-#include "llm_providers.h"	/* osh_llm_path_maybe: the cheap first test */
 
 struct osh_llm;
 struct osh_span;
 
-/* A tracker when @host (no port) and @path (the request target's path, up
- * to '?') name an LLM API, else NULL (also when memory is short). */
-struct osh_llm *osh_llm_start(const char *host, size_t host_len, const char *path,
-			      size_t path_len);
+/* A tracker when a request to @authority (host[:port], may be empty) for
+ * @path (the origin-form target: path, maybe a query) is an LLM call, else
+ * NULL (also when memory is short). The path is tested first: most
+ * requests cost that test only. */
+struct osh_llm *osh_llm_start(struct osh_str authority, struct osh_str path);
+
+/* osh_llm_start's first test alone: false when @path (maybe with a query)
+ * cannot be an LLM API's. */
+bool osh_llm_target_maybe(struct osh_str path);
 
 /* The request's body framing (from its head) and its first byte's stream
  * offset. */

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "content_redact.h"
+#include "http_util.h"
 #include "lazylib.h"
 #include "llm_extract.h"
 #include "llm_providers.h"
@@ -74,13 +75,7 @@ static void copy_str(char *dst, size_t cap, const char *s)
 
 	if (!s)
 		return;
-	n = strlen(s);
-	if (n >= cap) {
-		n = cap - 1;
-		/* Not inside a UTF-8 sequence. */
-		while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	}
+	n = osh_utf8_cut(s, strlen(s), cap - 1);
 	memcpy(dst, s, n);
 	dst[n] = '\0';
 }
@@ -140,7 +135,9 @@ static size_t shrink(const char *in, size_t n, char *out, size_t max)
  * captured): ids, models, reasons and keys are all shorter. */
 #define SHRINK_MAX 200
 
-static json_t *parse_call(const struct osh_llm_call *c, const char *json, size_t n)
+/* @json parsed (NULL when it is not JSON, or jansson is missing); bodies
+ * over 1 KiB shrunk first unless content is captured. */
+static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n)
 {
 	json_error_t err;
 	json_t *r;
@@ -157,16 +154,6 @@ static json_t *parse_call(const struct osh_llm_call *c, const char *json, size_t
 	r = J->loadb(small, shrink(json, n, small, SHRINK_MAX), JSON_DECODE_ANY, &err);
 	free(small);
 	return r;
-}
-
-static json_t *parse(const char *json, size_t n)
-{
-	json_error_t err;
-
-	J = osh_jansson();
-	if (!J || !json || !n)
-		return NULL;
-	return J->loadb(json, n, JSON_DECODE_ANY, &err);
 }
 
 /* What a streamed event mentions, found in one pass over its quotes (a
@@ -440,7 +427,7 @@ static void messages_text(struct osh_llm_call *c, json_t *msgs)
 
 void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 {
-	json_t *r = parse_call(c, json, n), *v;
+	json_t *r = parse(c, json, n), *v;
 
 	if (!r || !json_is_object(r)) {
 		drop(r);
@@ -774,7 +761,7 @@ static void bedrock_response(struct osh_llm_call *c, json_t *r)
 
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n)
 {
-	json_t *r = parse_call(c, json, n);
+	json_t *r = parse(c, json, n);
 
 	if (!r) {
 		if (status >= 400)
@@ -932,7 +919,7 @@ bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t eve
 		return false;
 	if (c->got_output && !c->capture && !event_matters(c, event, event_len, data, data_len))
 		return true;	/* more output: only the first one's time counts */
-	r = parse(data, data_len);
+	r = parse(c, data, data_len);
 	if (!r)
 		return false;
 	if (json_is_object(r)) {

@@ -15,6 +15,7 @@
 #include "diag.h"
 #include "lazylib.h"
 #include "llm_providers.h"
+#include "propagation.h"	/* osh_percent_decode */
 #include "span.h"
 
 struct path_rule {
@@ -478,21 +479,12 @@ static const struct osh_llm_provider *provider_for(const struct route_table *t, 
 	return p ? p : &fallback[flavour];
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* The model a Gemini or Bedrock path names: after the last "/models/" up
  * to ':' (Gemini), or the segment after "/model/" (Bedrock, percent-
  * decoded: its ids carry ':' as %3A). */
 static void model_from_path(struct osh_llm_route *r, const char *path, size_t n)
 {
 	const char *s = NULL, *end = path + n;
-	size_t o = 0;
 
 	if (r->flavour == OSH_LLM_GEMINI) {
 		const char *m = memmem(path, n, "/models/", 8);
@@ -507,16 +499,8 @@ static void model_from_path(struct osh_llm_route *r, const char *path, size_t n)
 	}
 	if (!s || !end)
 		return;
-	for (const char *p = s; p < end && o < sizeof(r->path_model) - 1; p++) {
-		if (*p == '%' && end - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-			r->path_model[o++] = (char)(hexval(p[1]) * 16 + hexval(p[2]));
-			p += 2;
-		} else {
-			r->path_model[o++] = *p;
-		}
-	}
-	r->path_model[o] = '\0';
-	r->path_model_len = (uint8_t)o;
+	r->path_model_len = (uint8_t)osh_percent_decode(s, (size_t)(end - s), r->path_model,
+							sizeof(r->path_model));
 }
 
 bool osh_llm_path_maybe(const char *path, size_t path_len)

@@ -1420,6 +1420,9 @@ Test(curl, llm_default_write_is_fwrite_to_writedata)
 Test(curl, no_write_callback_for_other_transfers)
 {
 	osh_curl_setopt(H0, CURLOPT_URL, "http://api.example.com/v1/users", 0, true);
+	/* A body copied by libcurl for a URL that is no LLM API's: not by us. */
+	osh_curl_setopt(H0, CURLOPT_COPYPOSTFIELDS, "{\"big\":1}", 0, true);
+	cr_assert_null(osh_curl_find(H0)->post_copy);
 	osh_curl_setopt(H0, CURLOPT_POSTFIELDS, "{}", 0, true);
 	cr_assert_not_null(osh_curl_start(H0, NULL));
 	cr_assert_eq(last_call(CURLOPT_WRITEFUNCTION), -1);

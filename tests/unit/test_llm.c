@@ -44,14 +44,15 @@ static int64_t int_attr(const char *key)
 
 static struct osh_llm *start(const char *path)
 {
-	return osh_llm_start("api.openai.com", 14, path, strlen(path));
+	return osh_llm_start((struct osh_str){ "api.openai.com", 14 },
+			     (struct osh_str){ path, strlen(path) });
 }
 
 Test(llm, no_tracker_for_other_requests)
 {
 	cr_assert_null(start("/v1/models"));
 	cr_assert_null(start("/index.html"));
-	cr_assert_null(osh_llm_start("api.openai.com", 14, "", 0));
+	cr_assert_null(osh_llm_start((struct osh_str){ "api.openai.com", 14 }, (struct osh_str){ 0 }));
 	osh_llm_free(NULL);
 	cr_assert_not(osh_llm_finish(NULL, rec));
 }

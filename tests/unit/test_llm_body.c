@@ -58,6 +58,25 @@ static size_t compress_as(const char *in, size_t n, unsigned char *out, size_t c
 	return cap - z.avail_out;
 }
 
+/* @n bytes of @z as a chunked body of @size-byte chunks, into @wire;
+ * returns its length. */
+static size_t chunked_wire(const unsigned char *z, size_t n, size_t size, char *wire)
+{
+	size_t w = 0;
+
+	for (size_t off = 0; off < n; off += size) {
+		size_t k = n - off < size ? n - off : size;
+
+		w += (size_t)sprintf(wire + w, "%zx\r\n", k);
+		memcpy(wire + w, z + off, k);
+		w += k;
+		memcpy(wire + w, "\r\n", 2);
+		w += 2;
+	}
+	memcpy(wire + w, "0\r\n\r\n", 5);
+	return w + 5;
+}
+
 static const char json[] = "{\"id\":\"chatcmpl-1\",\"choices\":[{\"message\":{\"content\":"
 			   "\"Hello, world\"}}],\"usage\":{\"prompt_tokens\":3}}";
 
@@ -140,17 +159,7 @@ static void compressed_case(int bits, const char *coding, size_t piece, bool chu
 
 	if (chunked) {
 		/* Chunks of 5: chunk boundaries fall inside the compressed data. */
-		for (size_t off = 0; off < zn; off += 5) {
-			size_t k = zn - off < 5 ? zn - off : 5;
-
-			wn += (size_t)sprintf(wire + wn, "%zx\r\n", k);
-			memcpy(wire + wn, z + off, k);
-			wn += k;
-			memcpy(wire + wn, "\r\n", 2);
-			wn += 2;
-		}
-		memcpy(wire + wn, "0\r\n\r\n", 5);
-		wn += 5;
+		wn = chunked_wire(z, zn, 5, wire);
 	} else {
 		memcpy(wire, z, zn);
 		wn = zn;
@@ -277,22 +286,12 @@ Test(llm_body, sse_through_gzip_and_chunks)
 	unsigned char z[2048];
 	size_t zn = compress_as(sse, sizeof(sse) - 1, z, sizeof(z), 15 + 16);
 	char wire[4096];
-	size_t wn = 0;
+	size_t wn;
 	struct seen s = { 0 };
 	struct osh_llm_event_sink sink = { on_event, &s };
 	struct osh_llm_body b;
 
-	for (size_t off = 0; off < zn; off += 9) {
-		size_t k = zn - off < 9 ? zn - off : 9;
-
-		wn += (size_t)sprintf(wire + wn, "%zx\r\n", k);
-		memcpy(wire + wn, z + off, k);
-		wn += k;
-		memcpy(wire + wn, "\r\n", 2);
-		wn += 2;
-	}
-	memcpy(wire + wn, "0\r\n\r\n", 5);
-	wn += 5;
+	wn = chunked_wire(z, zn, 9, wire);
 	osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, "gzip", 4, OSH_LLM_STREAM_SSE, 1 << 20,
 			  &sink);
 	cr_assert(feed(&b, wire, wn, 1, 1));
