@@ -99,9 +99,6 @@ static bool ieq(const char *p, size_t n, const char *lit, size_t lit_len)
 	return true;
 }
 
-/* Values (list elements, Expect): bytes are not validated, so compare
- * exactly, byte by byte. */
-#define VALUE_IS(p, n, lit) ieq((p), (n), lit, sizeof(lit) - 1)
 
 static inline uint64_t load64(const char *p)
 {
@@ -149,6 +146,45 @@ static inline __attribute__((always_inline)) bool name_is(const char *p, size_t 
 }
 
 #define NAME_IS(p, n, lit) name_is((p), (n), lit, sizeof(lit) - 1)
+
+/* Values (list elements, Expect) are not validated: a byte below 0x20
+ * could pass for '-' or a digit once 0x20 is set (CR for '-'), so the words
+ * are also checked for such bytes (the usual "has a byte less than" trick,
+ * exact for whether one exists). Letters map only onto their two cases. */
+static inline __attribute__((always_inline)) bool value_is(const char *p, size_t n,
+							  const char *lit, size_t lit_len)
+{
+	const uint64_t lc64 = 0x2020202020202020ull, hi64 = 0x8080808080808080ull;
+	const uint32_t lc32 = 0x20202020u, hi32 = 0x80808080u;
+
+	if (n != lit_len)
+		return false;
+	if (n >= 8) {
+		uint64_t ctl = 0;
+		size_t i = 0;
+
+		for (; i + 8 < n; i += 8) {
+			uint64_t w = load64(p + i);
+
+			if ((w | lc64) != load64(lit + i))
+				return false;
+			ctl |= (w - lc64) & ~w;
+		}
+		uint64_t w = load64(p + n - 8);
+
+		ctl |= (w - lc64) & ~w;
+		return (w | lc64) == load64(lit + n - 8) && !(ctl & hi64);
+	}
+	if (n >= 4) {
+		uint32_t a = load32(p), z = load32(p + n - 4);
+
+		return (a | lc32) == load32(lit) && (z | lc32) == load32(lit + n - 4) &&
+		       !((((a - lc32) & ~a) | ((z - lc32) & ~z)) & hi32);
+	}
+	return ieq(p, n, lit, lit_len);
+}
+
+#define VALUE_IS(p, n, lit) value_is((p), (n), lit, sizeof(lit) - 1)
 
 bool osh_str_ieq(struct osh_str s, const char *lit)
 {

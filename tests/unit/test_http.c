@@ -690,6 +690,14 @@ static const struct req_case req_cases[] = {
 	  1, OSH_BODY_LENGTH, 1, NULL, EXPECT },
 	{ "POST / HTTP/1.1\r\nExpect: 100-continuex\r\n\r\n", "POST", "/", 1, OSH_BODY_NONE,
 	  0, NULL, 0 },
+	/* Values compare a word at a time with bit 0x20 set: control bytes
+	 * that would then pass for digits or '-' must not match. */
+	{ "POST / HTTP/1.1\r\nExpect: \x11\x10\x10-continue\r\n\r\n", "POST", "/", 1,
+	  OSH_BODY_NONE, 0, NULL, 0 },
+	{ "POST / HTTP/1.1\r\nExpect: 100\x0d" "continue\r\n\r\n", "POST", "/", 1,
+	  OSH_BODY_NONE, 0, NULL, 0 },
+	{ "GET / HTTP/1.1\r\nConnection: CLOSE, Keep-Alive\r\n\r\n", "GET", "/", 1,
+	  OSH_BODY_NONE, 0, NULL, CLOSE },
 	/* The first Host wins; empty values are values. */
 	{ "GET / HTTP/1.1\r\nHost:\r\nHost: second\r\n\r\n", "GET", "/", 1, OSH_BODY_NONE,
 	  0, "", 0 },
@@ -1187,6 +1195,49 @@ Test(http_response, field_names_any_length)
 	/* Looser than requests: separators in a name are the reader's call. */
 	parse_resp_ok("HTTP/1.1 200 OK\r\nX\"B: 2\r\nContent-Length: 3\r\n\r\n", &r);
 	cr_assert_eq(r.content_length, 3);
+}
+
+/* Response names and line ends are found 16 bytes at a time: every field
+ * of interest, and every kind of bad line, at every offset against those
+ * steps (names and values straddling one, a CR in one step and its LF in
+ * the next), each head also cut at every length by parse_resp_ok. */
+Test(http_response, fields_across_blocks)
+{
+	char pad[160], head[512];
+	struct osh_http_response r;
+
+	for (int n = 0; n < 140; n++) {
+		memset(pad, 'p', (size_t)n);
+		pad[n] = '\0';
+		snprintf(head, sizeof(head),
+			 "HTTP/1.1 200 OK\r\nX-Pad: %s\r\nContent-Length: 42\r\n"
+			 "Connection: keep-alive, close\r\nX-Request-Id: rid-%d\r\n"
+			 "Content-Type: application/json\r\nServer: t\r\n\r\n", pad, n);
+		parse_resp_ok(head, &r);
+		cr_assert_eq(r.body, OSH_BODY_LENGTH, "pad %d", n);
+		cr_assert_eq(r.content_length, 42, "pad %d", n);
+		cr_assert(r.connection_close, "pad %d", n);
+		cr_assert(r.request_id.len >= 5 && memcmp(r.request_id.p, "rid-", 4) == 0 &&
+			  atoi(r.request_id.p + 4) == n, "pad %d", n);
+		assert_str(r.content_type, "application/json", "content-type");
+
+		snprintf(head, sizeof(head),
+			 "HTTP/1.1 200 OK\r\nX-Pad: %s\r\nTransfer-Encoding: chunked\r\n\r\n",
+			 pad);
+		parse_resp_ok(head, &r);
+		cr_assert_eq(r.body, OSH_BODY_CHUNKED, "pad %d", n);
+
+		/* A name with a space, a line without a colon, a folded line,
+		 * a colon-first line: each wherever the block boundary falls. */
+		static const char *const bad[] = { "Content Length: 1", "NoColonAtAll",
+						   " folded: x", ": x", "X\x80Y: 1" };
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			int len = snprintf(head, sizeof(head),
+					   "HTTP/1.1 200 OK\r\nX-Pad: %s\r\n%s\r\nA: b\r\n\r\n",
+					   pad, bad[i]);
+			parse_resp_invalid(head, (size_t)len);
+		}
+	}
 }
 
 Test(http_response, field_lines_that_are_not)
