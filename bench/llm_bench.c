@@ -11,7 +11,9 @@
  * held at once (mallinfo2), for bench/run.py. jansson and zlib are loaded
  * before timing (a process pays that once, at its first LLM call).
  *
- *   llm_bench [calls-per-round]
+ *   llm_bench [calls-per-round [json|stream]]
+ *
+ * With a shape named, only that one runs (for callgrind profiles).
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -186,8 +188,10 @@ int main(int argc, char **argv)
 	before = mallinfo2();
 	base = before.uordblks;
 	peak_heap = base;
-	json_ns = measure(false, calls, 7);
-	stream_ns = measure(true, calls / 10 ? calls / 10 : 1, 7);
+	json_ns = argc > 2 && strcmp(argv[2], "json") != 0 ? 0 : measure(false, calls, 7);
+	stream_ns = argc > 2 && strcmp(argv[2], "stream") != 0
+			    ? 0
+			    : measure(true, calls / 10 ? calls / 10 : 1, 7);
 	sample_heap = true;
 	measure(false, 1, 1);
 	measure(true, 1, 1);

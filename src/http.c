@@ -1082,6 +1082,36 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 	}
 }
 
+size_t osh_http_body_next_chunk(struct osh_http_body *b, const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+	uint64_t size = 0;
+	int digits = 0;
+
+	if (b->kind != OSH_BODY_CHUNKED || b->done)
+		return 0;
+	if (b->state == CH_DATA_CR) {
+		if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+			return 0;
+		p += 2;
+	} else if (b->state != CH_SIZE_FIRST) {
+		return 0;
+	}
+	/* Up to 15 digits: no overflow check needed. */
+	for (int d; p < end && digits < 15 && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++) {
+		size = size << 4 | (uint64_t)d;
+		digits++;
+	}
+	/* The last chunk (trailers follow), extensions, a line cut by the
+	 * buffer's end: the walker's business. */
+	if (!digits || !size || end - p < 2 || p[0] != '\r' || p[1] != '\n')
+		return 0;
+	b->remaining = size;
+	b->line_len = 0;
+	b->state = CH_DATA;
+	return (size_t)(p + 2 - buf);
+}
+
 uint64_t osh_http_body_payload_ahead(const struct osh_http_body *b)
 {
 	if (b->done)

@@ -120,6 +120,14 @@ void osh_http_body_start(struct osh_http_body *b, enum osh_http_body_kind kind,
  * body is done. For readers that want the payload itself. */
 uint64_t osh_http_body_payload_ahead(const struct osh_http_body *b);
 
+/* A chunked body at a chunk boundary (the CRLF after a chunk's data, or
+ * the first chunk-size line) whose next chunk-size line, without
+ * extensions, is whole in @buf: take those framing bytes at once and return
+ * how many (the chunk's data comes next). 0 when the general walker must
+ * see them (another state, the last chunk, extensions, a cut line). For
+ * readers that walk a chunked body a piece at a time. */
+size_t osh_http_body_next_chunk(struct osh_http_body *b, const char *buf, size_t len);
+
 /* Feed body bytes. Returns how many bytes of @buf belong to this body (the
  * rest starts the next message), or OSH_HTTP_INVALID on malformed chunked
  * framing. Sets b->done when the body is complete (never for UNTIL_CLOSE or

@@ -428,7 +428,17 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 			n -= k;
 			continue;
 		}
-		/* Framing bytes (a chunk-size line, the CRLF after data,
+		/* The usual framing between two chunks, at once. */
+		{
+			size_t k = osh_http_body_next_chunk(&b->frame, p, n);
+
+			if (k) {
+				p += k;
+				n -= k;
+				continue;
+			}
+		}
+		/* Other framing bytes (a chunk-size line, the CRLF after data,
 		 * trailers): up to the next LF at once. The walker stops at
 		 * the end of a line when data follows (and when a CRLF stands
 		 * where data should, it says so). */

@@ -2004,6 +2004,69 @@ Test(http_skip, chunked_data_all_unseen)
 	}
 }
 
+/* A reader that takes the framing between chunks through
+ * osh_http_body_next_chunk() (the LLM body path), pieces of every size:
+ * what it takes is framing only, and the body ends where the walker alone
+ * ends it, with the same payload. Extensions, bare LF lines, the last
+ * chunk and trailers go to the walker. */
+Test(http_skip, next_chunk_fast_path)
+{
+	struct gen_body g;
+	size_t fast_total = 0;
+
+	gen_chunked(&g);
+	for (size_t piece = 1; piece <= 40; piece++) {
+		struct osh_http_body b;
+		size_t pos = 0;
+
+		osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+		while (pos < g.len && !b.done) {
+			size_t avail = g.len - pos < piece ? g.len - pos : piece;
+			uint64_t ahead = osh_http_body_payload_ahead(&b);
+			size_t k;
+
+			if (ahead) {
+				k = ahead < avail ? (size_t)ahead : avail;
+				for (size_t i = 0; i < k; i++)
+					cr_assert(g.data[pos + i], "piece %zu: framing as data at %zu",
+						  piece, pos + i);
+				cr_assert(osh_http_body_skip(&b, k));
+				pos += k;
+				continue;
+			}
+			k = osh_http_body_next_chunk(&b, g.buf + pos, avail);
+			if (k) {
+				for (size_t i = 0; i < k; i++)
+					cr_assert_not(g.data[pos + i], "piece %zu: data taken as "
+						      "framing at %zu", piece, pos + i);
+				fast_total += k;
+				pos += k;
+				continue;
+			}
+			cr_assert_eq(osh_http_body_feed(&b, g.buf + pos, 1), 1,
+				     "piece %zu: framing byte at %zu", piece, pos);
+			pos++;
+		}
+		cr_assert(b.done, "piece %zu: not done", piece);
+		cr_assert_eq(pos, g.body_len, "piece %zu", piece);
+		cr_assert_eq(b.payload, g.payload, "piece %zu", piece);
+	}
+	cr_assert_gt(fast_total, 0, "the fast path never applied");
+	/* Not at a boundary, or not chunked: nothing taken. */
+	{
+		struct osh_http_body b;
+
+		osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+		cr_assert_eq(osh_http_body_next_chunk(&b, "0\r\n\r\n", 5), 0, "last chunk");
+		cr_assert_eq(osh_http_body_next_chunk(&b, "5;x=1\r\n", 8), 0, "extension");
+		cr_assert_eq(osh_http_body_next_chunk(&b, "5\r", 2), 0, "cut line");
+		cr_assert_eq(osh_http_body_next_chunk(&b, "5\r\nhello", 10), 3);
+		cr_assert_eq(osh_http_body_next_chunk(&b, "\r\n5\r\n", 7), 0, "inside data");
+		osh_http_body_start(&b, OSH_BODY_LENGTH, 9);
+		cr_assert_eq(osh_http_body_next_chunk(&b, "5\r\nhello", 10), 0, "length body");
+	}
+}
+
 Test(http_skip, chunked_crossings_refused)
 {
 	struct osh_http_body b;
