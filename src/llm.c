@@ -136,6 +136,13 @@ static void on_event(void *arg, const char *event, size_t event_len, const char 
 
 	if (osh_llm_extract_event(&l->call, event, event_len, data, data_len) && !l->first_token_ns)
 		l->first_token_ns = now_ns;
+	/* Once the first output is in and the text is not wanted, an
+	 * OpenAI-style stream is only skimmed: its later events matter only
+	 * when they carry a tool call, a finish reason, or come last (usage,
+	 * errors). Other flavours mark such events differently and are
+	 * split as they come. */
+	if (l->call.got_output && !l->call.capture && l->route.flavour == OSH_LLM_OPENAI)
+		osh_llm_body_skim(&l->resp);
 }
 
 void osh_llm_response_head(struct osh_llm *l, const struct osh_http_response *resp,

@@ -1,5 +1,6 @@
 /* LLM message bodies: framing off, compression off, then kept or split into
  * events. See llm_body.h. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -134,6 +135,8 @@ static void sse_event_end(struct osh_llm_body *b)
 	b->data_any = false;
 	b->data_over = false;
 	b->event_len = 0;
+	if (b->skim_wanted && !b->flushing)
+		b->skim_now = true;
 }
 
 /* Copy the data line the event points at into its own buffer. */
@@ -272,6 +275,8 @@ static void line_append(struct osh_llm_body *b, const char *p, size_t n)
 	b->line_len += n;
 }
 
+static void skim(struct osh_llm_body *b, const char *p, size_t n);
+
 static void split(struct osh_llm_body *b, const char *p, size_t n)
 {
 	while (n) {
@@ -301,10 +306,240 @@ static void split(struct osh_llm_body *b, const char *p, size_t n)
 		}
 		p += i + 1;
 		n -= i + 1;
+		if (b->skim_now) {
+			/* An event ended and skimming was asked for: the rest
+			 * of the piece starts the next event. */
+			b->skim_now = false;
+			b->skimming = true;
+			skim(b, p, n);
+			return;
+		}
 	}
 	/* An event pointing into this piece outlives it: keep its data. */
 	if (b->data_ref)
 		keep_data_ref(b);
+}
+
+/* ---- skimming ---------------------------------------------------------------- */
+
+/* Kept bytes: trimmed to the last SKIM_KEEP or fewer (from an event
+ * boundary) when SKIM_CAP would be exceeded, so that each trim moves at
+ * most a quarter of what was appended since the last one. */
+#define SKIM_KEEP 2048
+#define SKIM_CAP (4 * SKIM_KEEP)
+
+void osh_llm_body_skim(struct osh_llm_body *b)
+{
+	if (b->stream == OSH_LLM_STREAM_SSE)
+		b->skim_wanted = true;
+}
+
+/* The kept bytes and then @p go through the splitter; skimming starts again
+ * at the first boundary after them when still wanted. */
+static void skim_flush(struct osh_llm_body *b, const char *p, size_t n)
+{
+	b->skimming = false;
+	b->flushing = true;
+	if (b->tail_len)
+		split(b, b->tail, b->tail_len);
+	b->tail_len = 0;
+	b->tail_scanned = 0;
+	if (n)
+		split(b, p, n);
+	b->flushing = false;
+	/* The splitter may have stopped right at a boundary. */
+	if (b->skim_wanted && !b->line_len && !b->line_over && !b->data_any && !b->data_over &&
+	    !b->event_len)
+		b->skimming = true;
+}
+
+/* Whether the '_' at @i of the kept bytes makes its event matter: the tail
+ * of "tool_..." / "function_..." (a tool call), or "finish_reason" with a
+ * value other than null. 1: yes; 0: no; -1: the bytes after it are not
+ * there yet. */
+static int skim_trigger_at(const char *t, size_t len, size_t i)
+{
+	size_t v;
+
+	if (i >= 5 && memcmp(t + i - 5, "\"tool", 5) == 0)
+		return 1;
+	if (i >= 8 && memcmp(t + i - 8, "function", 8) == 0)
+		return 1;
+	if (i < 6 || memcmp(t + i - 6, "finish", 6) != 0)
+		return 0;
+	if (len - i < 8)
+		return -1;
+	if (memcmp(t + i, "_reason\"", 8) != 0)
+		return 0;
+	for (v = i + 8; v < len && (t[v] == ' ' || t[v] == ':' || t[v] == '\t'); v++)
+		;
+	if (len - v < 4)
+		return -1;
+	return memcmp(t + v, "null", 4) != 0;
+}
+
+/* Search @n bytes at @s, which are the kept bytes from offset @off on, for
+ * a trigger: its offset in the kept bytes, SIZE_MAX when none, or, when a
+ * '_' cannot be decided yet, SIZE_MAX with *ret_undecided set to its
+ * offset. 32 bytes a step: most steps find no '_' at all. */
+static size_t skim_scan(const struct osh_llm_body *b, const char *s, size_t n, size_t off,
+			size_t *ret_undecided)
+{
+	size_t i = 0;
+
+#ifdef __SSE2__
+	const __m128i us = _mm_set1_epi8('_');
+
+	for (; i + 32 <= n; i += 32) {
+		__m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		__m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 16));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v0, us)) |
+			     (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v1, us)) << 16;
+
+		while (m) {
+			size_t at = off + i + (size_t)__builtin_ctz(m);
+			int r = skim_trigger_at(b->tail, b->tail_len, at);
+
+			m &= m - 1;
+			if (r > 0)
+				return at;
+			if (r < 0) {
+				*ret_undecided = at;
+				return SIZE_MAX;
+			}
+		}
+	}
+#endif
+	for (; i < n; i++) {
+		int r = s[i] == '_' ? skim_trigger_at(b->tail, b->tail_len, off + i) : 0;
+
+		if (r > 0)
+			return off + i;
+		if (r < 0) {
+			*ret_undecided = off + i;
+			return SIZE_MAX;
+		}
+	}
+	return SIZE_MAX;
+}
+
+/* Search what was kept since tail_scanned, the last @k bytes of it also at
+ * @src (the piece they were copied from: read there, not from the copy
+ * just written, which the CPU may not have finished storing). The offset
+ * of a trigger, or SIZE_MAX. */
+static size_t skim_search(struct osh_llm_body *b, const char *src, size_t k)
+{
+	size_t old = b->tail_len - k;
+	size_t undecided = SIZE_MAX;
+	size_t at = SIZE_MAX;
+
+	if (b->tail_scanned < old)
+		at = skim_scan(b, b->tail + b->tail_scanned, old - b->tail_scanned,
+			       b->tail_scanned, &undecided);
+	if (at == SIZE_MAX && undecided == SIZE_MAX)
+		at = skim_scan(b, src, k, old, &undecided);
+	b->tail_scanned = undecided != SIZE_MAX ? undecided : b->tail_len;
+	return at;
+}
+
+/* Where the event holding offset @at of the kept bytes starts: just past
+ * the blank line before it (LF-ended), else 0 (the kept bytes start at a
+ * boundary). */
+static size_t skim_event_start(const char *t, size_t at)
+{
+	for (size_t i = at; i >= 2; i--) {
+		if (t[i - 1] != '\n')
+			continue;
+		if (t[i - 2] == '\n' || (i >= 3 && t[i - 2] == '\r' && t[i - 3] == '\n'))
+			return i;
+	}
+	return 0;
+}
+
+/* Drop kept bytes from the front, up to an event boundary (a blank line,
+ * LF-ended) past which SKIM_KEEP bytes or fewer remain. False when there
+ * is none (one event longer than that is being kept). */
+static bool skim_trim(struct osh_llm_body *b)
+{
+	const char *t = b->tail;
+	size_t len = b->tail_len;
+	size_t from = len - SKIM_KEEP;
+
+	for (;;) {
+		const char *nl = memchr(t + from, '\n', len - from);
+		size_t at;
+
+		if (!nl)
+			return false;
+		at = (size_t)(nl - t) + 1;
+		if (at < len && t[at] == '\n')
+			at++;
+		else if (at + 1 < len && t[at] == '\r' && t[at + 1] == '\n')
+			at += 2;
+		else {
+			from = at;
+			continue;
+		}
+		/* Past "\n\n" or "\n\r\n": the next event starts here. */
+		memmove(b->tail, t + at, len - at);
+		b->tail_len = len - at;
+		b->tail_scanned = b->tail_scanned > at ? b->tail_scanned - at : 0;
+		b->cr_seen = false;
+		return true;
+	}
+}
+
+static void skim(struct osh_llm_body *b, const char *p, size_t n)
+{
+	while (n && b->skimming) {
+		/* Pieces are taken SKIM_KEEP bytes at a time: after a trim
+		 * there is room for one. */
+		size_t k = n < SKIM_KEEP ? n : SKIM_KEEP;
+		size_t at;
+
+		if (!b->tail_cap) {
+			b->tail = malloc(SKIM_CAP);
+			if (!b->tail) {
+				skim_flush(b, p, n);
+				return;
+			}
+			b->tail_cap = SKIM_CAP;
+		}
+		if (b->tail_len + k > b->tail_cap && !skim_trim(b)) {
+			/* Full, and no boundary to cut at: an event this long
+			 * is better split as usual. */
+			skim_flush(b, p, n);
+			return;
+		}
+		/* memmove: GCC turns a memcpy of this size into "rep movsq", which
+		 * costs ~3x libc's vector copy on the AMD machines measured. */
+		memmove(b->tail + b->tail_len, p, k);
+		b->tail_len += k;
+		at = skim_search(b, p, k);
+		if (at != SIZE_MAX) {
+			/* The event holding the trigger and what follows it
+			 * are split as usual; the events before it held no
+			 * trigger and are not the last (a usage in them is
+			 * one a later event repeats). Then the rest of the
+			 * piece. */
+			size_t rest = n - k;
+			size_t from = skim_event_start(b->tail, at);
+
+			if (from) {
+				memmove(b->tail, b->tail + from, b->tail_len - from);
+				b->tail_len -= from;
+				b->cr_seen = false;
+			}
+			skim_flush(b, p + k, 0);
+			if (rest)
+				(b->skimming ? skim : split)(b, p + k, rest);
+			return;
+		}
+		p += k;
+		n -= k;
+	}
+	if (n)
+		split(b, p, n);
 }
 
 static void decoded(struct osh_llm_body *b, const char *p, size_t n)
@@ -316,6 +551,8 @@ static void decoded(struct osh_llm_body *b, const char *p, size_t n)
 	b->decoded += n;
 	if (b->stream == OSH_LLM_STREAM_NONE)
 		keep(b, p, n);
+	else if (b->skimming)
+		skim(b, p, n);
 	else
 		split(b, p, n);
 }
@@ -474,6 +711,16 @@ void osh_llm_body_end(struct osh_llm_body *b)
 {
 	if (b->stream == OSH_LLM_STREAM_NONE)
 		return;
+	/* What was skimmed goes through the splitter now: the stream's last
+	 * events (usage, errors) are in it. */
+	if (b->skimming || b->tail_len) {
+		/* The last events are what matters: 2 KiB of them. */
+		if (b->tail_len > SKIM_KEEP)
+			(void)skim_trim(b);
+		skim_flush(b, NULL, 0);
+	}
+	b->skimming = false;
+	b->skim_wanted = false;
 	if (b->line_len || b->line_over)
 		line_done(b);
 	if (b->stream == OSH_LLM_STREAM_SSE && (b->data_any || b->data_over))
@@ -498,5 +745,6 @@ void osh_llm_body_free(struct osh_llm_body *b)
 	free(b->buf);
 	free(b->line);
 	free(b->data);
+	free(b->tail);
 	memset(b, 0, sizeof(*b));
 }

@@ -80,6 +80,15 @@ struct osh_llm_body {
 	size_t event_len;
 	uint64_t now_ns;	/* of the piece being fed */
 	struct osh_llm_event_sink sink;
+	/* Skimming (osh_llm_body_skim): the bytes since an event boundary,
+	 * kept unsplit, and how far they were searched for triggers. */
+	bool skim_wanted;	/* asked for: starts at the next event boundary */
+	bool skimming;
+	bool skim_now;		/* an event just ended: skim the rest of the piece */
+	bool flushing;		/* kept bytes going through the splitter */
+	char *tail;
+	size_t tail_len, tail_cap;
+	size_t tail_scanned;	/* triggers decided up to here */
 };
 
 /* Start @b. @content_length: for LENGTH framing. @coding: the
@@ -94,6 +103,20 @@ void osh_llm_body_init(struct osh_llm_body *b, enum osh_llm_framing framing,
  * time"). Returns true once the body is complete by its framing; bytes past
  * the end are ignored. Never fails: trouble is flagged. */
 bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t now_ns);
+
+/* After an event, the sink may ask for the rest of an SSE stream to be
+ * skimmed: from the next event boundary on, events are no longer split and
+ * delivered one by one. The bytes are searched, 16 at a time, for what
+ * would make an event matter before the stream ends (an OpenAI-style tool
+ * or function call, a finish reason that is not null); the last events are
+ * kept (the bytes from an event boundary: at most 8 KiB, trimmed to the last
+ * 2 KiB or fewer when full). A trigger sends
+ * the kept bytes and the piece through the splitter as usual, which
+ * delivers every event they hold; so does the end of the body (the usage,
+ * error and final events are then among the last ones). Asked again after
+ * each event, skimming goes on after each trigger. Memory: 8 KiB; an event
+ * that does not fit is split as usual. Only for SSE streams. */
+void osh_llm_body_skim(struct osh_llm_body *b);
 
 /* The body ended (complete, or the connection closed): a last event without
  * its blank line or a last NDJSON line without LF is delivered now. */

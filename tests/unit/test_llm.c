@@ -2,6 +2,8 @@
  * (request body by stream offset, retried writes, response framing and
  * events), attributes out on the span. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -192,4 +194,128 @@ Test(llm, dropped_exchange_frees_everything)
 	osh_llm_free(l);	/* ASan: no leak */
 	l = start("/v1/chat/completions");
 	osh_llm_finish(l, NULL);
+}
+
+/* ---- long streams: skimmed after the first output ---------------------------- */
+
+/* An OpenAI stream of @n_events content chunks, one per HTTP chunk, with
+ * tool calls starting at events 150 and 300, choice 1 finishing at 200,
+ * choice 0 at the end, a long event (10 KB of text) at 250, then the usage
+ * chunk and [DONE]. Returns the wire bytes (malloc'd). */
+static char *long_stream(int n_events, size_t *ret_len)
+{
+	size_t cap = (size_t)n_events * 300 + 64 * 1024, w = 0;
+	char *wire = malloc(cap), ev[12 * 1024];
+
+	cr_assert_not_null(wire);
+	for (int i = 0; i <= n_events + 2; i++) {
+		int n;
+
+		if (i == 0)
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"model\":\"gpt-4o-mini\","
+				     "\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":"
+				     "{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n");
+		else if (i == 150 || i == 300)
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":0,"
+				     "\"delta\":{\"tool_calls\":[{\"index\":%d,\"id\":\"call_%c\",\"type\":"
+				     "\"function\",\"function\":{\"name\":\"%s\",\"arguments\":\"\"}}]},"
+				     "\"finish_reason\":null}]}\n\n",
+				     i / 150 - 1, i == 150 ? 'A' : 'B', i == 150 ? "lookup" : "search");
+		else if (i == 200)
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":1,"
+				     "\"delta\":{},\"finish_reason\" : \"length\"}]}\n\n");
+		else if (i == 250) {
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":0,"
+				     "\"delta\":{\"content\":\"");
+			memset(ev + n, 'x', 10000);
+			n += 10000;
+			n += snprintf(ev + n, sizeof(ev) - (size_t)n, "\"},\"finish_reason\":null}]}\n\n");
+		} else if (i < n_events)
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"object\":\"chat.completion."
+				     "chunk\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,"
+				     "\"delta\":{\"content\":\" w%d\"},\"finish_reason\":null}],"
+				     "\"usage\":null}\r\n\r\n", i);
+		else if (i == n_events)
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":0,"
+				     "\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n");
+		else if (i == n_events + 1)
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[],\"usage\":"
+				     "{\"prompt_tokens\":41,\"completion_tokens\":%d}}\n\n", n_events);
+		else
+			n = snprintf(ev, sizeof(ev), "data: [DONE]\n\n");
+		cr_assert_lt(w + (size_t)n + 32, cap);
+		w += (size_t)sprintf(wire + w, "%x\r\n", n);
+		memcpy(wire + w, ev, (size_t)n);
+		w += (size_t)n;
+		memcpy(wire + w, "\r\n", 2);
+		w += 2;
+	}
+	memcpy(wire + w, "0\r\n\r\n", 5);
+	*ret_len = w + 5;
+	return wire;
+}
+
+static void want_joined(const char *key, const char *joined)
+{
+	const struct osh_attr *a = find(key);
+	const char *region, *e;
+	char got[256] = "";
+	size_t at = 0, n, w = 0;
+
+	cr_assert_not_null(a, "%s missing", key);
+	region = osh_span_str(rec, a->v.s);
+	while (osh_span_strs_next(region, a->v.s.len, &at, &e, &n))
+		w += (size_t)snprintf(got + w, sizeof(got) - w, "%s%.*s", w ? "|" : "", (int)n, e);
+	cr_assert_str_eq(got, joined, "%s", key);
+}
+
+static bool event_has(const struct osh_event *ev, const char *key, const char *value)
+{
+	for (unsigned i = 0; i < ev->n_attrs; i++) {
+		const struct osh_attr *a = &ev->attrs[i];
+
+		if (a->key_len == strlen(key) && memcmp(a->key, key, a->key_len) == 0)
+			return a->v.s.len == strlen(value) &&
+			       memcmp(osh_span_str(rec, a->v.s), value, a->v.s.len) == 0;
+	}
+	return false;
+}
+
+/* After the first output the rest of an OpenAI stream is skimmed: read in
+ * every piece size, the tool calls, the finish reasons (one mid-stream),
+ * the usage at the end and the response id all come out as when every
+ * event is parsed; so do they with content capture on (no skimming). */
+Test(llm, long_stream_skimmed_loses_nothing)
+{
+	static const size_t pieces[] = { 1, 7, 100, 1024, 4096, 65536 };
+	size_t len;
+	char *wire = long_stream(600, &len);
+
+	for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]) * 2; pi++) {
+		size_t piece = pieces[pi % 6];
+		struct osh_llm *l;
+
+		osh_span_destroy(rec);
+		rec = osh_span_create();
+		osh_cfg.llm_capture_content = pi >= 6;
+		l = start("/v1/chat/completions");
+		request(l, 0);
+		osh_llm_request_body(l, 0, req_body, sizeof(req_body) - 1);
+		response_head(l, 200, "text/event-stream", NULL, OSH_BODY_CHUNKED, 0, NULL);
+		for (size_t off = 0; off < len; off += piece)
+			osh_llm_response_body(l, wire + off, len - off < piece ? len - off : piece,
+					      2000000000ull + off);
+		osh_llm_finish(l, rec);
+		cr_assert_eq(int_attr("gen_ai.usage.input_tokens"), 41, "piece %zu", piece);
+		cr_assert_eq(int_attr("gen_ai.usage.output_tokens"), 600, "piece %zu", piece);
+		want_joined("gen_ai.response.finish_reasons", "tool_calls|length");
+		cr_assert_eq(rec->n_events, 2, "piece %zu: %u tool call events", piece, rec->n_events);
+		cr_assert(event_has(&rec->events[0], "gen_ai.tool.name", "lookup"), "piece %zu", piece);
+		cr_assert(event_has(&rec->events[0], "gen_ai.tool.call.id", "call_A"));
+		cr_assert(event_has(&rec->events[1], "gen_ai.tool.name", "search"), "piece %zu", piece);
+		cr_assert(event_has(&rec->events[1], "gen_ai.tool.call.id", "call_B"));
+		cr_assert_not_null(find("llm.response.time_to_first_token_ms"));
+	}
+	osh_cfg.llm_capture_content = false;
+	free(wire);
 }

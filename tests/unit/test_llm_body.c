@@ -339,3 +339,69 @@ Test(llm_body, oversized_event_dropped_memory_bounded)
 	osh_llm_body_free(&b);
 	free(line);
 }
+
+/* A sink that asks for skimming after the first event, as the tracker does
+ * once output came. */
+static void on_event_then_skim(void *arg, const char *event, size_t event_len, const char *data,
+			       size_t data_len, uint64_t now_ns)
+{
+	struct { struct seen s; struct osh_llm_body *b; } *ctx = arg;
+
+	on_event(&ctx->s, event, event_len, data, data_len, now_ns);
+	osh_llm_body_skim(ctx->b);
+}
+
+/* Skimmed: after the first event only a trigger's event (a finish reason
+ * that is not null, a tool call) and the last ones (what fits 2 KiB) are
+ * delivered, whatever the piece size; the kept bytes stay bounded. */
+Test(llm_body, sse_skimmed_after_the_first_event)
+{
+	static const size_t pieces[] = { 1, 3, 64, 1000, 0 };
+	char *wire = malloc(64 * 1024);
+	size_t w = 0;
+
+	for (int i = 0; i < 400; i++) {
+		if (i == 120)
+			w += (size_t)sprintf(wire + w, "data: {\"choices\":[{\"index\":1,\"delta\":{},"
+					     "\"finish_reason\":\"stop\"}]}\n\n");
+		else if (i == 250)
+			w += (size_t)sprintf(wire + w, "data: {\"choices\":[{\"index\":0,\"delta\":"
+					     "{\"tool_calls\":[{\"id\":\"call_1\"}]}}]}\r\n\r\n");
+		else
+			w += (size_t)sprintf(wire + w, "data: {\"choices\":[{\"index\":0,\"delta\":"
+					     "{\"content\":\"w%d\"},\"finish_reason\":null}]}\n\n", i);
+	}
+	w += (size_t)sprintf(wire + w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n"
+			     "data: [DONE]\n\n");
+	for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+		struct { struct seen s; struct osh_llm_body *b; } ctx;
+		struct osh_llm_body b;
+		struct osh_llm_event_sink sink = { on_event_then_skim, &ctx };
+		int finish = -1, tool = -1;
+
+		memset(&ctx, 0, sizeof(ctx));
+		ctx.b = &b;
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_CLOSE, 0, NULL, 0, OSH_LLM_STREAM_SSE, 1 << 20,
+				  &sink);
+		feed(&b, wire, w, pieces[pi], 0);
+		cr_assert_leq(b.tail_cap, 8192 + 64, "kept bytes bounded");
+		osh_llm_body_end(&b);
+		for (int i = 0; i < ctx.s.n; i++) {
+			if (strstr(ctx.s.data[i], "\"finish_reason\":\"stop\""))
+				finish = i;
+			if (strstr(ctx.s.data[i], "call_1"))
+				tool = i;
+		}
+		cr_assert_str_eq(ctx.s.data[0], "{\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+				 "\"w0\"},\"finish_reason\":null}]}", "piece %zu", pieces[pi]);
+		cr_assert_geq(finish, 1, "piece %zu: finish event not delivered", pieces[pi]);
+		cr_assert_gt(tool, finish, "piece %zu: tool call event not delivered", pieces[pi]);
+		cr_assert_str_eq(ctx.s.data[ctx.s.n - 1], "[DONE]", "piece %zu", pieces[pi]);
+		cr_assert_str_eq(ctx.s.data[ctx.s.n - 2],
+				 "{\"choices\":[],\"usage\":{\"prompt_tokens\":1}}");
+		/* Skimmed: a few dozen of the 402 events at most. */
+		cr_assert_lt(ctx.s.n, 45, "piece %zu: %d events delivered", pieces[pi], ctx.s.n);
+		osh_llm_body_free(&b);
+	}
+	free(wire);
+}
