@@ -327,6 +327,7 @@ static void split(struct osh_llm_body *b, const char *p, size_t n)
  * most a quarter of what was appended since the last one. */
 #define SKIM_KEEP 2048
 #define SKIM_CAP (4 * SKIM_KEEP)
+#define SKIM_SLACK 32
 
 void osh_llm_body_skim(struct osh_llm_body *b)
 {
@@ -361,11 +362,18 @@ static int skim_trigger_at(const char *t, size_t len, size_t i)
 {
 	size_t v;
 
-	if (i >= 5 && memcmp(t + i - 5, "\"tool", 5) == 0)
-		return 1;
-	if (i >= 8 && memcmp(t + i - 8, "function", 8) == 0)
-		return 1;
-	if (i < 6 || memcmp(t + i - 6, "finish", 6) != 0)
+	/* The byte before '_' tells the three words apart at once. */
+	switch (i >= 8 ? t[i - 1] : 0) {
+	case 'l':
+		return memcmp(t + i - 5, "\"tool", 5) == 0;
+	case 'n':
+		return memcmp(t + i - 8, "function", 8) == 0;
+	case 'h':
+		break;
+	default:
+		return 0;
+	}
+	if (memcmp(t + i - 6, "finish", 6) != 0)
 		return 0;
 	if (len - i < 8)
 		return -1;
@@ -378,68 +386,48 @@ static int skim_trigger_at(const char *t, size_t len, size_t i)
 	return memcmp(t + v, "null", 4) != 0;
 }
 
-/* Search @n bytes at @s, which are the kept bytes from offset @off on, for
- * a trigger: its offset in the kept bytes, SIZE_MAX when none, or, when a
- * '_' cannot be decided yet, SIZE_MAX with *ret_undecided set to its
- * offset. 32 bytes a step: most steps find no '_' at all. */
-static size_t skim_scan(const struct osh_llm_body *b, const char *s, size_t n, size_t off,
-			size_t *ret_undecided)
+/* Search what was kept since tail_scanned: the offset of a trigger, or
+ * SIZE_MAX. Stops early (tail_scanned left before it) at a '_' that cannot
+ * be decided yet. 32 bytes a step, the last step too: the buffer has
+ * SKIM_SLACK bytes past its capacity, zeroed at allocation, and the bits of
+ * bytes past the end are dropped. Most steps find no '_' at all. */
+static size_t skim_search(struct osh_llm_body *b)
 {
-	size_t i = 0;
+	const char *t = b->tail;
+	size_t len = b->tail_len;
+
+	for (size_t i = b->tail_scanned; i < len; i += 32) {
+		uint32_t m;
 
 #ifdef __SSE2__
-	const __m128i us = _mm_set1_epi8('_');
+		const __m128i us = _mm_set1_epi8('_');
+		__m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
+		__m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(t + i + 16));
 
-	for (; i + 32 <= n; i += 32) {
-		__m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-		__m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 16));
-		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v0, us)) |
-			     (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v1, us)) << 16;
-
+		m = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v0, us)) |
+		    (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v1, us)) << 16;
+#else
+		m = 0;
+		for (unsigned j = 0; j < 32; j++)
+			m |= (uint32_t)(t[i + j] == '_') << j;
+#endif
+		if (len - i < 32)
+			m &= (1u << (len - i)) - 1;
 		while (m) {
-			size_t at = off + i + (size_t)__builtin_ctz(m);
-			int r = skim_trigger_at(b->tail, b->tail_len, at);
+			size_t at = i + (size_t)__builtin_ctz(m);
+			int r = skim_trigger_at(t, len, at);
 
 			m &= m - 1;
 			if (r > 0)
 				return at;
 			if (r < 0) {
-				*ret_undecided = at;
+				b->tail_scanned = at;
 				return SIZE_MAX;
 			}
 		}
 	}
-#endif
-	for (; i < n; i++) {
-		int r = s[i] == '_' ? skim_trigger_at(b->tail, b->tail_len, off + i) : 0;
-
-		if (r > 0)
-			return off + i;
-		if (r < 0) {
-			*ret_undecided = off + i;
-			return SIZE_MAX;
-		}
-	}
+	b->tail_scanned = len;
 	return SIZE_MAX;
-}
-
-/* Search what was kept since tail_scanned, the last @k bytes of it also at
- * @src (the piece they were copied from: read there, not from the copy
- * just written, which the CPU may not have finished storing). The offset
- * of a trigger, or SIZE_MAX. */
-static size_t skim_search(struct osh_llm_body *b, const char *src, size_t k)
-{
-	size_t old = b->tail_len - k;
-	size_t undecided = SIZE_MAX;
-	size_t at = SIZE_MAX;
-
-	if (b->tail_scanned < old)
-		at = skim_scan(b, b->tail + b->tail_scanned, old - b->tail_scanned,
-			       b->tail_scanned, &undecided);
-	if (at == SIZE_MAX && undecided == SIZE_MAX)
-		at = skim_scan(b, src, k, old, &undecided);
-	b->tail_scanned = undecided != SIZE_MAX ? undecided : b->tail_len;
-	return at;
 }
 
 /* Where the event holding offset @at of the kept bytes starts: just past
@@ -498,7 +486,7 @@ static void skim(struct osh_llm_body *b, const char *p, size_t n)
 		size_t at;
 
 		if (!b->tail_cap) {
-			b->tail = malloc(SKIM_CAP);
+			b->tail = calloc(1, SKIM_CAP + SKIM_SLACK);
 			if (!b->tail) {
 				skim_flush(b, p, n);
 				return;
@@ -515,7 +503,7 @@ static void skim(struct osh_llm_body *b, const char *p, size_t n)
 		 * costs ~3x libc's vector copy on the AMD machines measured. */
 		memmove(b->tail + b->tail_len, p, k);
 		b->tail_len += k;
-		at = skim_search(b, p, k);
+		at = skim_search(b);
 		if (at != SIZE_MAX) {
 			/* The event holding the trigger and what follows it
 			 * are split as usual; the events before it held no
