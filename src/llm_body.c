@@ -445,36 +445,45 @@ static size_t skim_event_start(const char *t, size_t at)
 }
 
 /* Drop kept bytes from the front, up to an event boundary (a blank line,
- * LF-ended) past which SKIM_KEEP bytes or fewer remain. False when there
- * is none (one event longer than that is being kept). */
-static bool skim_trim(struct osh_llm_body *b)
+ * LF-ended). Room (@at_end false): the first boundary past which SKIM_KEEP
+ * bytes or fewer remain, else the last one (a long event is being kept
+ * whole); false when there is none at all. At the end (@at_end): the last
+ * boundary before the last SKIM_KEEP bytes, so that every event ending in
+ * them is kept whole, however long; nothing dropped when there is none. */
+static bool skim_trim(struct osh_llm_body *b, bool at_end)
 {
 	const char *t = b->tail;
 	size_t len = b->tail_len;
 	size_t from = len - SKIM_KEEP;
+	size_t at = 0;
 
-	for (;;) {
+	while (!at_end) {
 		const char *nl = memchr(t + from, '\n', len - from);
-		size_t at;
 
 		if (!nl)
-			return false;
+			break;
 		at = (size_t)(nl - t) + 1;
-		if (at < len && t[at] == '\n')
+		if (at < len && t[at] == '\n') {
 			at++;
-		else if (at + 1 < len && t[at] == '\r' && t[at + 1] == '\n')
-			at += 2;
-		else {
-			from = at;
-			continue;
+			break;
 		}
-		/* Past "\n\n" or "\n\r\n": the next event starts here. */
-		memmove(b->tail, t + at, len - at);
-		b->tail_len = len - at;
-		b->tail_scanned = b->tail_scanned > at ? b->tail_scanned - at : 0;
-		b->cr_seen = false;
-		return true;
+		if (at + 1 < len && t[at] == '\r' && t[at + 1] == '\n') {
+			at += 2;
+			break;
+		}
+		from = at;
+		at = 0;
 	}
+	if (!at)
+		at = skim_event_start(t, len - SKIM_KEEP);
+	if (!at)
+		return at_end;
+	/* Past "\n\n" or "\n\r\n": the next event starts here. */
+	memmove(b->tail, t + at, len - at);
+	b->tail_len = len - at;
+	b->tail_scanned = b->tail_scanned > at ? b->tail_scanned - at : 0;
+	b->cr_seen = false;
+	return true;
 }
 
 static void skim(struct osh_llm_body *b, const char *p, size_t n)
@@ -493,7 +502,8 @@ static void skim(struct osh_llm_body *b, const char *p, size_t n)
 			}
 			b->tail_cap = SKIM_CAP;
 		}
-		if (b->tail_len + k > b->tail_cap && !skim_trim(b)) {
+		if (b->tail_len + k > b->tail_cap &&
+		    (!skim_trim(b, false) || b->tail_len + k > b->tail_cap)) {
 			/* Full, and no boundary to cut at: an event this long
 			 * is better split as usual. */
 			skim_flush(b, p, n);
@@ -702,9 +712,10 @@ void osh_llm_body_end(struct osh_llm_body *b)
 	/* What was skimmed goes through the splitter now: the stream's last
 	 * events (usage, errors) are in it. */
 	if (b->skimming || b->tail_len) {
-		/* The last events are what matters: 2 KiB of them. */
+		/* The last events are what matters: those ending in the
+		 * last 2 KiB. */
 		if (b->tail_len > SKIM_KEEP)
-			(void)skim_trim(b);
+			(void)skim_trim(b, true);
 		skim_flush(b, NULL, 0);
 	}
 	b->skimming = false;

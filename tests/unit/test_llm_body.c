@@ -371,6 +371,12 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 			w += (size_t)sprintf(wire + w, "data: {\"choices\":[{\"index\":0,\"delta\":"
 					     "{\"content\":\"w%d\"},\"finish_reason\":null}]}\n\n", i);
 	}
+	/* A last event longer than what the end keeps (a Responses API
+	 * stream's response.completed repeats the whole output). */
+	w += (size_t)sprintf(wire + w, "data: {\"type\":\"response.completed\",\"text\":\"");
+	memset(wire + w, 'y', 3000);
+	w += 3000;
+	w += (size_t)sprintf(wire + w, "\"}\n\n");
 	w += (size_t)sprintf(wire + w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n"
 			     "data: [DONE]\n\n");
 	for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
@@ -399,6 +405,8 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 		cr_assert_str_eq(ctx.s.data[ctx.s.n - 1], "[DONE]", "piece %zu", pieces[pi]);
 		cr_assert_str_eq(ctx.s.data[ctx.s.n - 2],
 				 "{\"choices\":[],\"usage\":{\"prompt_tokens\":1}}");
+		cr_assert(strncmp(ctx.s.data[ctx.s.n - 3], "{\"type\":\"response.completed\"", 28) == 0,
+			  "piece %zu: the long last event was not delivered", pieces[pi]);
 		/* Skimmed: a few dozen of the 402 events at most. */
 		cr_assert_lt(ctx.s.n, 45, "piece %zu: %d events delivered", pieces[pi], ctx.s.n);
 		osh_llm_body_free(&b);
