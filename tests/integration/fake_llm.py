@@ -307,6 +307,9 @@ class FakeLLMServer:
         out = [(False, ev(dict(base, choices=[{'index': 0, 'delta': {'role': 'assistant',
                                                                        'content': ''},
                                                'finish_reason': None}])))]
+        long = req.get('x_fake_events')
+        if long:
+            return self._openai_long_events(a, req, base, ev, out, int(long))
         words = ['Hello', ' there', ',', ' friend', '.']
         for w in words:
             out.append((True, ev(dict(base, choices=[{'index': 0, 'delta': {'content': w},
@@ -317,6 +320,37 @@ class FakeLLMServer:
             a.input_tokens, a.output_tokens = 11, len(words)
             out.append((False, ev(dict(base, choices=[], usage={
                 'prompt_tokens': 11, 'completion_tokens': len(words), 'total_tokens': 16}))))
+        out.append((False, b'data: [DONE]\n\n'))
+        return out
+
+    def _openai_long_events(self, a, req, base, ev, out, n):
+        """A long stream (`"x_fake_events": N` in the request): N content events; with
+        tools, two tool calls starting a third and two thirds in; a second choice
+        that finishes half-way ("length"); the first finishes last ("tool_calls",
+        or "stop"); then the usage chunk."""
+        tools = bool(req.get('tools'))
+        calls = {n // 3: ('call_a1', 'lookup'), 2 * n // 3: ('call_b2', 'search')}
+        for i in range(n):
+            if tools and i in calls:
+                cid, name = calls[i]
+                delta = {'tool_calls': [{'index': 0 if i == n // 3 else 1, 'id': cid,
+                                         'type': 'function',
+                                         'function': {'name': name, 'arguments': ''}}]}
+                out.append((True, ev(dict(base, choices=[{'index': 0, 'delta': delta,
+                                                          'finish_reason': None}]))))
+            elif i == n // 2:
+                out.append((False, ev(dict(base, choices=[{'index': 1, 'delta': {},
+                                                           'finish_reason': 'length'}]))))
+            else:
+                out.append((True, ev(dict(base, system_fingerprint='fp_1', choices=[{
+                    'index': 0, 'delta': {'content': ' w%d' % i}, 'finish_reason': None}]))))
+        a.finish_reason = None      # two choices: the test checks both
+        out.append((False, ev(dict(base, choices=[{'index': 0, 'delta': {},
+                                                   'finish_reason': 'tool_calls' if tools
+                                                   else 'stop'}]))))
+        a.input_tokens, a.output_tokens = 31, n
+        out.append((False, ev(dict(base, choices=[], usage={
+            'prompt_tokens': 31, 'completion_tokens': n, 'total_tokens': 31 + n}))))
         out.append((False, b'data: [DONE]\n\n'))
         return out
 

@@ -206,6 +206,30 @@ class LLMTest(unittest.TestCase):
             ('gen_ai.tool.call', {'gen_ai.tool.name': 'get_weather', 'gen_ai.tool.call.id': 'call_w1'}),
             ('gen_ai.tool.call', {'gen_ai.tool.name': 'get_time', 'gen_ai.tool.call.id': 'call_t2'})])
 
+    def test_openai_long_stream_skimmed(self):
+        """After the first token a long stream is only skimmed (not split event by
+        event): tool calls starting mid-stream, a choice finishing half-way and the
+        usage at the end still come out, through curl and Python alike."""
+        body = {'model': 'gpt-4o-mini', 'stream': True, 'x_fake_events': 600,
+                'stream_options': {'include_usage': True},
+                'tools': [{'type': 'function', 'function': {'name': 'lookup'}}],
+                'messages': [{'role': 'user', 'content': 'look it up'}]}
+        for client in ('python', 'curl'):
+            with self.subTest(client=client):
+                self.setUp()
+                span, ans, _, data = self.call('/v1/chat/completions', body, client=client)
+                self.assertIn(b'data: [DONE]', data)
+                a = self.check_common(span, ans, 'openai')
+                self.assertEqual(a['gen_ai.response.finish_reasons'], ['tool_calls', 'length'])
+                self.assertEqual(a['gen_ai.usage.input_tokens'], 31)
+                self.assertEqual(a['gen_ai.usage.output_tokens'], 600)
+                ev = [(e['name'], e['attributes']) for e in span['events']]
+                self.assertEqual(ev, [
+                    ('gen_ai.tool.call', {'gen_ai.tool.name': 'lookup',
+                                          'gen_ai.tool.call.id': 'call_a1'}),
+                    ('gen_ai.tool.call', {'gen_ai.tool.name': 'search',
+                                          'gen_ai.tool.call.id': 'call_b2'})])
+
     def test_openai_embeddings(self):
         body = {'model': 'text-embedding-3-small', 'input': 'hello', 'dimensions': 3,
                 'encoding_format': 'float'}
