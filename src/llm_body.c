@@ -354,10 +354,37 @@ static void skim_flush(struct osh_llm_body *b, const char *p, size_t n)
 		b->skimming = true;
 }
 
+/* How far after "tool_" / "function_" a call's "id" or "name" is looked
+ * for: it comes right after the call's index. */
+#define CALL_LOOK 256
+
+/* Whether the bytes after the '_' at @i start a tool call: an "id" or a
+ * "name" follows within CALL_LOOK bytes of the same event. The deltas that
+ * only add to a call's arguments have neither (the chunk's own "id" comes
+ * before its choices), and they are most of a tool call's stream. 1: yes;
+ * 0: no; -1: the bytes are not there yet. */
+static int skim_call_start(const char *t, size_t len, size_t i)
+{
+	size_t end = i + CALL_LOOK < len ? i + CALL_LOOK : len;
+
+	for (size_t j = i; j + 1 < end; j++) {
+		if (t[j] == '\n' && (t[j + 1] == '\n' || (t[j + 1] == '\r' && j + 2 < end &&
+							    t[j + 2] == '\n')))
+			return 0;	/* the event ended */
+		if (t[j] != '"')
+			continue;
+		if (end - j >= 4 && memcmp(t + j, "\"id\"", 4) == 0)
+			return 1;
+		if (end - j >= 6 && memcmp(t + j, "\"name\"", 6) == 0)
+			return 1;
+	}
+	return end == len && len - i < CALL_LOOK ? -1 : 0;
+}
+
 /* Whether the '_' at @i of the kept bytes makes its event matter: the tail
- * of "tool_..." / "function_..." (a tool call), or "finish_reason" with a
- * value other than null. 1: yes; 0: no; -1: the bytes after it are not
- * there yet. */
+ * of "tool_..." / "function_..." starting a tool call, or "finish_reason"
+ * with a value other than null. 1: yes; 0: no; -1: the bytes after it are
+ * not there yet. */
 static int skim_trigger_at(const char *t, size_t len, size_t i)
 {
 	size_t v;
@@ -365,9 +392,9 @@ static int skim_trigger_at(const char *t, size_t len, size_t i)
 	/* The byte before '_' tells the three words apart at once. */
 	switch (i >= 8 ? t[i - 1] : 0) {
 	case 'l':
-		return memcmp(t + i - 5, "\"tool", 5) == 0;
+		return memcmp(t + i - 5, "\"tool", 5) == 0 ? skim_call_start(t, len, i) : 0;
 	case 'n':
-		return memcmp(t + i - 8, "function", 8) == 0;
+		return memcmp(t + i - 8, "function", 8) == 0 ? skim_call_start(t, len, i) : 0;
 	case 'h':
 		break;
 	default:
@@ -444,6 +471,21 @@ static size_t skim_event_start(const char *t, size_t at)
 	return 0;
 }
 
+/* Just past the blank line (LF-ended) that ends the event holding offset
+ * @at of the kept bytes, or SIZE_MAX when it has not come yet. */
+static size_t skim_event_end(const char *t, size_t len, size_t at)
+{
+	for (size_t i = at; i + 1 < len; i++) {
+		if (t[i] != '\n')
+			continue;
+		if (t[i + 1] == '\n')
+			return i + 2;
+		if (t[i + 1] == '\r' && i + 2 < len && t[i + 2] == '\n')
+			return i + 3;
+	}
+	return SIZE_MAX;
+}
+
 /* Drop kept bytes from the front, up to an event boundary (a blank line,
  * LF-ended). Room (@at_end false): the first boundary past which SKIM_KEEP
  * bytes or fewer remain, else the last one (a long event is being kept
@@ -514,24 +556,38 @@ static void skim(struct osh_llm_body *b, const char *p, size_t n)
 		memmove(b->tail + b->tail_len, p, k);
 		b->tail_len += k;
 		at = skim_search(b);
-		if (at != SIZE_MAX) {
-			/* The event holding the trigger and what follows it
-			 * are split as usual; the events before it held no
-			 * trigger and are not the last (a usage in them is
-			 * one a later event repeats). Then the rest of the
-			 * piece. */
-			size_t rest = n - k;
+		while (at != SIZE_MAX) {
 			size_t from = skim_event_start(b->tail, at);
+			size_t to = skim_event_end(b->tail, b->tail_len, at);
 
-			if (from) {
-				memmove(b->tail, b->tail + from, b->tail_len - from);
-				b->tail_len -= from;
-				b->cr_seen = false;
+			if (to == SIZE_MAX) {
+				/* The event goes on past these bytes: from its
+				 * start, everything is split as usual (the events
+				 * before it held no trigger and are not the last:
+				 * a usage in them is one a later event repeats),
+				 * then the rest of the piece. */
+				size_t rest = n - k;
+
+				if (from) {
+					memmove(b->tail, b->tail + from, b->tail_len - from);
+					b->tail_len -= from;
+					b->cr_seen = false;
+				}
+				skim_flush(b, p + k, 0);
+				if (rest)
+					(b->skimming ? skim : split)(b, p + k, rest);
+				return;
 			}
-			skim_flush(b, p + k, 0);
-			if (rest)
-				(b->skimming ? skim : split)(b, p + k, rest);
-			return;
+			/* Only that event is split as usual; skimming goes on
+			 * with what follows it. */
+			b->flushing = true;
+			split(b, b->tail + from, to - from);
+			b->flushing = false;
+			memmove(b->tail, b->tail + to, b->tail_len - to);
+			b->tail_len -= to;
+			b->tail_scanned = 0;
+			b->cr_seen = false;
+			at = skim_search(b);
 		}
 		p += k;
 		n -= k;

@@ -107,15 +107,15 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 /* After an event, the sink may ask for the rest of an SSE stream to be
  * skimmed: from the next event boundary on, events are no longer split and
  * delivered one by one. The bytes are searched, 16 at a time, for what
- * would make an event matter before the stream ends (an OpenAI-style tool
- * or function call, a finish reason that is not null); the last events are
+ * would make an event matter before the stream ends (the start of an
+ * OpenAI-style tool or function call, a finish reason that is not null);
+ * the last events are
  * kept (the bytes from an event boundary: at most 8 KiB, trimmed to the last
- * 2 KiB or fewer when full). A trigger sends
- * the kept bytes and the piece through the splitter as usual, which
- * delivers every event they hold; so does the end of the body (the usage,
- * error and final events are then among the last ones). Asked again after
- * each event, skimming goes on after each trigger. Memory: 8 KiB; an event
- * that does not fit is split as usual. Only for SSE streams. */
+ * 2 KiB or fewer when full). The event holding a trigger goes through the
+ * splitter as usual (the events before it are dropped) and skimming goes
+ * on after it; at the end of the body, the events ending in the last 2 KiB
+ * do (the usage, error and final events). Memory: 8 KiB; an event that
+ * does not fit is split as usual. Only for SSE streams. */
 void osh_llm_body_skim(struct osh_llm_body *b);
 
 /* The body ended (complete, or the connection closed): a last event without

@@ -221,6 +221,13 @@ static char *long_stream(int n_events, size_t *ret_len)
 				     "\"function\",\"function\":{\"name\":\"%s\",\"arguments\":\"\"}}]},"
 				     "\"finish_reason\":null}]}\n\n",
 				     i / 150 - 1, i == 150 ? 'A' : 'B', i == 150 ? "lookup" : "search");
+		else if ((i > 150 && i < 170) || (i > 300 && i < 320))
+			/* Argument pieces of the call under way (CRLF lines for
+			 * the second): no id, no name. */
+			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":0,"
+				     "\"delta\":{\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":"
+				     "\"{\\\"q%d\\\"\"}}]},\"finish_reason\":null}]}%s",
+				     i < 300 ? 0 : 1, i, i < 300 ? "\n\n" : "\r\n\r\n");
 		else if (i == 200)
 			n = snprintf(ev, sizeof(ev), "data: {\"id\":\"chatcmpl-L\",\"choices\":[{\"index\":1,"
 				     "\"delta\":{},\"finish_reason\" : \"length\"}]}\n\n");

@@ -413,3 +413,58 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 	}
 	free(wire);
 }
+
+/* Skimmed tool calls: the delta that starts a call (an "id", a "name") is
+ * delivered, the many that only add argument text are not, with LF or CRLF
+ * line ends and in any piece size. */
+Test(llm_body, sse_skim_delivers_tool_call_starts_only)
+{
+	static const size_t pieces[] = { 1, 5, 64, 700, 0 };
+	char *wire = malloc(64 * 1024);
+	size_t w = 0;
+
+	w += (size_t)sprintf(wire + w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":"
+			     "{\"content\":\"Let me look.\"}}]}\n\n");
+	for (int call = 0; call < 2; call++) {
+		const char *eol = call ? "\r\n\r\n" : "\n\n";
+
+		w += (size_t)sprintf(wire + w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":"
+				     "{\"tool_calls\":[{\"index\":%d,\"id\":\"call_%d\",\"type\":"
+				     "\"function\",\"function\":{\"name\":\"f%d\",\"arguments\":\"\"}}]}}]}%s",
+				     call, call, call, eol);
+		for (int k = 0; k < 150; k++)
+			w += (size_t)sprintf(wire + w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,"
+					     "\"delta\":{\"tool_calls\":[{\"index\":%d,\"function\":"
+					     "{\"arguments\":\"a%d \"}}]}}]}%s", call, k, eol);
+	}
+	for (int k = 0; k < 100; k++)
+		w += (size_t)sprintf(wire + w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,"
+				     "\"delta\":{\"content\":\"t%d\"},\"finish_reason\":null}]}\n\n", k);
+	w += (size_t)sprintf(wire + w, "data: [DONE]\n\n");
+	for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+		struct { struct seen s; struct osh_llm_body *b; } ctx;
+		struct osh_llm_body b;
+		struct osh_llm_event_sink sink = { on_event_then_skim, &ctx };
+		int starts = 0, pieces_seen = 0;
+
+		memset(&ctx, 0, sizeof(ctx));
+		ctx.b = &b;
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_CLOSE, 0, NULL, 0, OSH_LLM_STREAM_SSE, 1 << 20,
+				  &sink);
+		feed(&b, wire, w, pieces[pi], 0);
+		osh_llm_body_end(&b);
+		for (int i = 0; i < ctx.s.n; i++) {
+			if (strstr(ctx.s.data[i], "\"name\":\"f"))
+				starts++;
+			else if (strstr(ctx.s.data[i], "arguments"))
+				pieces_seen++;
+		}
+		cr_assert_eq(starts, 2, "piece %zu: %d call starts delivered", pieces[pi], starts);
+		/* The first event and the last 2 KiB aside, argument pieces are skimmed. */
+		cr_assert_lt(pieces_seen, 10, "piece %zu: %d argument pieces delivered", pieces[pi],
+			     pieces_seen);
+		cr_assert_lt(ctx.s.n, 40, "piece %zu: %d events", pieces[pi], ctx.s.n);
+		osh_llm_body_free(&b);
+	}
+	free(wire);
+}
