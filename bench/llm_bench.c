@@ -5,13 +5,15 @@
  *
  *   json    an OpenAI chat request (~300 B) and a 4 KiB JSON response
  *   stream  the same request, answered by a 500-chunk SSE stream
- *           (chunked framing, ~110 B per event) with a usage chunk
+ *           (chunked framing, ~200 B per event) with a usage chunk
+ *   agent   an agent's request (a 40-message history, 5 tool schemas:
+ *           ~36 KB) answered by the 4 KiB JSON response
  *
  * Prints CPU ns per call (median of rounds) and the most heap the tracker
  * held at once (mallinfo2), for bench/run.py. jansson and zlib are loaded
  * before timing (a process pays that once, at its first LLM call).
  *
- *   llm_bench [calls-per-round [json|stream]]
+ *   llm_bench [calls-per-round [json|stream|agent]]
  *
  * With a shape named, only that one runs (for callgrind profiles).
  */
@@ -30,6 +32,9 @@
 
 static char req_body[512];
 static size_t req_len;
+static char *agent_body;
+static size_t agent_len;
+static bool agent;	/* one_call() sends agent_body */
 static char *json_body;
 static size_t json_len;
 static char *stream_body;
@@ -70,6 +75,28 @@ static void make_bodies(void)
 			     "\"prompt_tokens_details\":{\"cached_tokens\":0}},"
 			     "\"system_fingerprint\":\"fp_0ba0d124f1\"}");
 	json_len = w;
+
+	/* An agent's request: the conversation so far and its tools. */
+	agent_body = malloc(cap);
+	w = (size_t)sprintf(agent_body, "{\"model\":\"gpt-4o-mini\",\"max_tokens\":800,"
+			    "\"temperature\":0.2,\"messages\":[{\"role\":\"system\",\"content\":"
+			    "\"You are a careful operations agent.\"}");
+	for (int i = 0; i < 40; i++) {
+		w += (size_t)sprintf(agent_body + w, ",{\"role\":\"%s\",\"content\":\"",
+				     i % 2 ? "assistant" : "user");
+		for (int k = 0; k < 12; k++)
+			w += (size_t)sprintf(agent_body + w, "step %d of the runbook, check %d. ", i, k);
+		w += (size_t)sprintf(agent_body + w, "\"}");
+	}
+	w += (size_t)sprintf(agent_body + w, "],\"tools\":[");
+	for (int t = 0; t < 5; t++)
+		w += (size_t)sprintf(agent_body + w, "%s{\"type\":\"function\",\"function\":{\"name\":"
+				     "\"tool_%d\",\"description\":\"Looks up item %d.\",\"parameters\":"
+				     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"},"
+				     "\"limit\":{\"type\":\"integer\"}},\"required\":[\"id\"]}}}",
+				     t ? "," : "", t, t);
+	w += (size_t)sprintf(agent_body + w, "]}");
+	agent_len = w;
 
 	/* 500 content chunks, each in its own HTTP chunk, then usage and
 	 * [DONE]. */
@@ -122,9 +149,9 @@ static void one_call(bool stream, struct osh_span *rec)
 	size_t len = stream ? stream_len : json_len;
 
 	req.body = OSH_BODY_LENGTH;
-	req.content_length = req_len;
+	req.content_length = agent ? agent_len : req_len;
 	osh_llm_request_head(l, &req, 200);
-	osh_llm_request_body(l, 200, req_body, req_len);
+	osh_llm_request_body(l, 200, agent ? agent_body : req_body, agent ? agent_len : req_len);
 	resp.status = 200;
 	resp.content_type = stream ? (struct osh_str){ "text/event-stream", 17 }
 				   : (struct osh_str){ "application/json", 16 };
@@ -169,7 +196,7 @@ int main(int argc, char **argv)
 {
 	int calls = argc > 1 ? atoi(argv[1]) : 2000;
 	struct mallinfo2 before;
-	double json_ns, stream_ns;
+	double json_ns, stream_ns, agent_ns;
 	size_t base;
 
 	osh_cfg.llm_body_limit = 4u << 20;
@@ -189,14 +216,17 @@ int main(int argc, char **argv)
 	base = before.uordblks;
 	peak_heap = base;
 	json_ns = argc > 2 && strcmp(argv[2], "json") != 0 ? 0 : measure(false, calls, 7);
+	agent = true;
+	agent_ns = argc > 2 && strcmp(argv[2], "agent") != 0 ? 0 : measure(false, calls / 4 ? calls / 4 : 1, 7);
+	agent = false;
 	stream_ns = argc > 2 && strcmp(argv[2], "stream") != 0
 			    ? 0
 			    : measure(true, calls / 10 ? calls / 10 : 1, 7);
 	sample_heap = true;
 	measure(false, 1, 1);
 	measure(true, 1, 1);
-	printf("json_ns_per_call=%.0f stream_ns_per_call=%.0f json_bytes=%zu stream_bytes=%zu "
-	       "stream_events=500 peak_heap_bytes=%zu\n",
-	       json_ns, stream_ns, json_len, stream_len, peak_heap - base);
+	printf("json_ns_per_call=%.0f stream_ns_per_call=%.0f agent_ns_per_call=%.0f json_bytes=%zu "
+	       "stream_bytes=%zu agent_request_bytes=%zu stream_events=500 peak_heap_bytes=%zu\n",
+	       json_ns, stream_ns, agent_ns, json_len, stream_len, agent_len, peak_heap - base);
 	return 0;
 }

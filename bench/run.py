@@ -279,6 +279,9 @@ def bench_llm():
          % (kv['stream_events'], kv['stream_bytes']), '-',
          '%.1f us' % (float(kv['stream_ns_per_call']) / 1e3),
          '%.0f ns per event' % (float(kv['stream_ns_per_call']) / int(kv['stream_events']))),
+        ('LLM call: an agent\'s request (%s B: 40 messages, 5 tool schemas) + the same JSON response'
+         % kv['agent_request_bytes'], '-', '%.1f us' % (float(kv['agent_ns_per_call']) / 1e3),
+         'target < 20 us'),
         ('LLM call: most heap the tracker held at once (stream or JSON)', '-',
          '%s bytes' % kv['peak_heap_bytes'], 'bound: body limit + 2 x 256 KiB event buffers'),
     ]

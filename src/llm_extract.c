@@ -85,6 +85,25 @@ static void copy_str(char *dst, size_t cap, const char *s)
  * never in those, and the parser then reads a fraction of the body. The
  * structure is kept byte for byte, so the result is JSON when @in is.
  * Returns the bytes written (at most @n). */
+/* The closing quote of the JSON string whose body starts at @s (a quote
+ * not escaped), or NULL when the bytes end first. */
+static const char *string_end(const char *s, const char *end)
+{
+	for (;;) {
+		const char *e = memchr(s, '"', (size_t)(end - s));
+		const char *k;
+		size_t bs = 0;
+
+		if (!e)
+			return NULL;
+		for (k = e; k > s && k[-1] == '\\'; k--)
+			bs++;
+		if (bs % 2 == 0)
+			return e;
+		s = e + 1;
+	}
+}
+
 static size_t shrink(const char *in, size_t n, char *out, size_t max)
 {
 	const char *p = in, *end = in + n;
@@ -92,7 +111,8 @@ static size_t shrink(const char *in, size_t n, char *out, size_t max)
 
 	while (p < end) {
 		const char *q = memchr(p, '"', (size_t)(end - p));
-		const char *s;
+		const char *e;
+		size_t len;
 
 		if (!q) {
 			memcpy(out + w, p, (size_t)(end - p));
@@ -100,33 +120,129 @@ static size_t shrink(const char *in, size_t n, char *out, size_t max)
 		}
 		memcpy(out + w, p, (size_t)(q - p + 1));
 		w += (size_t)(q - p + 1);
-		/* The string's end: a quote not escaped. */
-		s = q + 1;
-		for (;;) {
-			const char *e = memchr(s, '"', (size_t)(end - s));
-			const char *k;
-			size_t bs = 0;
-
-			if (!e) {
-				/* Cut short: keep what there is (the parser says no). */
-				memcpy(out + w, q + 1, (size_t)(end - q - 1));
-				return w + (size_t)(end - q - 1);
-			}
-			for (k = e; k > q + 1 && k[-1] == '\\'; k--)
-				bs++;
-			if (bs % 2 == 0) {
-				size_t len = (size_t)(e - q - 1);
-
-				if (len <= max) {
-					memcpy(out + w, q + 1, len);
-					w += len;
-				}
-				out[w++] = '"';
-				p = e + 1;
-				break;
-			}
-			s = e + 1;
+		e = string_end(q + 1, end);
+		if (!e) {
+			/* Cut short: keep what there is (the parser says no). */
+			memcpy(out + w, q + 1, (size_t)(end - q - 1));
+			return w + (size_t)(end - q - 1);
 		}
+		len = (size_t)(e - q - 1);
+		if (len <= max) {
+			memcpy(out + w, q + 1, len);
+			w += len;
+		}
+		out[w++] = '"';
+		p = e + 1;
+	}
+	return w;
+}
+
+/* Top-level request fields only content capture reads: the conversation,
+ * the system prompt, the tool schemas. An agent's request is mostly these,
+ * and so is its parse. */
+static const char *const content_fields[] = {
+	"messages", "tools", "functions", "contents", "system", "systemInstruction", "input",
+	"prompt",
+};
+
+static bool is_content_field(const char *k, size_t n)
+{
+	for (size_t i = 0; i < sizeof(content_fields) / sizeof(content_fields[0]); i++)
+		if (strlen(content_fields[i]) == n && memcmp(content_fields[i], k, n) == 0)
+			return true;
+	return false;
+}
+
+static inline bool json_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* The end of the JSON value at @p: past its closing bracket or string, or
+ * at the ',' / '}' / ']' after a number or literal. NULL when cut. */
+static const char *value_end(const char *p, const char *end)
+{
+	int depth = 0;
+
+	while (p < end) {
+		char ch = *p;
+
+		if (ch == '"') {
+			p = string_end(p + 1, end);
+			if (!p)
+				return NULL;
+			p++;
+			if (!depth)
+				return p;
+			continue;
+		}
+		if (ch == '{' || ch == '[') {
+			depth++;
+		} else if (ch == '}' || ch == ']') {
+			if (!depth)
+				return p;	/* the enclosing object's end */
+			if (!--depth)
+				return p + 1;
+		} else if (ch == ',' && !depth) {
+			return p;
+		}
+		p++;
+	}
+	return depth ? NULL : p;
+}
+
+/* shrink() for a request with content capture off: also the values of the
+ * top-level content fields become null (when that is shorter). Valid JSON
+ * stays valid, and every other field is kept byte for byte. */
+size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
+{
+	const char *p = in, *end = in + n;
+	size_t w = 0;
+	int depth = 0;
+
+	while (p < end) {
+		const char *e, *c;
+		size_t len;
+
+		if (*p != '"') {
+			if (*p == '{' || *p == '[')
+				depth++;
+			else if (*p == '}' || *p == ']')
+				depth--;
+			out[w++] = *p++;
+			continue;
+		}
+		e = string_end(p + 1, end);
+		if (!e) {
+			memcpy(out + w, p, (size_t)(end - p));
+			return w + (size_t)(end - p);
+		}
+		len = (size_t)(e - p - 1);
+		c = e + 1;
+		while (c < end && json_ws(*c))
+			c++;
+		if (depth == 1 && c < end && *c == ':' && is_content_field(p + 1, len)) {
+			const char *v = c + 1, *ve;
+
+			while (v < end && json_ws(*v))
+				v++;
+			ve = value_end(v, end);
+			if (ve && ve - v > 4) {
+				memcpy(out + w, p, (size_t)(v - p));
+				w += (size_t)(v - p);
+				memcpy(out + w, "null", 4);
+				w += 4;
+				p = ve;
+				continue;
+			}
+		}
+		out[w++] = '"';
+		if (len <= max) {
+			memcpy(out + w, p + 1, len);
+			w += len;
+		}
+		out[w++] = '"';
+		p = e + 1;
 	}
 	return w;
 }
@@ -135,23 +251,27 @@ static size_t shrink(const char *in, size_t n, char *out, size_t max)
  * captured): ids, models, reasons and keys are all shorter. */
 #define SHRINK_MAX 200
 
-/* @json parsed (NULL when it is not JSON, or jansson is missing); bodies
- * over 1 KiB shrunk first unless content is captured. */
-static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n)
+/* @json parsed (NULL when it is not JSON, or jansson is missing). Unless
+ * content is captured: a @request loses its content fields and long strings
+ * first (osh_llm_slim_request), another body over 1 KiB its long strings. */
+static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n, bool request)
 {
 	json_error_t err;
 	json_t *r;
 	char *small;
+	size_t len;
 
 	J = osh_jansson();
 	if (!J || !json || !n)
 		return NULL;
-	if (c->capture || n < 1024)
+	if (c->capture || (!request && n < 1024))
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
 	small = malloc(n);
 	if (!small)
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
-	r = J->loadb(small, shrink(json, n, small, SHRINK_MAX), JSON_DECODE_ANY, &err);
+	len = request ? osh_llm_slim_request(json, n, small, SHRINK_MAX)
+		      : shrink(json, n, small, SHRINK_MAX);
+	r = J->loadb(small, len, JSON_DECODE_ANY, &err);
 	free(small);
 	return r;
 }
@@ -450,7 +570,7 @@ static void messages_text(struct osh_llm_call *c, json_t *msgs)
 
 void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 {
-	json_t *r = parse(c, json, n), *v;
+	json_t *r = parse(c, json, n, true), *v;
 
 	if (!r || !json_is_object(r)) {
 		drop(r);
@@ -784,7 +904,7 @@ static void bedrock_response(struct osh_llm_call *c, json_t *r)
 
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n)
 {
-	json_t *r = parse(c, json, n);
+	json_t *r = parse(c, json, n, false);
 
 	if (!r) {
 		if (status >= 400)
@@ -942,7 +1062,7 @@ bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t eve
 		return false;
 	if (c->got_output && !c->capture && !event_matters(c, event, event_len, data, data_len))
 		return true;	/* more output: only the first one's time counts */
-	r = parse(c, data, data_len);
+	r = parse(c, data, data_len, false);
 	if (!r)
 		return false;
 	if (json_is_object(r)) {

@@ -98,6 +98,14 @@ void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 /* A whole (non-streamed) response body, with the HTTP @status. */
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n);
 
+/* A request body made cheaper to parse when content is not captured:
+ * strings longer than @max emptied, and the values of the top-level
+ * content fields (messages, tools, functions, contents, system,
+ * systemInstruction, input, prompt) replaced by null when that is shorter.
+ * @out has room for @n bytes; returns the bytes written. Valid JSON stays
+ * valid, every other field byte for byte. */
+size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max);
+
 /* One streamed event (SSE: @event name and @data; NDJSON: the line as
  * @data). Returns true when it carried generated output (text, a tool
  * call): the first such event is the time to first token. */

@@ -1,5 +1,6 @@
 /* LLM JSON extraction per provider flavour, and what lands on the span.
  * Bodies follow the providers' documented shapes (written here by hand). */
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -575,4 +576,86 @@ Test(llm_extract, marks_found_at_any_offset)
 		cr_assert_eq(c.output_tokens, pad + 2, "pad %d", pad);
 		osh_llm_call_free(&c);
 	}
+}
+
+/* With content capture off, the conversation, system prompt and tool
+ * schemas are left out before the request is parsed: every other field
+ * still comes out, wherever the content fields sit, whatever they hold
+ * (brackets and quotes inside strings, nesting, whitespace), and a field
+ * of the same name deeper down, or a value spelling one, is kept. */
+Test(llm_extract, request_content_fields_left_out_the_rest_read)
+{
+	static const char *const reqs[] = {
+		"{\"messages\":[{\"role\":\"user\",\"content\":\"]} \\\"tricky\\\" {[\"},"
+		"{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}]}],"
+		"\"model\":\"gpt-4o\",\"max_tokens\":77,\"temperature\":0.25,\"stop\":[\"A\",\"B\"],"
+		"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+		"{\"type\":\"object\",\"properties\":{\"messages\":{\"type\":\"string\"}}}}}],"
+		"\"stream\":true}",
+		"{ \"model\" : \"gpt-4o\" , \"messages\" :\n [ ] , \"tools\" : null ,"
+		" \"max_tokens\" : 77 , \"temperature\" : 0.25 , \"stop\" : [ \"A\" , \"B\" ] ,"
+		" \"stream\" : true , \"input\" : \"a long prompt, with, commas }\" }",
+		"{\"model\":\"gpt-4o\",\"stream_options\":{\"messages\":[1,2,3],\"include_usage\":true},"
+		"\"max_tokens\":77,\"temperature\":0.25,\"stop\":[\"A\",\"B\"],\"stream\":true,"
+		"\"prompt\":[[1,2],[3,4]],\"system\":{\"a\":[{\"b\":\"}\"}]}}",
+	};
+
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		struct osh_llm_call c;
+
+		osh_span_destroy(rec);
+		rec = osh_span_create();
+		osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+		osh_llm_extract_request(&c, reqs[i], strlen(reqs[i]));
+		cr_assert_str_eq(c.request_model, "gpt-4o", "request %zu", i);
+		cr_assert_eq(c.max_tokens, 77, "request %zu", i);
+		cr_assert(c.has_temperature && c.temperature == 0.25, "request %zu", i);
+		cr_assert_eq(c.n_stop, 2, "request %zu", i);
+		cr_assert(c.stream, "request %zu", i);
+		if (i == 2)
+			cr_assert(c.include_usage, "a nested \"messages\" is kept");
+		osh_llm_call_free(&c);
+	}
+}
+
+/* Content capture on: the same fields are read in full. */
+Test(llm_extract, request_content_fields_read_when_captured)
+{
+	static const char req[] =
+		"{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],"
+		"\"max_tokens\":5}";
+	struct osh_llm_call c;
+
+	osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, true);
+	osh_llm_extract_request(&c, S(req));
+	cr_assert_eq(c.max_tokens, 5);
+	cr_assert(c.input.len > 0 && memmem(c.input.buf, c.input.len, "Hello there", 11),
+		  "captured text missing");
+	osh_llm_call_free(&c);
+}
+
+static void want_slim(const char *in, const char *want)
+{
+	char out[1024];
+	size_t n = osh_llm_slim_request(in, strlen(in), out, 200);
+
+	cr_assert_leq(n, strlen(in));
+	out[n] = '\0';
+	cr_assert_str_eq(out, want);
+}
+
+/* What the parser is given: content fields' values become null, a nested
+ * field of the same name and a value spelling one stay, values too short
+ * to gain anything stay, and long strings elsewhere are emptied. */
+Test(llm_extract, slim_request_output)
+{
+	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"]}\\\"{[\"}],\"n\":1}",
+		  "{\"model\":\"m\",\"messages\":null,\"n\":1}");
+	want_slim("{ \"tools\" :\n [ {\"a\":1} ] }", "{ \"tools\" :\n null }");
+	want_slim("{\"system\":\"be terse\",\"prompt\":\"hi\"}", "{\"system\":null,\"prompt\":\"hi\"}");
+	want_slim("{\"model\":\"messages\",\"x\":{\"messages\":[1,2,3]}}",
+		  "{\"model\":\"messages\",\"x\":{\"messages\":[1,2,3]}}");
+	want_slim("{\"messages\":[],\"input\":12345}", "{\"messages\":[],\"input\":null}");
+	/* Cut short: the rest is copied as it is (the parser then says no). */
+	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"us", "{\"model\":\"m\",\"messages\":[{\"role\":\"us");
 }
