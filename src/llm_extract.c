@@ -1004,6 +1004,8 @@ static bool openai_chunk(struct osh_llm_call *c, json_t *r)
 		add_finish(c, (size_t)idx, str(get(ch, "finish_reason")));
 	}
 	openai_usage(c, get(r, "usage"));
+	/* Groq's streams put it under x_groq, in the last chunk. */
+	openai_usage(c, get2(r, "x_groq", "usage"));
 	return content;
 }
 

@@ -177,6 +177,30 @@ Test(llm_extract, openai_stream_events)
 	osh_llm_call_free(&c);
 }
 
+/* Groq (OpenAI-compatible) streams report usage under x_groq in the chunk
+ * that finishes. */
+Test(llm_extract, groq_stream_usage)
+{
+	static const char *const ev[] = {
+		"{\"id\":\"chatcmpl-g\",\"model\":\"llama-3.3-70b-versatile\",\"choices\":[{\"index\":0,"
+		"\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"x_groq\":{\"id\":\"req_01\"}}",
+		"{\"id\":\"chatcmpl-g\",\"model\":\"llama-3.3-70b-versatile\",\"choices\":[{\"index\":0,"
+		"\"delta\":{},\"finish_reason\":\"stop\"}],\"x_groq\":{\"id\":\"req_01\",\"usage\":"
+		"{\"queue_time\":0.01,\"prompt_tokens\":12,\"prompt_time\":0.002,\"completion_tokens\":3,"
+		"\"completion_time\":0.01,\"total_tokens\":15,\"total_time\":0.012}}}",
+	};
+	struct osh_llm_call c;
+
+	osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+		osh_llm_extract_event(&c, "", 0, ev[i], strlen(ev[i]));
+	osh_llm_call_apply(&c, rec, NULL, false, true);
+	want_int("gen_ai.usage.input_tokens", 12);
+	want_int("gen_ai.usage.output_tokens", 3);
+	want_strs("gen_ai.response.finish_reasons", "stop");
+	osh_llm_call_free(&c);
+}
+
 Test(llm_extract, openai_embeddings_and_responses_api)
 {
 	struct osh_llm_call c;
