@@ -401,16 +401,18 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
         err.seek(0)
         n, rps, p99 = parse_wrk(out)
         nginx_run.cpu_per_request = cpu / n if n else 0.0
-        nginx_run.worker_per_request = worker / n if n else 0.0
+        nginx_run.worker_per_request = sum(worker) / n if n else 0.0
+        nginx_run.worker_split = (worker[0] / n, worker[1] / n) if n else (0.0, 0.0)
         return n, rps, p99, err.read().decode(errors='replace')
 
 
 def thread_cpu(pid, tid):
-    """User + system CPU seconds of one thread (nginx's worker is its main thread with
+    """(user, system) CPU seconds of one thread (nginx's worker is its main thread with
     master_process off; the exporter is another)."""
     with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
         fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    tick = os.sysconf('SC_CLK_TCK')
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_cpu(pid):
@@ -420,7 +422,7 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def bench_server(seconds=10, rounds=5):
+def bench_server(seconds=10, rounds=7):
     """nginx serving a small static file on loopback, wrk -t1 -c8, with and without the
     shim (always_on, OTLP export to the local sink), interleaved rounds: throughput ratio,
     p99 latency difference, spans the sink received against requests wrk made."""
@@ -429,6 +431,7 @@ def bench_server(seconds=10, rounds=5):
     base, shim = [], []
     base_cpu, shim_cpu = [], []
     base_worker, shim_worker = [], []
+    base_split, shim_split = [], []     # the worker's (user, system) per request
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         os.makedirs(os.path.join(tmp, 'www'))
@@ -441,6 +444,7 @@ def bench_server(seconds=10, rounds=5):
             base.append((n, rps, p99))
             base_cpu.append(nginx_run.cpu_per_request)
             base_worker.append(nginx_run.worker_per_request)
+            base_split.append(nginx_run.worker_split)
 
         def run_shim():
             sink, sink_port = start_sink()
@@ -453,6 +457,7 @@ def bench_server(seconds=10, rounds=5):
                 counts = stop_sink(sink)
             shim_cpu.append(nginx_run.cpu_per_request)
             shim_worker.append(nginx_run.worker_per_request)
+            shim_split.append(nginx_run.worker_split)
             m = re.search(r'(\d+) spans dropped', err)
             shim.append((n, rps, p99, int(counts.get('otlp_spans', 0)), int(m.group(1)) if m else 0))
 
@@ -497,6 +502,13 @@ def bench_server(seconds=10, rounds=5):
          '+%.2f us; ratio %.3f' % (
              statistics.median(s - b for s, b in zip(shim_worker, base_worker)) * 1e6,
              statistics.median(b / s for s, b in zip(shim_worker, base_worker)))),
+        ('server: the worker thread, user and system CPU per request apart (medians; the '
+         'user part follows the shim\'s instructions, the system part moves with the VM)',
+         '%.2f + %.2f us' % tuple(statistics.median(x[i] for x in base_split) * 1e6 for i in (0, 1)),
+         '%.2f + %.2f us' % tuple(statistics.median(x[i] for x in shim_split) * 1e6 for i in (0, 1)),
+         'user %+.2f us, system %+.2f us (paired medians)' % tuple(
+             statistics.median(s[i] - b[i] for s, b in zip(shim_split, base_split)) * 1e6
+             for i in (0, 1))),
         ('server: p99 latency', '%.3f ms' % statistics.median(x[2] for x in base),
          '%.3f ms' % statistics.median(x[2] for x in shim), '%+.3f ms' % p99d),
         ('server: spans the sink received / requests wrk made, per round', '-', spans,
