@@ -378,7 +378,9 @@ def parse_wrk(out):
 
 def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
     """Start nginx with @env, run wrk against it, stop nginx gracefully (so the shim
-    flushes at exit); returns (requests, rps, p99_ms, nginx stderr)."""
+    flushes at exit); returns (requests, rps, p99_ms, nginx stderr and error log: nginx
+    sends its stderr, and so the shim's messages, to the error log)."""
+    open(os.path.join(tmp, 'error.log'), 'w').close()
     with open(os.path.join(tmp, 'nginx.err'), 'w+b') as err:
         p = subprocess.Popen(['nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
                               '-e', os.path.join(tmp, 'error.log')],
@@ -403,7 +405,9 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
         nginx_run.cpu_per_request = cpu / n if n else 0.0
         nginx_run.worker_per_request = sum(worker) / n if n else 0.0
         nginx_run.worker_split = (worker[0] / n, worker[1] / n) if n else (0.0, 0.0)
-        return n, rps, p99, err.read().decode(errors='replace')
+        with open(os.path.join(tmp, 'error.log'), 'rb') as log:
+            text = err.read() + log.read()
+        return n, rps, p99, text.decode(errors='replace')
 
 
 def thread_cpu(pid, tid):

@@ -67,6 +67,9 @@ struct osh_config {
 	enum osh_exporter_kind fallback; /* OTEL_FALLBACK_EXPORTER (console or none) */
 
 	uint32_t exit_timeout_ms;	/* OTELSHIM_EXIT_TIMEOUT_MS: flush budget at exit (2000) */
+	uint32_t exporter_nice;		/* OTELSHIM_EXPORTER_NICE: a nice value, 1-19, for the
+					 * exporter thread when above the inherited one (0: as
+					 * inherited) */
 	bool process_spans;		/* OTELSHIM_PROCESS_SPANS: a span for the process's life
 					 * (off; otelshim-run turns it on) */
 	uint32_t retry_initial_ms;	/* OTELSHIM_RETRY_INITIAL_MS: first backoff step (1000) */

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -369,6 +370,19 @@ static void *exporter_main(void *arg)
 	/* Everything this thread does is the shim's own business. */
 	osh_guard_hold_forever();
 	pthread_setname_np(pthread_self(), "otelshim-exp");
+	/* A lower priority when asked for (OTELSHIM_EXPORTER_NICE): the thread
+	 * then preempts the host's threads less and, under full load, falls
+	 * behind and drops (counted) instead. Never a higher one than
+	 * inherited. Per thread on Linux: the tid. */
+	if (osh_cfg.exporter_nice) {
+		id_t me = (id_t)syscall(SYS_gettid);
+		int cur;
+
+		errno = 0;
+		cur = getpriority(PRIO_PROCESS, me);
+		if (!errno && (int)osh_cfg.exporter_nice > cur)
+			(void)setpriority(PRIO_PROCESS, me, (int)osh_cfg.exporter_nice);
+	}
 
 	spans = calloc(batch, sizeof(*spans));
 	proc = calloc(1, sizeof(*proc));
@@ -457,7 +471,21 @@ static void start_thread(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* The ordinary policy, whatever the calling thread's: a host thread
+	 * running real-time must not hand that to the telemetry thread. */
+	{
+		struct sched_param sp = { .sched_priority = 0 };
+
+		pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+		pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+		pthread_attr_setschedparam(&attr, &sp);
+	}
 	err = pthread_create(&tid, &attr, exporter_main, NULL);
+	if (err == EPERM || err == EINVAL) {
+		/* Refused (a seccomp or container policy): as inherited. */
+		pthread_attr_setinheritsched(&attr, PTHREAD_INHERIT_SCHED);
+		err = pthread_create(&tid, &attr, exporter_main, NULL);
+	}
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {

@@ -49,6 +49,48 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, err)
         return err
 
+    def sched(self, pid):
+        """(nice, policy) of the program's main thread and of the shim's exporter
+        thread (None until it exists)."""
+        def stat(tid):
+            with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            return int(fields[16]), int(fields[38])
+        for tid in os.listdir('/proc/%d/task' % pid):
+            with open('/proc/%d/task/%s/comm' % (pid, tid)) as f:
+                if f.read().strip() == 'otelshim-exp':
+                    return stat(pid), stat(tid)
+        return stat(pid), None
+
+    def exporter_sched(self, env=None, setup=None):
+        p = subprocess.Popen([PY, '-c', WAIT_PROG, self.server.url + '/w'],
+                             env=shim_env(env, self.receiver), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=setup)
+        try:
+            self.assertEqual(p.stdout.readline(), b'requested\n')
+            return wait_until(lambda: (lambda v: v if v[1] is not None else None)(
+                self.sched(p.pid)), timeout=10, message='the exporter thread')
+        finally:
+            self.finish(p)
+
+    def test_exporter_thread_priority(self):
+        """The exporter thread runs at the program's priority unless
+        OTELSHIM_EXPORTER_NICE asks for a lower one (never a higher one), and never
+        with a real-time policy, whatever the thread that started it had."""
+        other = os.SCHED_OTHER
+        self.assertEqual(self.exporter_sched(), ((0, other), (0, other)))
+        self.assertEqual(self.exporter_sched({'OTELSHIM_EXPORTER_NICE': '7'}),
+                         ((0, other), (7, other)))
+        # A program already at nice 5: 3 would raise the thread's priority.
+        self.assertEqual(self.exporter_sched({'OTELSHIM_EXPORTER_NICE': '3'},
+                                             lambda: os.nice(5)), ((5, other), (5, other)))
+        if os.geteuid() == 0:
+            # Real-time main thread (root may set it): the exporter is not.
+            main, exp = self.exporter_sched(
+                None, lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1)))
+            self.assertEqual(main[1], os.SCHED_FIFO)
+            self.assertEqual(exp[1], other)
+
     def test_protobuf_request_shape(self):
         self.curl()
         self.receiver.wait_for_spans(1)

@@ -11,7 +11,7 @@
 
 /* ---- a fake environment ---- */
 
-#define MAX_VARS 32
+#define MAX_VARS 48
 static const char *fake_names[MAX_VARS];
 static const char *fake_values[MAX_VARS];
 static size_t fake_n;
@@ -146,6 +146,7 @@ static void assert_defaults(void)
 	cr_assert_null(cfg.otlp_client_certificate);
 	cr_assert_eq(cfg.fallback, OSH_EXPORTER_NONE);
 	cr_assert_eq(cfg.exit_timeout_ms, 2000);
+	cr_assert_eq(cfg.exporter_nice, 0);
 	cr_assert_eq(cfg.retry_initial_ms, 1000);
 	cr_assert_eq(cfg.attr_value_limit, 0);
 	cr_assert_eq(cfg.attr_count_limit, 128);
@@ -194,6 +195,7 @@ Test(config, empty_values_are_unset)
 		"OTEL_EXPORTER_OTLP_CERTIFICATE",
 		"OTEL_FALLBACK_EXPORTER",
 		"OTELSHIM_EXIT_TIMEOUT_MS",
+		"OTELSHIM_EXPORTER_NICE",
 		"OTELSHIM_RETRY_INITIAL_MS",
 		"OTEL_ATTRIBUTE_COUNT_LIMIT",
 		"OTEL_SERVICE_NAME",
@@ -341,6 +343,16 @@ Test(config, durations)
 	LOAD("OTELSHIM_EXIT_TIMEOUT_MS", "-1", "OTELSHIM_RETRY_INITIAL_MS", "0");
 	cr_assert_eq(cfg.exit_timeout_ms, 2000);
 	cr_assert_eq(cfg.retry_initial_ms, 1000, "a zero first backoff step would spin");
+	osh_config_finish(&cfg);
+
+	LOAD("OTELSHIM_EXPORTER_NICE", "5");
+	cr_assert_eq(cfg.exporter_nice, 5);
+	osh_config_finish(&cfg);
+	LOAD("OTELSHIM_EXPORTER_NICE", "40");
+	cr_assert_eq(cfg.exporter_nice, 19, "nice values stop at 19");
+	osh_config_finish(&cfg);
+	LOAD("OTELSHIM_EXPORTER_NICE", "-3");
+	cr_assert_eq(cfg.exporter_nice, 0, "not a nice value: the default (as inherited)");
 }
 
 Test(config, timeouts_zero_means_no_limit)
