@@ -99,7 +99,6 @@ static bool ieq(const char *p, size_t n, const char *lit, size_t lit_len)
 	return true;
 }
 
-
 static inline uint64_t load64(const char *p)
 {
 	uint64_t w;
@@ -1082,13 +1081,6 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 	}
 }
 
-/* A hex digit's value plus one; 0 for any other byte. */
-static const uint8_t hex_plus1[256] = {
-	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
-	['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
-	['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
-};
-
 size_t osh_http_body_next_chunk(struct osh_http_body *b, const char *buf, size_t len)
 {
 	const char *p = buf, *end = buf + len;
@@ -1105,8 +1097,8 @@ size_t osh_http_body_next_chunk(struct osh_http_body *b, const char *buf, size_t
 		return 0;
 	}
 	/* Up to 15 digits: no overflow check needed. */
-	for (; p < end && digits < 15 && hex_plus1[(unsigned char)*p]; p++) {
-		size = size << 4 | (uint64_t)(hex_plus1[(unsigned char)*p] - 1);
+	for (int d; p < end && digits < 15 && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++) {
+		size = size << 4 | (uint64_t)d;
 		digits++;
 	}
 	/* The last chunk (trailers follow), extensions, a line cut by the

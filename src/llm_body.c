@@ -496,27 +496,9 @@ static bool skim_trim(struct osh_llm_body *b, bool at_end)
 {
 	const char *t = b->tail;
 	size_t len = b->tail_len;
-	size_t from = len - SKIM_KEEP;
-	size_t at = 0;
+	size_t at = at_end ? SIZE_MAX : skim_event_end(t, len, len - SKIM_KEEP);
 
-	while (!at_end) {
-		const char *nl = memchr(t + from, '\n', len - from);
-
-		if (!nl)
-			break;
-		at = (size_t)(nl - t) + 1;
-		if (at < len && t[at] == '\n') {
-			at++;
-			break;
-		}
-		if (at + 1 < len && t[at] == '\r' && t[at + 1] == '\n') {
-			at += 2;
-			break;
-		}
-		from = at;
-		at = 0;
-	}
-	if (!at)
+	if (at == SIZE_MAX)
 		at = skim_event_start(t, len - SKIM_KEEP);
 	if (!at)
 		return at_end;
@@ -536,16 +518,12 @@ static void skim(struct osh_llm_body *b, const char *p, size_t n)
 		size_t k = n < SKIM_KEEP ? n : SKIM_KEEP;
 		size_t at;
 
-		if (!b->tail_cap) {
-			b->tail = calloc(1, SKIM_CAP + SKIM_SLACK);
-			if (!b->tail) {
-				skim_flush(b, p, n);
-				return;
-			}
-			b->tail_cap = SKIM_CAP;
+		if (!b->tail && !(b->tail = calloc(1, SKIM_CAP + SKIM_SLACK))) {
+			skim_flush(b, p, n);
+			return;
 		}
-		if (b->tail_len + k > b->tail_cap &&
-		    (!skim_trim(b, false) || b->tail_len + k > b->tail_cap)) {
+		if (b->tail_len + k > SKIM_CAP &&
+		    (!skim_trim(b, false) || b->tail_len + k > SKIM_CAP)) {
 			/* Full, and no boundary to cut at: an event this long
 			 * is better split as usual. */
 			skim_flush(b, p, n);

@@ -87,7 +87,7 @@ struct osh_llm_body {
 	bool skim_now;		/* an event just ended: skim the rest of the piece */
 	bool flushing;		/* kept bytes going through the splitter */
 	char *tail;
-	size_t tail_len, tail_cap;
+	size_t tail_len;
 	size_t tail_scanned;	/* triggers decided up to here */
 };
 
@@ -106,12 +106,11 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 
 /* After an event, the sink may ask for the rest of an SSE stream to be
  * skimmed: from the next event boundary on, events are no longer split and
- * delivered one by one. The bytes are searched, 16 at a time, for what
+ * delivered one by one. The bytes are searched, 32 at a time, for what
  * would make an event matter before the stream ends (the start of an
  * OpenAI-style tool or function call, a finish reason that is not null);
- * the last events are
- * kept (the bytes from an event boundary: at most 8 KiB, trimmed to the last
- * 2 KiB or fewer when full). The event holding a trigger goes through the
+ * the last events are kept (the bytes from an event boundary: at most
+ * 8 KiB, trimmed to the last 2 KiB or fewer when full). The event holding a trigger goes through the
  * splitter as usual (the events before it are dropped) and skimming goes
  * on after it; at the end of the body, the events ending in the last 2 KiB
  * do (the usage, error and final events). Memory: 8 KiB; an event that

@@ -80,11 +80,6 @@ static void copy_str(char *dst, size_t cap, const char *s)
 	dst[n] = '\0';
 }
 
-/* Copy JSON @in to @out with every string longer than @max (message text,
- * tool arguments, embeddings in base64) made empty: what is extracted is
- * never in those, and the parser then reads a fraction of the body. The
- * structure is kept byte for byte, so the result is JSON when @in is.
- * Returns the bytes written (at most @n). */
 /* The closing quote of the JSON string whose body starts at @s (a quote
  * not escaped), or NULL when the bytes end first. */
 static const char *string_end(const char *s, const char *end)
@@ -102,39 +97,6 @@ static const char *string_end(const char *s, const char *end)
 			return e;
 		s = e + 1;
 	}
-}
-
-static size_t shrink(const char *in, size_t n, char *out, size_t max)
-{
-	const char *p = in, *end = in + n;
-	size_t w = 0;
-
-	while (p < end) {
-		const char *q = memchr(p, '"', (size_t)(end - p));
-		const char *e;
-		size_t len;
-
-		if (!q) {
-			memcpy(out + w, p, (size_t)(end - p));
-			return w + (size_t)(end - p);
-		}
-		memcpy(out + w, p, (size_t)(q - p + 1));
-		w += (size_t)(q - p + 1);
-		e = string_end(q + 1, end);
-		if (!e) {
-			/* Cut short: keep what there is (the parser says no). */
-			memcpy(out + w, q + 1, (size_t)(end - q - 1));
-			return w + (size_t)(end - q - 1);
-		}
-		len = (size_t)(e - q - 1);
-		if (len <= max) {
-			memcpy(out + w, q + 1, len);
-			w += len;
-		}
-		out[w++] = '"';
-		p = e + 1;
-	}
-	return w;
 }
 
 /* Top-level request fields only content capture reads: the conversation,
@@ -191,45 +153,53 @@ static const char *value_end(const char *p, const char *end)
 	return depth ? NULL : p;
 }
 
-/* shrink() for a request with content capture off: also the values of the
- * top-level content fields become null (when that is shorter). Valid JSON
- * stays valid, and every other field is kept byte for byte. */
-size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
+/* Copy JSON @in to @out with every string longer than @max (message text,
+ * tool arguments, embeddings in base64) made empty: what is extracted is
+ * never in those, and the parser then reads a fraction of the body. With
+ * @drop_content, the values of the top-level content fields also become
+ * null (when that is shorter). The rest is kept byte for byte, so the
+ * result is JSON when @in is. Returns the bytes written (at most @n). */
+static size_t slim(const char *in, size_t n, char *out, size_t max, bool drop_content)
 {
 	const char *p = in, *end = in + n;
 	size_t w = 0;
 	int depth = 0;
 
 	while (p < end) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
 		const char *e, *c;
 		size_t len;
 
-		if (*p != '"') {
-			if (*p == '{' || *p == '[')
-				depth++;
-			else if (*p == '}' || *p == ']')
-				depth--;
-			out[w++] = *p++;
-			continue;
-		}
-		e = string_end(p + 1, end);
+		if (!q)
+			q = end;
+		memcpy(out + w, p, (size_t)(q - p));
+		w += (size_t)(q - p);
+		/* Nesting only matters to tell top-level fields. */
+		if (drop_content)
+			for (const char *s = p; s < q; s++)
+				depth += (*s == '{' || *s == '[') - (*s == '}' || *s == ']');
+		if (q == end)
+			return w;
+		e = string_end(q + 1, end);
 		if (!e) {
-			memcpy(out + w, p, (size_t)(end - p));
-			return w + (size_t)(end - p);
+			/* Cut short: keep what there is (the parser says no). */
+			memcpy(out + w, q, (size_t)(end - q));
+			return w + (size_t)(end - q);
 		}
-		len = (size_t)(e - p - 1);
+		len = (size_t)(e - q - 1);
 		c = e + 1;
-		while (c < end && json_ws(*c))
+		while (drop_content && c < end && json_ws(*c))
 			c++;
-		if (depth == 1 && c < end && *c == ':' && is_content_field(p + 1, len)) {
+		if (drop_content && depth == 1 && c < end && *c == ':' &&
+		    is_content_field(q + 1, len)) {
 			const char *v = c + 1, *ve;
 
 			while (v < end && json_ws(*v))
 				v++;
 			ve = value_end(v, end);
 			if (ve && ve - v > 4) {
-				memcpy(out + w, p, (size_t)(v - p));
-				w += (size_t)(v - p);
+				memcpy(out + w, q, (size_t)(v - q));
+				w += (size_t)(v - q);
 				memcpy(out + w, "null", 4);
 				w += 4;
 				p = ve;
@@ -238,13 +208,18 @@ size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
 		}
 		out[w++] = '"';
 		if (len <= max) {
-			memcpy(out + w, p + 1, len);
+			memcpy(out + w, q + 1, len);
 			w += len;
 		}
 		out[w++] = '"';
 		p = e + 1;
 	}
 	return w;
+}
+
+size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
+{
+	return slim(in, n, out, max, true);
 }
 
 /* Strings longer than this are emptied before parsing (when no content is
@@ -269,8 +244,7 @@ static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n, b
 	small = malloc(n);
 	if (!small)
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
-	len = request ? osh_llm_slim_request(json, n, small, SHRINK_MAX)
-		      : shrink(json, n, small, SHRINK_MAX);
+	len = slim(json, n, small, SHRINK_MAX, request);
 	r = J->loadb(small, len, JSON_DECODE_ANY, &err);
 	free(small);
 	return r;
