@@ -369,11 +369,11 @@ static void *exporter_main(void *arg)
 	(void)arg;
 	/* Everything this thread does is the shim's own business. */
 	osh_guard_hold_forever();
-	pthread_setname_np(pthread_self(), "otelshim-exp");
 	/* A lower priority when asked for (OTELSHIM_EXPORTER_NICE): the thread
 	 * then preempts the host's threads less and, under full load, falls
 	 * behind and drops (counted) instead. Never a higher one than
-	 * inherited. Per thread on Linux: the tid. */
+	 * inherited. Per thread on Linux: the tid. Before the name, so that
+	 * whoever finds the thread by its name sees its priority. */
 	if (osh_cfg.exporter_nice) {
 		id_t me = (id_t)syscall(SYS_gettid);
 		int cur;
@@ -383,6 +383,7 @@ static void *exporter_main(void *arg)
 		if (!errno && (int)osh_cfg.exporter_nice > cur)
 			(void)setpriority(PRIO_PROCESS, me, (int)osh_cfg.exporter_nice);
 	}
+	pthread_setname_np(pthread_self(), "otelshim-exp");
 
 	spans = calloc(batch, sizeof(*spans));
 	proc = calloc(1, sizeof(*proc));
