@@ -1081,34 +1081,126 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 	}
 }
 
+/* Hex digit values (-1: not one) as a table for chunk-size lines, read for
+ * every chunk of a stream: one load a digit. */
+#define HEX_VALUE(c)                                                                     \
+	((c) >= '0' && (c) <= '9'                     ? (c) - '0'                        \
+	 : ((c) | 0x20) >= 'a' && ((c) | 0x20) <= 'f' ? ((c) | 0x20) - 'a' + 10          \
+						      : -1)
+#define HEX_VALUE_ROW(r)                                                                 \
+	HEX_VALUE(r + 0), HEX_VALUE(r + 1), HEX_VALUE(r + 2), HEX_VALUE(r + 3),            \
+		HEX_VALUE(r + 4), HEX_VALUE(r + 5), HEX_VALUE(r + 6), HEX_VALUE(r + 7),    \
+		HEX_VALUE(r + 8), HEX_VALUE(r + 9), HEX_VALUE(r + 10), HEX_VALUE(r + 11),  \
+		HEX_VALUE(r + 12), HEX_VALUE(r + 13), HEX_VALUE(r + 14), HEX_VALUE(r + 15)
+static const int8_t hex_values[256] = {
+	HEX_VALUE_ROW(0),   HEX_VALUE_ROW(16),  HEX_VALUE_ROW(32),  HEX_VALUE_ROW(48),
+	HEX_VALUE_ROW(64),  HEX_VALUE_ROW(80),  HEX_VALUE_ROW(96),  HEX_VALUE_ROW(112),
+	HEX_VALUE_ROW(128), HEX_VALUE_ROW(144), HEX_VALUE_ROW(160), HEX_VALUE_ROW(176),
+	HEX_VALUE_ROW(192), HEX_VALUE_ROW(208), HEX_VALUE_ROW(224), HEX_VALUE_ROW(240),
+};
+
+/* At a chunk boundary (the CRLF after a chunk's data, or a first size
+ * line: @state), the usual framing whole in [p, end): that CRLF and a size
+ * line without extensions. Taken: *state is CH_DATA, *remaining the
+ * chunk's size, and the return is past it; else NULL, nothing changed
+ * (another state, the last chunk, extensions, a cut line: the general
+ * walker's business). The caller keeps state and size in locals (inlined:
+ * registers) and clears line_len. */
+static inline __attribute__((always_inline)) const char *
+take_chunk_head(uint8_t *state, uint64_t *remaining, const char *p, const char *end)
+{
+	uint64_t size = 0;
+	const char *digits, *lim;
+
+	if (*state == CH_DATA_CR) {
+		if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+			return NULL;
+		p += 2;
+	} else if (*state != CH_SIZE_FIRST) {
+		return NULL;
+	}
+	/* Up to 15 digits: no overflow check needed. */
+	digits = p;
+	lim = end - p > 15 ? p + 15 : end;
+	for (int d; p < lim && (d = hex_values[(unsigned char)*p]) >= 0; p++)
+		size = size << 4 | (uint64_t)d;
+	if (p == digits || !size || end - p < 2 || p[0] != '\r' || p[1] != '\n')
+		return NULL;
+	*remaining = size;
+	*state = CH_DATA;
+	return p + 2;
+}
+
 size_t osh_http_body_next_chunk(struct osh_http_body *b, const char *buf, size_t len)
 {
-	const char *p = buf, *end = buf + len;
-	uint64_t size = 0;
-	int digits = 0;
+	const char *p;
 
 	if (b->kind != OSH_BODY_CHUNKED || b->done)
 		return 0;
-	if (b->state == CH_DATA_CR) {
-		if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
-			return 0;
-		p += 2;
-	} else if (b->state != CH_SIZE_FIRST) {
+	p = take_chunk_head(&b->state, &b->remaining, buf, buf + len);
+	if (!p)
 		return 0;
-	}
-	/* Up to 15 digits: no overflow check needed. */
-	for (int d; p < end && digits < 15 && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++) {
-		size = size << 4 | (uint64_t)d;
-		digits++;
-	}
-	/* The last chunk (trailers follow), extensions, a line cut by the
-	 * buffer's end: the walker's business. */
-	if (!digits || !size || end - p < 2 || p[0] != '\r' || p[1] != '\n')
-		return 0;
-	b->remaining = size;
 	b->line_len = 0;
-	b->state = CH_DATA;
-	return (size_t)(p + 2 - buf);
+	return (size_t)(p - buf);
+}
+
+size_t osh_http_body_copy_payload(struct osh_http_body *b, const char *buf, size_t len,
+				  char *dst, size_t cap, size_t *ret_copied)
+{
+	const char *p = buf, *end = buf + len;
+	size_t w = 0;
+
+	*ret_copied = 0;
+	if (b->done || !cap)
+		return 0;
+	if (b->kind == OSH_BODY_LENGTH || b->kind == OSH_BODY_UNTIL_CLOSE ||
+	    b->kind == OSH_BODY_TUNNEL) {
+		size_t k = len < cap ? len : cap;
+
+		if (b->kind == OSH_BODY_LENGTH && b->remaining < k)
+			k = (size_t)b->remaining;
+		if (!k || !osh_http_body_skip(b, k))
+			return 0;
+		memcpy(dst, buf, k);
+		*ret_copied = k;
+		return k;
+	}
+	if (b->kind != OSH_BODY_CHUNKED)
+		return 0;
+	/* The walker's state in locals: the copies would otherwise make the
+	 * compiler reload it for every chunk. */
+	uint8_t state = b->state;
+	uint64_t remaining = b->remaining;
+
+	while (p < end && w < cap) {
+		if (state == CH_DATA) {
+			size_t avail = (size_t)(end - p);
+			size_t k = remaining < avail ? (size_t)remaining : avail;
+
+			if (k > cap - w)
+				k = cap - w;
+			memcpy(dst + w, p, k);
+			w += k;
+			p += k;
+			remaining -= k;
+			if (!remaining)
+				state = CH_DATA_CR;
+			continue;
+		}
+		/* The CRLF after a chunk and the next size line, whole:
+		 * anything else is the walker's. */
+		const char *q = take_chunk_head(&state, &remaining, p, end);
+
+		if (!q)
+			break;
+		b->line_len = 0;
+		p = q;
+	}
+	b->state = state;
+	b->remaining = remaining;
+	b->payload += w;
+	*ret_copied = w;
+	return (size_t)(p - buf);
 }
 
 uint64_t osh_http_body_payload_ahead(const struct osh_http_body *b)

@@ -120,6 +120,17 @@ void osh_http_body_start(struct osh_http_body *b, enum osh_http_body_kind kind,
  * body is done. For readers that want the payload itself. */
 uint64_t osh_http_body_payload_ahead(const struct osh_http_body *b);
 
+/* The payload in @buf copied to @dst, for readers that want it without a
+ * call per chunk: from where the walker stands, as long as the framing is
+ * the usual kind (chunk data, the CRLF after it, a chunk-size line without
+ * extensions whole in @buf; any length or until-close body), up to @cap
+ * bytes of payload are copied (*ret_copied) and the walker moves past them.
+ * Returns the bytes of @buf used; it stops before anything else (the last
+ * chunk, extensions, a line cut by the buffer's end), which the general
+ * walker must see. */
+size_t osh_http_body_copy_payload(struct osh_http_body *b, const char *buf, size_t len,
+				  char *dst, size_t cap, size_t *ret_copied);
+
 /* A chunked body at a chunk boundary (the CRLF after a chunk's data, or
  * the first chunk-size line) whose next chunk-size line, without
  * extensions, is whole in @buf: take those framing bytes at once and return

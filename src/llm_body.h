@@ -106,7 +106,7 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 
 /* After an event, the sink may ask for the rest of an SSE stream to be
  * skimmed: from the next event boundary on, events are no longer split and
- * delivered one by one. The bytes are searched, 32 at a time, for what
+ * delivered one by one. The bytes are searched, 64 at a time, for what
  * would make an event matter before the stream ends (the start of an
  * OpenAI-style tool or function call, a finish reason that is not null);
  * the last events are kept (the bytes from an event boundary: at most

@@ -107,14 +107,6 @@ static const char *const content_fields[] = {
 	"prompt",
 };
 
-static bool is_content_field(const char *k, size_t n)
-{
-	for (size_t i = 0; i < sizeof(content_fields) / sizeof(content_fields[0]); i++)
-		if (strlen(content_fields[i]) == n && memcmp(content_fields[i], k, n) == 0)
-			return true;
-	return false;
-}
-
 static inline bool json_ws(char ch)
 {
 	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
@@ -153,13 +145,38 @@ static const char *value_end(const char *p, const char *end)
 	return depth ? NULL : p;
 }
 
+/* Top-level fields of an OpenAI stream chunk never read, then those read
+ * until known (the response id and model): gone before the parse, which
+ * costs jansson some 200 instructions a byte. */
+static const char *const chunk_unread_fields[] = {
+	"object", "created", "system_fingerprint", "service_tier", "obfuscation", "id", "model",
+};
+#define CHUNK_UNREAD_ALWAYS 5	/* the first five */
+
+static bool in_list(const char *const *list, size_t count, const char *k, size_t n)
+{
+	for (size_t i = 0; i < count; i++)
+		if (strlen(list[i]) == n && memcmp(list[i], k, n) == 0)
+			return true;
+	return false;
+}
+
+enum slim_mode {
+	SLIM_STRINGS,	/* long strings emptied */
+	SLIM_REQUEST,	/* and the top-level content fields' values null */
+	SLIM_CHUNK,	/* an OpenAI stream chunk: and the never-read top-level
+			 * fields of chunk_unread_fields removed, every "arguments"
+			 * text emptied, every "content" text cut to one character
+			 * (whether there is text is what counts) */
+	SLIM_LATER_CHUNK, /* and the response id and model removed too */
+};
+
 /* Copy JSON @in to @out with every string longer than @max (message text,
  * tool arguments, embeddings in base64) made empty: what is extracted is
- * never in those, and the parser then reads a fraction of the body. With
- * @drop_content, the values of the top-level content fields also become
- * null (when that is shorter). The rest is kept byte for byte, so the
+ * never in those, and the parser then reads a fraction of the body. @mode
+ * takes away more (enum slim_mode). The rest is kept byte for byte, so the
  * result is JSON when @in is. Returns the bytes written (at most @n). */
-static size_t slim(const char *in, size_t n, char *out, size_t max, bool drop_content)
+static size_t slim(const char *in, size_t n, char *out, size_t max, enum slim_mode mode)
 {
 	const char *p = in, *end = in + n;
 	size_t w = 0;
@@ -175,7 +192,7 @@ static size_t slim(const char *in, size_t n, char *out, size_t max, bool drop_co
 		memcpy(out + w, p, (size_t)(q - p));
 		w += (size_t)(q - p);
 		/* Nesting only matters to tell top-level fields. */
-		if (drop_content)
+		if (mode != SLIM_STRINGS)
 			for (const char *s = p; s < q; s++)
 				depth += (*s == '{' || *s == '[') - (*s == '}' || *s == ']');
 		if (q == end)
@@ -188,20 +205,54 @@ static size_t slim(const char *in, size_t n, char *out, size_t max, bool drop_co
 		}
 		len = (size_t)(e - q - 1);
 		c = e + 1;
-		while (drop_content && c < end && json_ws(*c))
+		while (mode != SLIM_STRINGS && c < end && json_ws(*c))
 			c++;
-		if (drop_content && depth == 1 && c < end && *c == ':' &&
-		    is_content_field(q + 1, len)) {
+		if (mode != SLIM_STRINGS && c < end && *c == ':') {
 			const char *v = c + 1, *ve;
 
 			while (v < end && json_ws(*v))
 				v++;
 			ve = value_end(v, end);
-			if (ve && ve - v > 4) {
+			if (ve && mode == SLIM_REQUEST && depth == 1 && ve - v > 4 &&
+			    in_list(content_fields, sizeof(content_fields) / sizeof(content_fields[0]),
+				    q + 1, len)) {
 				memcpy(out + w, q, (size_t)(v - q));
 				w += (size_t)(v - q);
 				memcpy(out + w, "null", 4);
 				w += 4;
+				p = ve;
+				continue;
+			}
+			if (ve && mode >= SLIM_CHUNK && depth == 1 &&
+			    in_list(chunk_unread_fields,
+				    mode == SLIM_CHUNK ? CHUNK_UNREAD_ALWAYS
+						       : sizeof(chunk_unread_fields) /
+								 sizeof(chunk_unread_fields[0]),
+				    q + 1, len)) {
+				/* The pair and its comma: the one after it, or
+				 * (the last pair) the one before it. */
+				while (ve < end && json_ws(*ve))
+					ve++;
+				if (ve < end && *ve == ',') {
+					ve++;
+				} else {
+					while (w && json_ws(out[w - 1]))
+						w--;
+					if (w && out[w - 1] == ',')
+						w--;
+				}
+				p = ve;
+				continue;
+			}
+			if (ve && mode >= SLIM_CHUNK && *v == '"' && ve - v > 3 &&
+			    ((len == 7 && memcmp(q + 1, "content", 7) == 0) ||
+			     (len == 9 && memcmp(q + 1, "arguments", 9) == 0))) {
+				memcpy(out + w, q, (size_t)(v - q));
+				w += (size_t)(v - q);
+				/* Content keeps one ASCII character: "" would
+				 * read as no output. */
+				memcpy(out + w, len == 7 ? "\"x\"" : "\"\"", len == 7 ? 3 : 2);
+				w += len == 7 ? 3 : 2;
 				p = ve;
 				continue;
 			}
@@ -217,19 +268,27 @@ static size_t slim(const char *in, size_t n, char *out, size_t max, bool drop_co
 	return w;
 }
 
-size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
-{
-	return slim(in, n, out, max, true);
-}
-
 /* Strings longer than this are emptied before parsing (when no content is
  * captured): ids, models, reasons and keys are all shorter. */
 #define SHRINK_MAX 200
 
+size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
+{
+	return slim(in, n, out, max, SLIM_REQUEST);
+}
+
+size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known)
+{
+	return slim(in, n, out, SHRINK_MAX, id_known ? SLIM_LATER_CHUNK : SLIM_CHUNK);
+}
+
+
 /* @json parsed (NULL when it is not JSON, or jansson is missing). Unless
- * content is captured: a @request loses its content fields and long strings
- * first (osh_llm_slim_request), another body over 1 KiB its long strings. */
-static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n, bool request)
+ * content is captured, it is slimmed first (slim()): a request (@mode
+ * SLIM_REQUEST) and a later stream chunk (SLIM_CHUNK) always, another body
+ * (SLIM_STRINGS) when over 1 KiB. */
+static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n,
+		     enum slim_mode mode)
 {
 	json_error_t err;
 	json_t *r;
@@ -239,12 +298,12 @@ static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n, b
 	J = osh_jansson();
 	if (!J || !json || !n)
 		return NULL;
-	if (c->capture || (!request && n < 1024))
+	if (c->capture || (mode == SLIM_STRINGS && n < 1024))
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
 	small = malloc(n);
 	if (!small)
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
-	len = slim(json, n, small, SHRINK_MAX, request);
+	len = slim(json, n, small, SHRINK_MAX, mode);
 	r = J->loadb(small, len, JSON_DECODE_ANY, &err);
 	free(small);
 	return r;
@@ -544,7 +603,7 @@ static void messages_text(struct osh_llm_call *c, json_t *msgs)
 
 void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 {
-	json_t *r = parse(c, json, n, true), *v;
+	json_t *r = parse(c, json, n, SLIM_REQUEST), *v;
 
 	if (!r || !json_is_object(r)) {
 		drop(r);
@@ -878,7 +937,7 @@ static void bedrock_response(struct osh_llm_call *c, json_t *r)
 
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n)
 {
-	json_t *r = parse(c, json, n, false);
+	json_t *r = parse(c, json, n, SLIM_STRINGS);
 
 	if (!r) {
 		if (status >= 400)
@@ -1038,7 +1097,12 @@ bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t eve
 		return false;
 	if (c->got_output && !c->capture && !event_matters(c, event, event_len, data, data_len))
 		return true;	/* more output: only the first one's time counts */
-	r = parse(c, data, data_len, false);
+	/* OpenAI chunks lose what is never read; once the response id and
+	 * model are known, those too. */
+	r = parse(c, data, data_len,
+		  c->flavour != OSH_LLM_OPENAI		       ? SLIM_STRINGS
+		  : c->response_id[0] && c->response_model[0] ? SLIM_LATER_CHUNK
+							       : SLIM_CHUNK);
 	if (!r)
 		return false;
 	if (json_is_object(r)) {

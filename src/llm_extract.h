@@ -106,6 +106,15 @@ void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *js
  * valid, every other field byte for byte. */
 size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max);
 
+/* An OpenAI stream chunk made cheaper to parse when content is not
+ * captured: the top-level fields never read (object, created,
+ * system_fingerprint, service_tier, obfuscation) removed, and the response
+ * id and model too when @id_known; every "arguments" text emptied, every
+ * "content" text cut to one character; strings over 200 bytes emptied.
+ * @out has room for @n bytes; returns the bytes written. Valid JSON stays
+ * valid. */
+size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known);
+
 /* One streamed event (SSE: @event name and @data; NDJSON: the line as
  * @data). Returns true when it carried generated output (text, a tool
  * call): the first such event is the time to first token. */

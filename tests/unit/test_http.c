@@ -2067,6 +2067,78 @@ Test(http_skip, next_chunk_fast_path)
 	}
 }
 
+/* A reader that copies the payload out through osh_http_body_copy_payload()
+ * (skimmed LLM streams), pieces of every size and room of every size: the
+ * bytes copied are exactly the payload, in order, and the body ends where
+ * the walker alone ends it. What it refuses (extensions, bare LF lines, the
+ * last chunk, a cut line) goes to the walker a byte at a time. */
+Test(http_skip, copy_payload_every_piece_and_room)
+{
+	struct gen_body g;
+	char want[2048], got[2048];
+	size_t want_len = 0, fast_total = 0;
+
+	gen_chunked(&g);
+	for (size_t i = 0; i < g.body_len; i++)
+		if (g.data[i])
+			want[want_len++] = g.buf[i];
+	for (size_t piece = 1; piece <= 40; piece++) {
+		for (size_t room = 1; room <= 64; room += 9) {
+			struct osh_http_body b;
+			size_t pos = 0, got_len = 0;
+
+			osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+			while (pos < g.len && !b.done) {
+				size_t avail = g.len - pos < piece ? g.len - pos : piece;
+				size_t copied, used;
+
+				used = osh_http_body_copy_payload(&b, g.buf + pos, avail, got + got_len,
+								  room, &copied);
+				cr_assert_leq(copied, room);
+				cr_assert_leq(copied, used);
+				if (used) {
+					got_len += copied;
+					fast_total += used;
+					pos += used;
+					continue;
+				}
+				cr_assert_eq(copied, 0);
+				if (osh_http_body_payload_ahead(&b)) {
+					got[got_len++] = g.buf[pos];
+					cr_assert(osh_http_body_skip(&b, 1));
+				} else {
+					cr_assert_eq(osh_http_body_feed(&b, g.buf + pos, 1), 1,
+						     "piece %zu room %zu: framing byte at %zu", piece,
+						     room, pos);
+				}
+				pos++;
+			}
+			cr_assert(b.done, "piece %zu room %zu: not done", piece, room);
+			cr_assert_eq(pos, g.body_len, "piece %zu room %zu", piece, room);
+			cr_assert_eq(b.payload, g.payload, "piece %zu room %zu", piece, room);
+			cr_assert_eq(got_len, want_len, "piece %zu room %zu", piece, room);
+			cr_assert(memcmp(got, want, want_len) == 0, "piece %zu room %zu: bytes differ",
+				  piece, room);
+		}
+	}
+	cr_assert_gt(fast_total, 0, "the copy path never applied");
+	/* A length body: up to its end and the room; done at its end. */
+	{
+		struct osh_http_body b;
+		char out[16];
+		size_t copied;
+
+		osh_http_body_start(&b, OSH_BODY_LENGTH, 9);
+		cr_assert_eq(osh_http_body_copy_payload(&b, "hello wor", 9, out, 5, &copied), 5);
+		cr_assert_eq(copied, 5);
+		cr_assert_eq(osh_http_body_copy_payload(&b, " world!", 7, out + 5, 16, &copied), 4);
+		cr_assert_eq(copied, 4);
+		cr_assert(b.done);
+		cr_assert(memcmp(out, "hello wor", 9) == 0);
+		cr_assert_eq(osh_http_body_copy_payload(&b, "x", 1, out, 16, &copied), 0, "done");
+	}
+}
+
 Test(http_skip, chunked_crossings_refused)
 {
 	struct osh_http_body b;

@@ -351,14 +351,40 @@ static void on_event_then_skim(void *arg, const char *event, size_t event_len, c
 	osh_llm_body_skim(ctx->b);
 }
 
+/* @in as a chunked body, chunk sizes cycling through small and large ones
+ * (chunk boundaries fall anywhere in the events). Returns its length. */
+static size_t to_chunked(const char *in, size_t n, char *out)
+{
+	static const size_t sizes[] = { 7, 61, 193, 1, 400, 2500, 33 };
+	size_t w = 0;
+
+	for (size_t off = 0, i = 0; off < n; i++) {
+		size_t k = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+
+		if (k > n - off)
+			k = n - off;
+		w += (size_t)sprintf(out + w, "%zx\r\n", k);
+		memcpy(out + w, in + off, k);
+		w += k;
+		memcpy(out + w, "\r\n", 2);
+		w += 2;
+		off += k;
+	}
+	memcpy(out + w, "0\r\n\r\n", 5);
+	return w + 5;
+}
+
 /* Skimmed: after the first event only a trigger's event (a finish reason
  * that is not null, a tool call) and the last ones (what fits 2 KiB) are
- * delivered, whatever the piece size; the kept bytes stay bounded. */
+ * delivered, whatever the piece size, until close or chunked (the chunks'
+ * payload gathered by one walker call for many); the kept bytes stay
+ * bounded. */
 Test(llm_body, sse_skimmed_after_the_first_event)
 {
 	static const size_t pieces[] = { 1, 3, 64, 1000, 0 };
 	char *wire = malloc(64 * 1024);
-	size_t w = 0;
+	char *chunked_wire = malloc(128 * 1024);
+	size_t w = 0, cw;
 
 	for (int i = 0; i < 400; i++) {
 		if (i == 120)
@@ -379,18 +405,23 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 	w += (size_t)sprintf(wire + w, "\"}\n\n");
 	w += (size_t)sprintf(wire + w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n"
 			     "data: [DONE]\n\n");
-	for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+	cw = to_chunked(wire, w, chunked_wire);
+	for (size_t pi = 0; pi < 2 * (sizeof(pieces) / sizeof(pieces[0])); pi++) {
 		struct { struct seen s; struct osh_llm_body *b; } ctx;
 		struct osh_llm_body b;
 		struct osh_llm_event_sink sink = { on_event_then_skim, &ctx };
 		int finish = -1, tool = -1;
+		bool chunked = pi >= sizeof(pieces) / sizeof(pieces[0]);
 
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.b = &b;
-		osh_llm_body_init(&b, OSH_LLM_FRAMING_CLOSE, 0, NULL, 0, OSH_LLM_STREAM_SSE, 1 << 20,
-				  &sink);
-		feed(&b, wire, w, pieces[pi], 0);
+		osh_llm_body_init(&b, chunked ? OSH_LLM_FRAMING_CHUNKED : OSH_LLM_FRAMING_CLOSE, 0,
+				  NULL, 0, OSH_LLM_STREAM_SSE, 1 << 20, &sink);
+		feed(&b, chunked ? chunked_wire : wire, chunked ? cw : w,
+		     pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))], 0);
 		cr_assert_leq(b.tail_len, 8192, "kept bytes bounded");
+		cr_assert(!chunked || (b.done && !b.malformed), "chunked: the body ends cleanly");
+		cr_assert_eq(b.decoded, w, "every payload byte counted");
 		osh_llm_body_end(&b);
 		for (int i = 0; i < ctx.s.n; i++) {
 			if (strstr(ctx.s.data[i], "\"finish_reason\":\"stop\""))
@@ -399,18 +430,19 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 				tool = i;
 		}
 		cr_assert_str_eq(ctx.s.data[0], "{\"choices\":[{\"index\":0,\"delta\":{\"content\":"
-				 "\"w0\"},\"finish_reason\":null}]}", "piece %zu", pieces[pi]);
-		cr_assert_geq(finish, 1, "piece %zu: finish event not delivered", pieces[pi]);
-		cr_assert_gt(tool, finish, "piece %zu: tool call event not delivered", pieces[pi]);
-		cr_assert_str_eq(ctx.s.data[ctx.s.n - 1], "[DONE]", "piece %zu", pieces[pi]);
+				 "\"w0\"},\"finish_reason\":null}]}", "piece %zu", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))]);
+		cr_assert_geq(finish, 1, "piece %zu: finish event not delivered", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))]);
+		cr_assert_gt(tool, finish, "piece %zu: tool call event not delivered", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))]);
+		cr_assert_str_eq(ctx.s.data[ctx.s.n - 1], "[DONE]", "piece %zu", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))]);
 		cr_assert_str_eq(ctx.s.data[ctx.s.n - 2],
 				 "{\"choices\":[],\"usage\":{\"prompt_tokens\":1}}");
 		cr_assert(strncmp(ctx.s.data[ctx.s.n - 3], "{\"type\":\"response.completed\"", 28) == 0,
-			  "piece %zu: the long last event was not delivered", pieces[pi]);
+			  "piece %zu: the long last event was not delivered", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))]);
 		/* Skimmed: a few dozen of the 402 events at most. */
-		cr_assert_lt(ctx.s.n, 45, "piece %zu: %d events delivered", pieces[pi], ctx.s.n);
+		cr_assert_lt(ctx.s.n, 45, "piece %zu: %d events delivered", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))], ctx.s.n);
 		osh_llm_body_free(&b);
 	}
+	free(chunked_wire);
 	free(wire);
 }
 

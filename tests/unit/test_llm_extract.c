@@ -683,3 +683,47 @@ Test(llm_extract, slim_request_output)
 	/* Cut short: the rest is copied as it is (the parser then says no). */
 	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"us", "{\"model\":\"m\",\"messages\":[{\"role\":\"us");
 }
+
+static void want_slim_chunk(const char *in, bool id_known, const char *want)
+{
+	char out[1024];
+	size_t n = osh_llm_slim_chunk(in, strlen(in), out, id_known);
+
+	cr_assert_leq(n, strlen(in));
+	out[n] = '\0';
+	cr_assert_str_eq(out, want);
+}
+
+/* What the parser is given for an OpenAI stream chunk: the fields never
+ * read go wherever they stand (first, between, last: the commas stay
+ * right), the id and model only once known, a nested "id" (a tool call's)
+ * stays; content text is cut to one character, argument text emptied. */
+Test(llm_extract, slim_chunk_output)
+{
+	static const char chunk[] =
+		"{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
+		"\"model\":\"gpt-4o\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,"
+		"\"delta\":{\"content\":\" word\"},\"finish_reason\":\"stop\"}]}";
+
+	want_slim_chunk(chunk, false,
+			"{\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,"
+			"\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}");
+	want_slim_chunk(chunk, true,
+			"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},"
+			"\"finish_reason\":\"stop\"}]}");
+	/* Last and only fields, spaces around. */
+	want_slim_chunk("{ \"choices\" : [], \"object\" : \"c\" }", true, "{ \"choices\" : []}");
+	want_slim_chunk("{\"created\":1}", true, "{}");
+	/* Tool calls: the call's own id and name stay, the arguments go;
+	 * empty and one-character content stays as it is. */
+	want_slim_chunk("{\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"\",\"tool_calls\":[{\"id\":"
+			"\"call_1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}",
+			true,
+			"{\"choices\":[{\"delta\":{\"content\":\"\",\"tool_calls\":[{\"id\":\"call_1\","
+			"\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}");
+	/* Usage and errors are read: kept. */
+	want_slim_chunk("{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":4}}", true,
+			"{\"choices\":[],\"usage\":{\"prompt_tokens\":4}}");
+	want_slim_chunk("{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}", true,
+			"{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}");
+}
