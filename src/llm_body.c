@@ -493,13 +493,15 @@ static size_t skim_event_start(const char *t, size_t at)
  * @at of the kept bytes, or SIZE_MAX when it has not come yet. */
 static size_t skim_event_end(const char *t, size_t len, size_t at)
 {
-	for (size_t i = at; i + 1 < len; i++) {
-		if (t[i] != '\n')
-			continue;
-		if (t[i + 1] == '\n')
-			return i + 2;
-		if (t[i + 1] == '\r' && i + 2 < len && t[i + 2] == '\n')
-			return i + 3;
+	const char *p = t + at, *end = t + len;
+
+	/* An LF with a byte after it: memchr, one event's length at a time. */
+	while (p + 1 < end && (p = memchr(p, '\n', (size_t)(end - 1 - p)))) {
+		if (p[1] == '\n')
+			return (size_t)(p - t) + 2;
+		if (p[1] == '\r' && p + 2 < end && p[2] == '\n')
+			return (size_t)(p - t) + 3;
+		p++;
 	}
 	return SIZE_MAX;
 }
