@@ -1081,24 +1081,6 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 	}
 }
 
-/* Hex digit values (-1: not one) as a table for chunk-size lines, read for
- * every chunk of a stream: one load a digit. */
-#define HEX_VALUE(c)                                                                     \
-	((c) >= '0' && (c) <= '9'                     ? (c) - '0'                        \
-	 : ((c) | 0x20) >= 'a' && ((c) | 0x20) <= 'f' ? ((c) | 0x20) - 'a' + 10          \
-						      : -1)
-#define HEX_VALUE_ROW(r)                                                                 \
-	HEX_VALUE(r + 0), HEX_VALUE(r + 1), HEX_VALUE(r + 2), HEX_VALUE(r + 3),            \
-		HEX_VALUE(r + 4), HEX_VALUE(r + 5), HEX_VALUE(r + 6), HEX_VALUE(r + 7),    \
-		HEX_VALUE(r + 8), HEX_VALUE(r + 9), HEX_VALUE(r + 10), HEX_VALUE(r + 11),  \
-		HEX_VALUE(r + 12), HEX_VALUE(r + 13), HEX_VALUE(r + 14), HEX_VALUE(r + 15)
-static const int8_t hex_values[256] = {
-	HEX_VALUE_ROW(0),   HEX_VALUE_ROW(16),  HEX_VALUE_ROW(32),  HEX_VALUE_ROW(48),
-	HEX_VALUE_ROW(64),  HEX_VALUE_ROW(80),  HEX_VALUE_ROW(96),  HEX_VALUE_ROW(112),
-	HEX_VALUE_ROW(128), HEX_VALUE_ROW(144), HEX_VALUE_ROW(160), HEX_VALUE_ROW(176),
-	HEX_VALUE_ROW(192), HEX_VALUE_ROW(208), HEX_VALUE_ROW(224), HEX_VALUE_ROW(240),
-};
-
 /* At a chunk boundary (the CRLF after a chunk's data, or a first size
  * line: @state), the usual framing whole in [p, end): that CRLF and a size
  * line without extensions. Taken: *state is CH_DATA, *remaining the
@@ -1122,7 +1104,7 @@ take_chunk_head(uint8_t *state, uint64_t *remaining, const char *p, const char *
 	/* Up to 15 digits: no overflow check needed. */
 	digits = p;
 	lim = end - p > 15 ? p + 15 : end;
-	for (int d; p < lim && (d = hex_values[(unsigned char)*p]) >= 0; p++)
+	for (int d; p < lim && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++)
 		size = size << 4 | (uint64_t)d;
 	if (p == digits || !size || end - p < 2 || p[0] != '\r' || p[1] != '\n')
 		return NULL;

@@ -812,7 +812,7 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 			n -= (size_t)used;
 		}
 	}
-	if (b->skimming && b->tail_scanned < b->tail_len)
+	if (b->skimming)
 		skim_settle(b);
 	if (b->frame.done && !b->done) {
 		b->done = true;
@@ -826,7 +826,7 @@ void osh_llm_body_end(struct osh_llm_body *b)
 	if (b->stream == OSH_LLM_STREAM_NONE)
 		return;
 	/* Triggers first: the trim below drops bytes. */
-	if (b->skimming && b->tail_scanned < b->tail_len)
+	if (b->skimming)
 		skim_settle(b);
 	/* What was skimmed goes through the splitter now: the stream's last
 	 * events (usage, errors) are in it. */

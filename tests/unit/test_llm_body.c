@@ -58,13 +58,15 @@ static size_t compress_as(const char *in, size_t n, unsigned char *out, size_t c
 	return cap - z.avail_out;
 }
 
-/* @n bytes of @z as a chunked body of @size-byte chunks, into @wire;
- * returns its length. */
-static size_t chunked_wire(const unsigned char *z, size_t n, size_t size, char *wire)
+/* @n bytes of @z as a chunked body, chunk sizes taken in turn from @sizes,
+ * into @wire; returns its length. */
+static size_t chunked_wire(const unsigned char *z, size_t n, const size_t *sizes, size_t nsizes,
+			   char *wire)
 {
 	size_t w = 0;
 
-	for (size_t off = 0; off < n; off += size) {
+	for (size_t off = 0, i = 0; off < n; i++) {
+		size_t size = sizes[i % nsizes];
 		size_t k = n - off < size ? n - off : size;
 
 		w += (size_t)sprintf(wire + w, "%zx\r\n", k);
@@ -72,6 +74,7 @@ static size_t chunked_wire(const unsigned char *z, size_t n, size_t size, char *
 		w += k;
 		memcpy(wire + w, "\r\n", 2);
 		w += 2;
+		off += k;
 	}
 	memcpy(wire + w, "0\r\n\r\n", 5);
 	return w + 5;
@@ -159,7 +162,7 @@ static void compressed_case(int bits, const char *coding, size_t piece, bool chu
 
 	if (chunked) {
 		/* Chunks of 5: chunk boundaries fall inside the compressed data. */
-		wn = chunked_wire(z, zn, 5, wire);
+		wn = chunked_wire(z, zn, (const size_t[]){ 5 }, 1, wire);
 	} else {
 		memcpy(wire, z, zn);
 		wn = zn;
@@ -291,7 +294,7 @@ Test(llm_body, sse_through_gzip_and_chunks)
 	struct osh_llm_event_sink sink = { on_event, &s };
 	struct osh_llm_body b;
 
-	wn = chunked_wire(z, zn, 9, wire);
+	wn = chunked_wire(z, zn, (const size_t[]){ 9 }, 1, wire);
 	osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, "gzip", 4, OSH_LLM_STREAM_SSE, 1 << 20,
 			  &sink);
 	cr_assert(feed(&b, wire, wn, 1, 1));
@@ -351,29 +354,6 @@ static void on_event_then_skim(void *arg, const char *event, size_t event_len, c
 	osh_llm_body_skim(ctx->b);
 }
 
-/* @in as a chunked body, chunk sizes cycling through small and large ones
- * (chunk boundaries fall anywhere in the events). Returns its length. */
-static size_t to_chunked(const char *in, size_t n, char *out)
-{
-	static const size_t sizes[] = { 7, 61, 193, 1, 400, 2500, 33 };
-	size_t w = 0;
-
-	for (size_t off = 0, i = 0; off < n; i++) {
-		size_t k = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
-
-		if (k > n - off)
-			k = n - off;
-		w += (size_t)sprintf(out + w, "%zx\r\n", k);
-		memcpy(out + w, in + off, k);
-		w += k;
-		memcpy(out + w, "\r\n", 2);
-		w += 2;
-		off += k;
-	}
-	memcpy(out + w, "0\r\n\r\n", 5);
-	return w + 5;
-}
-
 /* Skimmed: after the first event only a trigger's event (a finish reason
  * that is not null, a tool call) and the last ones (what fits 2 KiB) are
  * delivered, whatever the piece size, until close or chunked (the chunks'
@@ -383,7 +363,7 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 {
 	static const size_t pieces[] = { 1, 3, 64, 1000, 0 };
 	char *wire = malloc(64 * 1024);
-	char *chunked_wire = malloc(128 * 1024);
+	char *chunked_body = malloc(128 * 1024);
 	size_t w = 0, cw;
 
 	for (int i = 0; i < 400; i++) {
@@ -405,7 +385,10 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 	w += (size_t)sprintf(wire + w, "\"}\n\n");
 	w += (size_t)sprintf(wire + w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n"
 			     "data: [DONE]\n\n");
-	cw = to_chunked(wire, w, chunked_wire);
+	/* Chunk sizes small and large: boundaries fall anywhere in the
+	 * events. */
+	cw = chunked_wire((const unsigned char *)wire, w,
+			  (const size_t[]){ 7, 61, 193, 1, 400, 2500, 33 }, 7, chunked_body);
 	for (size_t pi = 0; pi < 2 * (sizeof(pieces) / sizeof(pieces[0])); pi++) {
 		struct { struct seen s; struct osh_llm_body *b; } ctx;
 		struct osh_llm_body b;
@@ -417,7 +400,7 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 		ctx.b = &b;
 		osh_llm_body_init(&b, chunked ? OSH_LLM_FRAMING_CHUNKED : OSH_LLM_FRAMING_CLOSE, 0,
 				  NULL, 0, OSH_LLM_STREAM_SSE, 1 << 20, &sink);
-		feed(&b, chunked ? chunked_wire : wire, chunked ? cw : w,
+		feed(&b, chunked ? chunked_body : wire, chunked ? cw : w,
 		     pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))], 0);
 		cr_assert_leq(b.tail_len, 8192, "kept bytes bounded");
 		cr_assert(!chunked || (b.done && !b.malformed), "chunked: the body ends cleanly");
@@ -442,7 +425,7 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 		cr_assert_lt(ctx.s.n, 45, "piece %zu: %d events delivered", pieces[pi % (sizeof(pieces) / sizeof(pieces[0]))], ctx.s.n);
 		osh_llm_body_free(&b);
 	}
-	free(chunked_wire);
+	free(chunked_body);
 	free(wire);
 }
 
