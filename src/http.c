@@ -115,6 +115,21 @@ static inline uint32_t load32(const char *p)
 	return w;
 }
 
+static inline uint16_t load16(const char *p)
+{
+	uint16_t w;
+
+	memcpy(&w, p, 2);
+	return w;
+}
+
+/* "\r\n" as load16() reads it. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CRLF16 ((uint16_t)('\r' | '\n' << 8))
+#else
+#define CRLF16 ((uint16_t)('\r' << 8 | '\n'))
+#endif
+
 /* Field names, already checked to be tokens (split_field), against a
  * lowercase literal of letters, digits and '-': setting bit 0x20 lowercases
  * a letter and leaves '-' and digits alone, and the only other bytes it
@@ -1095,7 +1110,7 @@ take_chunk_head(uint8_t *state, uint64_t *remaining, const char *p, const char *
 	const char *digits, *lim;
 
 	if (*state == CH_DATA_CR) {
-		if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+		if (end - p < 2 || load16(p) != CRLF16)
 			return NULL;
 		p += 2;
 	} else if (*state != CH_SIZE_FIRST) {
@@ -1106,7 +1121,7 @@ take_chunk_head(uint8_t *state, uint64_t *remaining, const char *p, const char *
 	lim = end - p > 15 ? p + 15 : end;
 	for (int d; p < lim && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++)
 		size = size << 4 | (uint64_t)d;
-	if (p == digits || !size || end - p < 2 || p[0] != '\r' || p[1] != '\n')
+	if (p == digits || !size || end - p < 2 || load16(p) != CRLF16)
 		return NULL;
 	*remaining = size;
 	*state = CH_DATA;

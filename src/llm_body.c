@@ -395,10 +395,7 @@ static int skim_trigger_at(const char *t, size_t len, size_t i)
 	case 'n':
 		return memcmp(t + i - 8, "function", 8) == 0 ? skim_call_start(t, len, i) : 0;
 	case 'h':
-		/* What nearly every chunk says, told in one compare. */
-		if (len - i >= 10 && memcmp(t + i - 6, "finish_reason\":n", 16) == 0)
-			return 0;
-		break;
+		break;	/* (a null one is settled by the caller) */
 	default:
 		return 0;
 	}
@@ -420,7 +417,13 @@ static int skim_trigger_at(const char *t, size_t len, size_t i)
  * not there yet (tail_scanned left at it). */
 static inline bool skim_hit(struct osh_llm_body *b, size_t at, size_t *ret)
 {
-	int r = skim_trigger_at(b->tail, b->tail_len, at);
+	int r;
+
+	/* Nearly every chunk's '_': settled here, without a call. */
+	if (at >= 8 && b->tail_len - at >= 10 &&
+	    memcmp(b->tail + at - 6, "finish_reason\":n", 16) == 0)
+		return false;
+	r = skim_trigger_at(b->tail, b->tail_len, at);
 
 	if (!r)
 		return false;

@@ -99,12 +99,20 @@ static const char *string_end(const char *s, const char *end)
 	}
 }
 
+/* A field name with its length (the lists below are searched for every
+ * key a slimmed body holds). */
+struct field_name {
+	const char *s;
+	size_t n;
+};
+#define FIELD(lit) { lit, sizeof(lit) - 1 }
+
 /* Top-level request fields only content capture reads: the conversation,
  * the system prompt, the tool schemas. An agent's request is mostly these,
  * and so is its parse. */
-static const char *const content_fields[] = {
-	"messages", "tools", "functions", "contents", "system", "systemInstruction", "input",
-	"prompt",
+static const struct field_name content_fields[] = {
+	FIELD("messages"), FIELD("tools"), FIELD("functions"), FIELD("contents"), FIELD("system"),
+	FIELD("systemInstruction"), FIELD("input"), FIELD("prompt"),
 };
 
 static inline bool json_ws(char ch)
@@ -148,15 +156,22 @@ static const char *value_end(const char *p, const char *end)
 /* Top-level fields of an OpenAI stream chunk never read, then those read
  * until known (the response id and model): gone before the parse, which
  * costs jansson some 200 instructions a byte. */
-static const char *const chunk_unread_fields[] = {
-	"object", "created", "system_fingerprint", "service_tier", "obfuscation", "id", "model",
+static const struct field_name chunk_unread_fields[] = {
+	FIELD("object"), FIELD("created"), FIELD("system_fingerprint"), FIELD("service_tier"),
+	FIELD("obfuscation"), FIELD("id"), FIELD("model"),
 };
 #define CHUNK_UNREAD_ALWAYS 5	/* the first five */
 
-static bool in_list(const char *const *list, size_t count, const char *k, size_t n)
+/* Fields at any depth of a chunk that come after the first output which
+ * only tell whether there is output (or carry text nobody reads). */
+static const struct field_name output_fields[] = {
+	FIELD("content"), FIELD("arguments"), FIELD("refusal"), FIELD("logprobs"),
+};
+
+static bool in_list(const struct field_name *list, size_t count, const char *k, size_t n)
 {
 	for (size_t i = 0; i < count; i++)
-		if (strlen(list[i]) == n && memcmp(list[i], k, n) == 0)
+		if (list[i].n == n && memcmp(list[i].s, k, n) == 0)
 			return true;
 	return false;
 }
@@ -169,7 +184,29 @@ enum slim_mode {
 			 * text emptied, every "content" text cut to one character
 			 * (whether there is text is what counts) */
 	SLIM_LATER_CHUNK, /* and the response id and model removed too */
+	SLIM_OUTPUT_SEEN, /* and, output having come already, the fields of
+			   * output_fields and every null-valued one removed
+			   * at any depth */
 };
+
+/* Whether slim() leaves out the pair whose key is @k (@n bytes, unquoted)
+ * and whose value is [v, ve), at nesting @depth (1: top level). */
+static bool drop_pair(enum slim_mode mode, int depth, const char *k, size_t n, const char *v,
+		      const char *ve)
+{
+	if (depth == 1 && mode == SLIM_REQUEST)
+		return in_list(content_fields, sizeof(content_fields) / sizeof(content_fields[0]), k, n);
+	if (depth == 1 && mode >= SLIM_CHUNK &&
+	    in_list(chunk_unread_fields,
+		    mode == SLIM_CHUNK ? CHUNK_UNREAD_ALWAYS
+				       : sizeof(chunk_unread_fields) / sizeof(chunk_unread_fields[0]),
+		    k, n))
+		return true;
+	if (mode != SLIM_OUTPUT_SEEN)
+		return false;
+	return (ve - v == 4 && memcmp(v, "null", 4) == 0) ||
+	       in_list(output_fields, sizeof(output_fields) / sizeof(output_fields[0]), k, n);
+}
 
 /* Copy JSON @in to @out with every string longer than @max (message text,
  * tool arguments, embeddings in base64) made empty: what is extracted is
@@ -213,22 +250,7 @@ static size_t slim(const char *in, size_t n, char *out, size_t max, enum slim_mo
 			while (v < end && json_ws(*v))
 				v++;
 			ve = value_end(v, end);
-			if (ve && mode == SLIM_REQUEST && depth == 1 && ve - v > 4 &&
-			    in_list(content_fields, sizeof(content_fields) / sizeof(content_fields[0]),
-				    q + 1, len)) {
-				memcpy(out + w, q, (size_t)(v - q));
-				w += (size_t)(v - q);
-				memcpy(out + w, "null", 4);
-				w += 4;
-				p = ve;
-				continue;
-			}
-			if (ve && mode >= SLIM_CHUNK && depth == 1 &&
-			    in_list(chunk_unread_fields,
-				    mode == SLIM_CHUNK ? CHUNK_UNREAD_ALWAYS
-						       : sizeof(chunk_unread_fields) /
-								 sizeof(chunk_unread_fields[0]),
-				    q + 1, len)) {
+			if (ve && drop_pair(mode, depth, q + 1, len, v, ve)) {
 				/* The pair and its comma: the one after it, or
 				 * (the last pair) the one before it. */
 				while (ve < end && json_ws(*ve))
@@ -277,9 +299,10 @@ size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max)
 	return slim(in, n, out, max, SLIM_REQUEST);
 }
 
-size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known)
+size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known, bool output_seen)
 {
-	return slim(in, n, out, SHRINK_MAX, id_known ? SLIM_LATER_CHUNK : SLIM_CHUNK);
+	return slim(in, n, out, SHRINK_MAX,
+		    !id_known ? SLIM_CHUNK : output_seen ? SLIM_OUTPUT_SEEN : SLIM_LATER_CHUNK);
 }
 
 
@@ -1090,6 +1113,7 @@ static bool anthropic_event(struct osh_llm_call *c, json_t *r)
 bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t event_len,
 			   const char *data, size_t data_len)
 {
+	enum slim_mode mode;
 	json_t *r;
 	bool content = false;
 
@@ -1098,11 +1122,15 @@ bool osh_llm_extract_event(struct osh_llm_call *c, const char *event, size_t eve
 	if (c->got_output && !c->capture && !event_matters(c, event, event_len, data, data_len))
 		return true;	/* more output: only the first one's time counts */
 	/* OpenAI chunks lose what is never read; once the response id and
-	 * model are known, those too. */
-	r = parse(c, data, data_len,
-		  c->flavour != OSH_LLM_OPENAI		       ? SLIM_STRINGS
-		  : c->response_id[0] && c->response_model[0] ? SLIM_LATER_CHUNK
-							       : SLIM_CHUNK);
+	 * model are known, those too; once output came, what only tells
+	 * whether there is output. */
+	if (c->flavour != OSH_LLM_OPENAI)
+		mode = SLIM_STRINGS;
+	else if (!c->response_id[0] || !c->response_model[0])
+		mode = SLIM_CHUNK;
+	else
+		mode = c->got_output ? SLIM_OUTPUT_SEEN : SLIM_LATER_CHUNK;
+	r = parse(c, data, data_len, mode);
 	if (!r)
 		return false;
 	if (json_is_object(r)) {

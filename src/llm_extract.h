@@ -99,11 +99,11 @@ void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n);
 
 /* A request body made cheaper to parse when content is not captured:
- * strings longer than @max emptied, and the values of the top-level
- * content fields (messages, tools, functions, contents, system,
- * systemInstruction, input, prompt) replaced by null when that is shorter.
- * @out has room for @n bytes; returns the bytes written. Valid JSON stays
- * valid, every other field byte for byte. */
+ * strings longer than @max emptied, and the top-level content fields
+ * (messages, tools, functions, contents, system, systemInstruction, input,
+ * prompt) left out, each with its comma. @out has room for @n bytes;
+ * returns the bytes written. Valid JSON stays valid, every other field
+ * byte for byte. */
 size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max);
 
 /* An OpenAI stream chunk made cheaper to parse when content is not
@@ -111,9 +111,12 @@ size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max);
  * system_fingerprint, service_tier, obfuscation) removed, and the response
  * id and model too when @id_known; every "arguments" text emptied, every
  * "content" text cut to one character; strings over 200 bytes emptied.
+ * Once the call's first output came (@output_seen, with @id_known), the
+ * content, arguments, refusal and logprobs fields and every field whose
+ * value is null go too, at any depth (tool calls keep their id and name).
  * @out has room for @n bytes; returns the bytes written. Valid JSON stays
  * valid. */
-size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known);
+size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known, bool output_seen);
 
 /* One streamed event (SSE: @event name and @data; NDJSON: the line as
  * @data). Returns true when it carried generated output (text, a tool

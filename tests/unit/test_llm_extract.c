@@ -668,30 +668,35 @@ static void want_slim(const char *in, const char *want)
 	cr_assert_str_eq(out, want);
 }
 
-/* What the parser is given: content fields' values become null, a nested
- * field of the same name and a value spelling one stay, values too short
- * to gain anything stay, and long strings elsewhere are emptied. */
+/* What the parser is given: content fields go with their commas (first,
+ * between, last, alone), a nested field of the same name and a value
+ * spelling one stay, and long strings elsewhere are emptied. */
 Test(llm_extract, slim_request_output)
 {
 	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"]}\\\"{[\"}],\"n\":1}",
-		  "{\"model\":\"m\",\"messages\":null,\"n\":1}");
-	want_slim("{ \"tools\" :\n [ {\"a\":1} ] }", "{ \"tools\" :\n null }");
-	want_slim("{\"system\":\"be terse\",\"prompt\":\"hi\"}", "{\"system\":null,\"prompt\":\"hi\"}");
+		  "{\"model\":\"m\",\"n\":1}");
+	want_slim("{ \"tools\" :\n [ {\"a\":1} ] }", "{}");
+	want_slim("{\"system\":\"be terse\",\"prompt\":\"hi\"}", "{}");
 	want_slim("{\"model\":\"messages\",\"x\":{\"messages\":[1,2,3]}}",
 		  "{\"model\":\"messages\",\"x\":{\"messages\":[1,2,3]}}");
-	want_slim("{\"messages\":[],\"input\":12345}", "{\"messages\":[],\"input\":null}");
+	want_slim("{\"messages\":[],\"n\":2,\"input\":12345}", "{\"n\":2}");
 	/* Cut short: the rest is copied as it is (the parser then says no). */
 	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"us", "{\"model\":\"m\",\"messages\":[{\"role\":\"us");
 }
 
-static void want_slim_chunk(const char *in, bool id_known, const char *want)
+static void want_slim_at(const char *in, bool id_known, bool output_seen, const char *want)
 {
 	char out[1024];
-	size_t n = osh_llm_slim_chunk(in, strlen(in), out, id_known);
+	size_t n = osh_llm_slim_chunk(in, strlen(in), out, id_known, output_seen);
 
 	cr_assert_leq(n, strlen(in));
 	out[n] = '\0';
 	cr_assert_str_eq(out, want);
+}
+
+static void want_slim_chunk(const char *in, bool id_known, const char *want)
+{
+	want_slim_at(in, id_known, false, want);
 }
 
 /* What the parser is given for an OpenAI stream chunk: the fields never
@@ -726,4 +731,34 @@ Test(llm_extract, slim_chunk_output)
 			"{\"choices\":[],\"usage\":{\"prompt_tokens\":4}}");
 	want_slim_chunk("{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}", true,
 			"{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}");
+}
+
+static void want_slim_seen(const char *in, const char *want)
+{
+	want_slim_at(in, true, true, want);
+}
+
+/* After the first output: what only tells whether there is output goes,
+ * at any depth, and so does every null; what is read stays (index, finish
+ * reason, a tool call's id and name, usage, errors). A "content" that is
+ * a value, not a key, stays. */
+Test(llm_extract, slim_chunk_after_output)
+{
+	want_slim_seen("{\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
+		       "{\"content\":\" word\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+		       "\"usage\":null}",
+		       "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}");
+	want_slim_seen("{\"choices\":[{\"index\":1,\"delta\":{\"refusal\":null,\"content\":\"a\","
+		       "\"tool_calls\":[{\"index\":0,\"id\":\"call_9\",\"function\":{\"name\":\"g\","
+		       "\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}",
+		       "{\"choices\":[{\"index\":1,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":"
+		       "\"call_9\",\"function\":{\"name\":\"g\"}}]}}]}");
+	want_slim_seen("{\"choices\":[],\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":500,"
+		       "\"prompt_tokens_details\":{\"cached_tokens\":3}}}",
+		       "{\"choices\":[],\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":500,"
+		       "\"prompt_tokens_details\":{\"cached_tokens\":3}}}");
+	want_slim_seen("{\"choices\":[{\"delta\":{\"role\":\"content\"}}]}",
+		       "{\"choices\":[{\"delta\":{\"role\":\"content\"}}]}");
+	want_slim_seen("{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"param\":null}}",
+		       "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}");
 }
