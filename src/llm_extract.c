@@ -162,11 +162,13 @@ static const struct field_name chunk_unread_fields[] = {
 };
 #define CHUNK_UNREAD_ALWAYS 5	/* the first five */
 
-/* Fields at any depth of a chunk that come after the first output which
- * only tell whether there is output (or carry text nobody reads). */
-static const struct field_name output_fields[] = {
-	FIELD("content"), FIELD("arguments"), FIELD("refusal"), FIELD("logprobs"),
+/* Fields at any depth of a chunk never read (refusal text, token
+ * log-probabilities), then those that only tell whether there is output,
+ * once output came. */
+static const struct field_name chunk_unread_anywhere[] = {
+	FIELD("refusal"), FIELD("logprobs"), FIELD("content"), FIELD("arguments"),
 };
+#define UNREAD_ANYWHERE_ALWAYS 2	/* the first two */
 
 static bool in_list(const struct field_name *list, size_t count, const char *k, size_t n)
 {
@@ -184,9 +186,8 @@ enum slim_mode {
 			 * text emptied, every "content" text cut to one character
 			 * (whether there is text is what counts) */
 	SLIM_LATER_CHUNK, /* and the response id and model removed too */
-	SLIM_OUTPUT_SEEN, /* and, output having come already, the fields of
-			   * output_fields and every null-valued one removed
-			   * at any depth */
+	SLIM_OUTPUT_SEEN, /* and, output having come already, content and
+			   * arguments removed at any depth */
 };
 
 /* Whether slim() leaves out the pair whose key is @k (@n bytes, unquoted)
@@ -202,10 +203,16 @@ static bool drop_pair(enum slim_mode mode, int depth, const char *k, size_t n, c
 				       : sizeof(chunk_unread_fields) / sizeof(chunk_unread_fields[0]),
 		    k, n))
 		return true;
-	if (mode != SLIM_OUTPUT_SEEN)
+	if (mode < SLIM_CHUNK)
 		return false;
+	/* Every chunk: nulls (read as absent) and what is never read, at
+	 * any depth. */
 	return (ve - v == 4 && memcmp(v, "null", 4) == 0) ||
-	       in_list(output_fields, sizeof(output_fields) / sizeof(output_fields[0]), k, n);
+	       in_list(chunk_unread_anywhere,
+		       mode == SLIM_OUTPUT_SEEN
+			       ? sizeof(chunk_unread_anywhere) / sizeof(chunk_unread_anywhere[0])
+			       : UNREAD_ANYWHERE_ALWAYS,
+		       k, n);
 }
 
 /* Copy JSON @in to @out with every string longer than @max (message text,
@@ -759,7 +766,7 @@ static void error_from(struct osh_llm_call *c, json_t *r)
 	json_t *e = get(r, "error");
 	const char *code;
 
-	if (!e)
+	if (!e || json_is_null(e))
 		return;
 	if (str(e)) {
 		/* Ollama: {"error": "free text"}: no code to report. */

@@ -110,10 +110,11 @@ size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max);
  * captured: the top-level fields never read (object, created,
  * system_fingerprint, service_tier, obfuscation) removed, and the response
  * id and model too when @id_known; every "arguments" text emptied, every
- * "content" text cut to one character; strings over 200 bytes emptied.
- * Once the call's first output came (@output_seen, with @id_known), the
- * content, arguments, refusal and logprobs fields and every field whose
- * value is null go too, at any depth (tool calls keep their id and name).
+ * "content" text cut to one character; strings over 200 bytes emptied;
+ * at any depth, the refusal and logprobs fields and every field whose
+ * value is null (read as absent) removed. Once the call's first output
+ * came (@output_seen, with @id_known), the content and arguments fields go
+ * too (tool calls keep their id and name).
  * @out has room for @n bytes; returns the bytes written. Valid JSON stays
  * valid. */
 size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known, bool output_seen);

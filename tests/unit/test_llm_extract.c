@@ -177,6 +177,25 @@ Test(llm_extract, openai_stream_events)
 	osh_llm_call_free(&c);
 }
 
+/* "error": null in a chunk (some OpenAI-compatible servers send it in
+ * every chunk) is no error, whether the chunk is slimmed or captured whole. */
+Test(llm_extract, stream_null_error_is_no_error)
+{
+	static const char ev[] =
+		"{\"id\":\"c2\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
+		"{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}],\"error\":null}";
+
+	for (int capture = 0; capture < 2; capture++) {
+		struct osh_llm_call c;
+
+		osh_llm_call_init(&c, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, capture);
+		cr_assert(osh_llm_extract_event(&c, "", 0, S(ev)), "capture %d", capture);
+		cr_assert_str_eq(c.error_type, "", "capture %d", capture);
+		cr_assert_eq(c.n_finish, 1, "capture %d", capture);
+		osh_llm_call_free(&c);
+	}
+}
+
 /* Groq (OpenAI-compatible) streams report usage under x_groq in the chunk
  * that finishes. */
 Test(llm_extract, groq_stream_usage)
@@ -726,6 +745,15 @@ Test(llm_extract, slim_chunk_output)
 			true,
 			"{\"choices\":[{\"delta\":{\"content\":\"\",\"tool_calls\":[{\"id\":\"call_1\","
 			"\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}");
+	/* Nulls, log-probabilities and refusal text go from every chunk,
+	 * at any depth; the first chunk's content stays (it tells whether
+	 * output came). */
+	want_slim_chunk("{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+			"\"content\":\"\",\"refusal\":null},\"logprobs\":{\"content\":[]},"
+			"\"finish_reason\":null}],\"usage\":null}",
+			false,
+			"{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+			"\"content\":\"\"}}]}");
 	/* Usage and errors are read: kept. */
 	want_slim_chunk("{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":4}}", true,
 			"{\"choices\":[],\"usage\":{\"prompt_tokens\":4}}");
