@@ -9,8 +9,14 @@
  *   agent   an agent's request (a 40-message history, 5 tool schemas:
  *           ~36 KB) answered by the 4 KiB JSON response
  *
- * Prints CPU ns per call (median of rounds) and the most heap the tracker
- * held at once (mallinfo2), for bench/run.py. jansson and zlib are loaded
+ * The response body goes in as the HTTP engine hands it over (the
+ * tracker walks the engine's walker of the framing). Each round of calls
+ * is followed by as many plain walks of the same body by the engine's
+ * walker alone: what the engine spends on any response. Prints CPU ns per
+ * call, per plain walk, and the call's cost on top of the plain walk (the
+ * median of the rounds' differences: both sides see the same machine
+ * state, which on a shared VM moves by half from minute to minute), and
+ * the most heap the tracker held at once (mallinfo2), for bench/run.py. jansson and zlib are loaded
  * before timing (a process pays that once, at its first LLM call).
  *
  *   llm_bench [calls-per-round [json|stream|agent]]
@@ -137,7 +143,9 @@ static void note_heap(void)
 		peak_heap = m.uordblks;
 }
 
-/* One call; @stream picks the shape. */
+/* One call; @stream picks the shape. The response body goes in as the
+ * HTTP engine hands it over: the engine's walker of the body's framing is
+ * walked by the tracker as it decodes (osh_llm_response_walk). */
 static void one_call(bool stream, struct osh_span *rec)
 {
 	static const char path[] = "/v1/chat/completions";
@@ -145,8 +153,10 @@ static void one_call(bool stream, struct osh_span *rec)
 					  (struct osh_str){ path, sizeof(path) - 1 });
 	struct osh_http_request req = { 0 };
 	struct osh_http_response resp = { 0 };
+	struct osh_http_body walker;
 	const char *body = stream ? stream_body : json_body;
 	size_t len = stream ? stream_len : json_len;
+	enum osh_http_body_kind kind = stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH;
 
 	req.body = OSH_BODY_LENGTH;
 	req.content_length = agent ? agent_len : req_len;
@@ -156,14 +166,36 @@ static void one_call(bool stream, struct osh_span *rec)
 	resp.content_type = stream ? (struct osh_str){ "text/event-stream", 17 }
 				   : (struct osh_str){ "application/json", 16 };
 	resp.content_length = len;
-	osh_llm_response_head(l, &resp, stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH, 1);
+	osh_http_body_start(&walker, kind, len);
+	osh_llm_response_head(l, &resp, kind, 1);
 	/* Reads as a client makes them: 1 KiB (stream) or 4 KiB (JSON). */
 	for (size_t off = 0, step = stream ? 1024 : 4096; off < len; off += step) {
-		osh_llm_response_body(l, body + off, len - off < step ? len - off : step, 2 + off);
+		size_t k = len - off < step ? len - off : step;
+
+		if (osh_llm_response_walk(l, &walker, body + off, k, 2 + off) == OSH_LLM_NOT_WALKED)
+			(void)osh_http_body_feed(&walker, body + off, k);
 		if (sample_heap)
 			note_heap();
 	}
 	osh_llm_finish(l, rec);
+}
+
+/* What the engine does with the same response when it is no LLM call: its
+ * walker reads the framing, in the same reads. The LLM call's cost on top
+ * of the plain HTTP span is one_call() minus this. */
+static size_t plain_call(bool stream)
+{
+	struct osh_http_body walker;
+	const char *body = stream ? stream_body : json_body;
+	size_t len = stream ? stream_len : json_len, used = 0;
+
+	osh_http_body_start(&walker, stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH, len);
+	for (size_t off = 0, step = stream ? 1024 : 4096; off < len; off += step) {
+		ssize_t n = osh_http_body_feed(&walker, body + off, len - off < step ? len - off : step);
+
+		used += n > 0 ? (size_t)n : 0;
+	}
+	return used;
 }
 
 static int cmp(const void *a, const void *b)
@@ -173,12 +205,23 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double measure(bool stream, int calls, int rounds)
+static double median(double *v, int n)
 {
-	double per[32];
+	qsort(v, (size_t)n, sizeof(double), cmp);
+	return v[n / 2];
+}
+
+/* Rounds of @calls LLM calls, each round followed by as many plain walks
+ * of the same body (the same machine state for both). Returns the median
+ * CPU ns per LLM call; *ret_plain the median per plain walk; *ret_on_top
+ * the median of the rounds' differences. */
+static double measure(bool stream, int calls, int rounds, double *ret_plain, double *ret_on_top)
+{
+	double per[32], plain[32], diff[32];
+	volatile size_t sink = 0;
 
 	for (int r = 0; r < rounds; r++) {
-		double t0 = cpu_ns();
+		double t0 = cpu_ns(), t1;
 
 		for (int i = 0; i < calls; i++) {
 			struct osh_span *rec = osh_span_create();
@@ -186,17 +229,27 @@ static double measure(bool stream, int calls, int rounds)
 			one_call(stream, rec);
 			osh_span_destroy(rec);
 		}
-		per[r] = (cpu_ns() - t0) / calls;
+		t1 = cpu_ns();
+		for (int i = 0; i < calls; i++)
+			sink += plain_call(stream);
+		per[r] = (t1 - t0) / calls;
+		plain[r] = (cpu_ns() - t1) / calls;
+		diff[r] = per[r] - plain[r];
 	}
-	qsort(per, (size_t)rounds, sizeof(double), cmp);
-	return per[rounds / 2];
+	(void)sink;
+	if (ret_plain)
+		*ret_plain = median(plain, rounds);
+	if (ret_on_top)
+		*ret_on_top = median(diff, rounds);
+	return median(per, rounds);
 }
 
 int main(int argc, char **argv)
 {
 	int calls = argc > 1 ? atoi(argv[1]) : 2000;
 	struct mallinfo2 before;
-	double json_ns, stream_ns, agent_ns;
+	double json_ns = 0, stream_ns = 0, agent_ns = 0;
+	double json_plain = 0, json_top = 0, stream_plain = 0, stream_top = 0, agent_top = 0;
 	size_t base;
 
 	osh_cfg.llm_body_limit = 4u << 20;
@@ -215,18 +268,22 @@ int main(int argc, char **argv)
 	before = mallinfo2();
 	base = before.uordblks;
 	peak_heap = base;
-	json_ns = argc > 2 && strcmp(argv[2], "json") != 0 ? 0 : measure(false, calls, 7);
+	if (argc <= 2 || strcmp(argv[2], "json") == 0)
+		json_ns = measure(false, calls, 7, &json_plain, &json_top);
 	agent = true;
-	agent_ns = argc > 2 && strcmp(argv[2], "agent") != 0 ? 0 : measure(false, calls / 4 ? calls / 4 : 1, 7);
+	if (argc <= 2 || strcmp(argv[2], "agent") == 0)
+		agent_ns = measure(false, calls / 4 ? calls / 4 : 1, 7, NULL, &agent_top);
 	agent = false;
-	stream_ns = argc > 2 && strcmp(argv[2], "stream") != 0
-			    ? 0
-			    : measure(true, calls / 10 ? calls / 10 : 1, 7);
+	if (argc <= 2 || strcmp(argv[2], "stream") == 0)
+		stream_ns = measure(true, calls / 10 ? calls / 10 : 1, 7, &stream_plain, &stream_top);
 	sample_heap = true;
-	measure(false, 1, 1);
-	measure(true, 1, 1);
-	printf("json_ns_per_call=%.0f stream_ns_per_call=%.0f agent_ns_per_call=%.0f json_bytes=%zu "
+	measure(false, 1, 1, NULL, NULL);
+	measure(true, 1, 1, NULL, NULL);
+	printf("json_ns_per_call=%.0f json_plain_ns=%.0f json_on_top_ns=%.0f "
+	       "stream_ns_per_call=%.0f stream_plain_ns=%.0f stream_on_top_ns=%.0f "
+	       "agent_ns_per_call=%.0f agent_on_top_ns=%.0f json_bytes=%zu "
 	       "stream_bytes=%zu agent_request_bytes=%zu stream_events=500 peak_heap_bytes=%zu\n",
-	       json_ns, stream_ns, agent_ns, json_len, stream_len, agent_len, peak_heap - base);
+	       json_ns, json_plain, json_top, stream_ns, stream_plain, stream_top, agent_ns, agent_top,
+	       json_len, stream_len, agent_len, peak_heap - base);
 	return 0;
 }

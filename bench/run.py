@@ -268,20 +268,25 @@ def bench_encode():
 
 
 def bench_llm():
-    """The LLM tracker's CPU per call on top of the HTTP span (bench/llm_bench.c)."""
+    """The LLM tracker's CPU per call on top of the HTTP span (bench/llm_bench.c): each
+    round of LLM calls is followed by the plain HTTP engine's walk of the same response
+    body (what any response costs the engine); on top = the median of the rounds'
+    differences."""
     out = subprocess.run([os.path.join(BENCH, 'llm_bench'), '2000'], capture_output=True,
                          text=True, check=True).stdout
     kv = dict(x.split('=') for x in out.split())
+    us = lambda k: '%.1f us' % (float(kv[k]) / 1e3)
     return [
-        ('LLM call: OpenAI chat, ~300 B request + %s B JSON response, CPU per call (median of 7 rounds)'
-         % kv['json_bytes'], '-', '%.1f us' % (float(kv['json_ns_per_call']) / 1e3), 'target < 20 us'),
-        ('LLM call: same request, %s-event SSE stream (%s B, chunked), CPU per call'
-         % (kv['stream_events'], kv['stream_bytes']), '-',
-         '%.1f us' % (float(kv['stream_ns_per_call']) / 1e3),
-         '%.0f ns per event' % (float(kv['stream_ns_per_call']) / int(kv['stream_events']))),
-        ('LLM call: an agent\'s request (%s B: 40 messages, 5 tool schemas) + the same JSON response'
-         % kv['agent_request_bytes'], '-', '%.1f us' % (float(kv['agent_ns_per_call']) / 1e3),
+        ('LLM call: OpenAI chat, ~300 B request + %s B JSON response, CPU per call on top of the '
+         'plain HTTP span (median of 7 rounds)' % kv['json_bytes'], '-', us('json_on_top_ns'),
          'target < 20 us'),
+        ('LLM call: same request, %s-event SSE stream (%s B, chunked, 1 KiB reads): CPU per call '
+         'on top of the plain HTTP span (the call %s, the engine\'s walk of the same body alone %s)'
+         % (kv['stream_events'], kv['stream_bytes'], us('stream_ns_per_call'),
+            us('stream_plain_ns')), '-', us('stream_on_top_ns'),
+         'target < 20 us; %.0f ns per event' % (float(kv['stream_on_top_ns']) / int(kv['stream_events']))),
+        ('LLM call: an agent\'s request (%s B: 40 messages, 5 tool schemas) + the same JSON response'
+         % kv['agent_request_bytes'], '-', us('agent_on_top_ns'), 'target < 20 us'),
         ('LLM call: most heap the tracker held at once (stream or JSON)', '-',
          '%s bytes' % kv['peak_heap_bytes'], 'bound: body limit + 2 x 256 KiB event buffers'),
     ]

@@ -1089,16 +1089,19 @@ static void rx_walk(struct osh_client *cl, const char *p, size_t len)
 {
 	while (len > 0 && cl->rx_state != RX_DEAD) {
 		if (cl->rx_state == RX_BODY) {
-			ssize_t n = osh_http_body_feed(&cl->rx_body, p, len);
-			struct osh_exchange *bx;
+			struct osh_exchange *bx = ring_at(cl, cl->ring_head);
+			/* An LLM call's tracker walks the framing as it
+			 * decodes: once, for both. */
+			ssize_t n = bx->llm ? osh_llm_response_walk(bx->llm, &cl->rx_body, p, len,
+								    osh_clock_realtime_ns())
+					    : OSH_LLM_NOT_WALKED;
 
+			if (n == OSH_LLM_NOT_WALKED)
+				n = osh_http_body_feed(&cl->rx_body, p, len);
 			if (n < 0) {
 				cl->rx_state = RX_DEAD;
 				return;
 			}
-			bx = ring_at(cl, cl->ring_head);
-			if (bx->llm)
-				osh_llm_response_body(bx->llm, p, (size_t)n, osh_clock_realtime_ns());
 			p += n;
 			len -= (size_t)n;
 			if (cl->rx_body.done) {

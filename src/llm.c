@@ -187,6 +187,14 @@ void osh_llm_response_body(struct osh_llm *l, const char *p, size_t n, uint64_t 
 	(void)osh_llm_body_feed(&l->resp, p, n, now_ns);
 }
 
+ssize_t osh_llm_response_walk(struct osh_llm *l, struct osh_http_body *w, const char *p, size_t n,
+			      uint64_t now_ns)
+{
+	if (!l || !l->resp_started)
+		return OSH_LLM_NOT_WALKED;
+	return osh_llm_body_walk(&l->resp, w, p, n, now_ns);
+}
+
 void osh_llm_free(struct osh_llm *l)
 {
 	if (!l)

@@ -50,6 +50,16 @@ void osh_llm_response_head(struct osh_llm *l, const struct osh_http_response *re
 /* Response body bytes as read (framed), at @now_ns (CLOCK_REALTIME). */
 void osh_llm_response_body(struct osh_llm *l, const char *p, size_t n, uint64_t now_ns);
 
+/* The same, for an engine that walks the body's framing itself (for its
+ * span's end and sizes): @w is that walker, started for this response.
+ * The tracker walks it while it decodes, so the framing is read once per
+ * byte, not twice. Returns the bytes of @p the body holds (up to its
+ * end), -1 when its framing is malformed, or OSH_LLM_NOT_WALKED when the
+ * tracker does not read this body (then the engine walks it). */
+#define OSH_LLM_NOT_WALKED (-2)
+ssize_t osh_llm_response_walk(struct osh_llm *l, struct osh_http_body *w, const char *p, size_t n,
+			      uint64_t now_ns);
+
 /* The exchange is over: write what was learnt onto @rec (may be NULL) and
  * free @l. True when it set error.type (a provider error): the engine then
  * leaves its own HTTP error.type out. */

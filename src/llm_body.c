@@ -49,6 +49,7 @@ void osh_llm_body_init(struct osh_llm_body *b, enum osh_llm_framing framing,
 
 	memset(b, 0, sizeof(*b));
 	osh_http_body_start(&b->frame, kind, content_length);
+	b->fr = &b->frame;
 	b->done = b->frame.done;
 	b->coding = (uint8_t)coding_of(coding ? coding : "", coding ? coding_len : 0);
 	b->unparsed = b->coding == CODING_NONE;
@@ -742,7 +743,7 @@ static size_t skim_gather(struct osh_llm_body *b, const char *p, size_t n)
 		 * stops where the room ends. */
 		if (!skim_room(b, n < SKIM_KEEP ? n : SKIM_KEEP))
 			break;	/* the general path flushes or splits */
-		used = osh_http_body_copy_payload(&b->frame, p, n, b->tail + b->tail_len,
+		used = osh_http_body_copy_payload(b->fr, p, n, b->tail + b->tail_len,
 						  SKIM_CAP - b->tail_len, &copied);
 		if (!used)
 			break;
@@ -755,10 +756,14 @@ static size_t skim_gather(struct osh_llm_body *b, const char *p, size_t n)
 	return (size_t)(p - start);
 }
 
-bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t now_ns)
+/* The bytes of @p used (up to the body's end), or -1: the framing broke. */
+static ssize_t feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t now_ns)
 {
+	struct osh_http_body *fr = b->fr;
+	const char *start = p;
+
 	b->now_ns = now_ns;
-	while (n && !b->frame.done && !b->frame_bad) {
+	while (n && !fr->done && !b->frame_bad) {
 		uint64_t ahead;
 
 		if (b->skimming && b->coding == CODING_IDENTITY) {
@@ -766,15 +771,15 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 
 			p += used;
 			n -= used;
-			if (!n || b->frame.done)
+			if (!n || fr->done)
 				break;
 		}
-		ahead = osh_http_body_payload_ahead(&b->frame);
+		ahead = osh_http_body_payload_ahead(fr);
 
 		if (ahead) {
 			size_t k = ahead < n ? (size_t)ahead : n;
 
-			(void)osh_http_body_skip(&b->frame, k);
+			(void)osh_http_body_skip(fr, k);
 			payload(b, p, k);
 			p += k;
 			n -= k;
@@ -782,7 +787,7 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 		}
 		/* The usual framing between two chunks, at once. */
 		{
-			size_t k = osh_http_body_next_chunk(&b->frame, p, n);
+			size_t k = osh_http_body_next_chunk(fr, p, n);
 
 			if (k) {
 				p += k;
@@ -797,14 +802,14 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 		{
 			const char *lf = memchr(p, '\n', n);
 			size_t k = lf ? (size_t)(lf - p) + 1 : n;
-			ssize_t used = osh_http_body_feed(&b->frame, p, k);
+			ssize_t used = osh_http_body_feed(fr, p, k);
 
 			if (used < 0) {
 				b->malformed = true;
 				b->frame_bad = true;
 				break;
 			}
-			if ((size_t)used < k && !b->frame.done) {
+			if ((size_t)used < k && !fr->done) {
 				/* Data began inside what we gave: cannot be, the
 				 * walker consumed payload we did not see. */
 				b->malformed = true;
@@ -817,11 +822,24 @@ bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t
 	}
 	if (b->skimming)
 		skim_settle(b);
-	if (b->frame.done && !b->done) {
+	if (fr->done && !b->done) {
 		b->done = true;
 		osh_llm_body_end(b);
 	}
+	return b->frame_bad ? -1 : p - start;
+}
+
+bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t now_ns)
+{
+	(void)feed(b, p, n, now_ns);
 	return b->done;
+}
+
+ssize_t osh_llm_body_walk(struct osh_llm_body *b, struct osh_http_body *w, const char *p, size_t n,
+			  uint64_t now_ns)
+{
+	b->fr = w;
+	return feed(b, p, n, now_ns);
 }
 
 void osh_llm_body_end(struct osh_llm_body *b)

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "http.h"
 
@@ -46,7 +47,8 @@ struct osh_llm_event_sink {
 };
 
 struct osh_llm_body {
-	struct osh_http_body frame;
+	struct osh_http_body frame;	/* its own walker of the framing, */
+	struct osh_http_body *fr;	/* or the caller's (osh_llm_body_walk) */
 	uint8_t coding;		/* internal: identity, zlib/gzip, raw deflate, sniffing */
 	uint8_t stream;		/* enum osh_llm_stream */
 	bool unparsed;		/* a coding this cannot undo: bytes counted only */
@@ -103,6 +105,16 @@ void osh_llm_body_init(struct osh_llm_body *b, enum osh_llm_framing framing,
  * time"). Returns true once the body is complete by its framing; bytes past
  * the end are ignored. Never fails: trouble is flagged. */
 bool osh_llm_body_feed(struct osh_llm_body *b, const char *p, size_t n, uint64_t now_ns);
+
+/* As osh_llm_body_feed, for a caller that tracks the same body's framing
+ * itself (the HTTP engine, for its span): @w is the caller's walker,
+ * started for this body when @b was, and from the first call on it is the
+ * one walked, so that the framing is read once, not twice. Returns the
+ * bytes of @p that belong to the body (the rest follows it on the
+ * connection), or -1 when the framing is malformed (nothing more is
+ * read). */
+ssize_t osh_llm_body_walk(struct osh_llm_body *b, struct osh_http_body *w, const char *p, size_t n,
+			  uint64_t now_ns);
 
 /* After an event, the sink may ask for the rest of an SSE stream to be
  * skimmed: from the next event boundary on, events are no longer split and

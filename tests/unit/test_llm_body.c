@@ -483,3 +483,98 @@ Test(llm_body, sse_skim_delivers_tool_call_starts_only)
 	}
 	free(wire);
 }
+
+/* The engine's walker walked by the tracker (osh_llm_body_walk): the
+ * framing is read once, and the caller learns from the return where the
+ * body ends, as its own walker would have told it. A skimmed chunked
+ * stream and a gzip'd chunked JSON body, each followed on the connection
+ * by the next response's bytes, in pieces of every kind: the same bytes
+ * used, the same payload counted and the walker done where a walker fed
+ * alone stops; everything decoded; the next response untouched. */
+Test(llm_body, walk_uses_the_callers_walker)
+{
+	static const size_t pieces[] = { 1, 2, 7, 64, 1000, 0 };
+	static const char next[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	char *events = malloc(64 * 1024), *wire = malloc(160 * 1024);
+	unsigned char z[4096];
+	size_t s = 0, zn;
+
+	for (int i = 0; i < 300; i++)
+		s += (size_t)sprintf(events + s, "data: {\"choices\":[{\"index\":0,\"delta\":"
+				     "{\"content\":\"w%d\"},\"finish_reason\":%s}]}\n\n", i,
+				     i == 299 ? "\"stop\"" : "null");
+	s += (size_t)sprintf(events + s, "data: [DONE]\n\n");
+	zn = compress_as(json, sizeof(json) - 1, z, sizeof(z), 15 + 16);
+	for (int shape = 0; shape < 2; shape++) {
+		bool stream = shape == 0;
+		size_t body = stream ? chunked_wire((const unsigned char *)events, s,
+						    (const size_t[]){ 5, 200, 1, 3000 }, 4, wire)
+				     : chunked_wire(z, zn, (const size_t[]){ 3, 17 }, 2, wire);
+		size_t total = body + sizeof(next) - 1;
+
+		memcpy(wire + body, next, sizeof(next) - 1);
+		for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+			size_t piece = pieces[pi] ? pieces[pi] : total, used = 0, alone_used = 0;
+			struct { struct seen s; struct osh_llm_body *b; } ctx;
+			struct osh_llm_event_sink sink = { on_event_then_skim, &ctx };
+			struct osh_http_body w, alone;
+			struct osh_llm_body b;
+
+			memset(&ctx, 0, sizeof(ctx));
+			ctx.b = &b;
+			osh_http_body_start(&w, OSH_BODY_CHUNKED, 0);
+			osh_http_body_start(&alone, OSH_BODY_CHUNKED, 0);
+			osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, stream ? NULL : "gzip",
+					  stream ? 0 : 4, stream ? OSH_LLM_STREAM_SSE : OSH_LLM_STREAM_NONE,
+					  1 << 20, &sink);
+			/* As the engine reads: a piece, then the rest of it
+			 * after the body goes to the next response. */
+			for (size_t off = 0; off < total && !w.done; off += piece) {
+				size_t k = total - off < piece ? total - off : piece;
+				ssize_t n = osh_llm_body_walk(&b, &w, wire + off, k, off);
+
+				cr_assert_geq(n, 0, "piece %zu at %zu", piece, off);
+				used += (size_t)n;
+				cr_assert(w.done || (size_t)n == k, "piece %zu: stopped early", piece);
+			}
+			for (size_t off = 0; off < total && !alone.done; off += piece) {
+				size_t k = total - off < piece ? total - off : piece;
+				ssize_t n = osh_http_body_feed(&alone, wire + off, k);
+
+				cr_assert_geq(n, 0);
+				alone_used += (size_t)n;
+			}
+			cr_assert(w.done && alone.done, "piece %zu", piece);
+			cr_assert_eq(used, body, "piece %zu: %zu bytes used, the body has %zu", piece,
+				     used, body);
+			cr_assert_eq(used, alone_used);
+			cr_assert_eq(w.payload, alone.payload, "piece %zu", piece);
+			cr_assert_eq(w.payload, stream ? s : zn);
+			cr_assert(b.done && !b.malformed, "piece %zu", piece);
+			if (stream) {
+				cr_assert_eq(b.decoded, s, "piece %zu", piece);
+				cr_assert_str_eq(ctx.s.data[ctx.s.n - 1], "[DONE]", "piece %zu", piece);
+				cr_assert(strstr(ctx.s.data[ctx.s.n - 2], "\"stop\""), "piece %zu", piece);
+				cr_assert_lt(ctx.s.n, 20, "piece %zu: skimmed", piece);
+			} else {
+				expect_kept(&b, json);
+			}
+			osh_llm_body_free(&b);
+		}
+	}
+	/* Broken framing: -1, and nothing more is read. */
+	{
+		struct osh_http_body w;
+		struct osh_llm_body b;
+
+		osh_http_body_start(&w, OSH_BODY_CHUNKED, 0);
+		osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, NULL, 0, OSH_LLM_STREAM_NONE, 1024,
+				  NULL);
+		cr_assert_eq(osh_llm_body_walk(&b, &w, "zz\r\nabc", 7, 1), -1);
+		cr_assert(b.malformed);
+		cr_assert_eq(osh_llm_body_walk(&b, &w, "3\r\nabc\r\n0\r\n\r\n", 13, 2), -1);
+		osh_llm_body_free(&b);
+	}
+	free(wire);
+	free(events);
+}
