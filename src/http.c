@@ -918,6 +918,38 @@ void osh_http_body_start(struct osh_http_body *b, enum osh_http_body_kind kind,
 	}
 }
 
+/* At a chunk boundary (the CRLF after a chunk's data, or a first size
+ * line: @state), the usual framing whole in [p, end): that CRLF and a size
+ * line without extensions. Taken: *state is CH_DATA, *remaining the
+ * chunk's size, and the return is past it; else NULL, nothing changed
+ * (another state, the last chunk, extensions, a cut line: the general
+ * walker's business). The caller keeps state and size in locals (inlined:
+ * registers) and clears line_len. */
+static inline __attribute__((always_inline)) const char *
+take_chunk_head(uint8_t *state, uint64_t *remaining, const char *p, const char *end)
+{
+	uint64_t size = 0;
+	const char *digits, *lim;
+
+	if (*state == CH_DATA_CR) {
+		if (end - p < 2 || load16(p) != CRLF16)
+			return NULL;
+		p += 2;
+	} else if (*state != CH_SIZE_FIRST) {
+		return NULL;
+	}
+	/* Up to 15 digits: no overflow check needed. */
+	digits = p;
+	lim = end - p > 15 ? p + 15 : end;
+	for (int d; p < lim && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++)
+		size = size << 4 | (uint64_t)d;
+	if (p == digits || !size || end - p < 2 || load16(p) != CRLF16)
+		return NULL;
+	*remaining = size;
+	*state = CH_DATA;
+	return p + 2;
+}
+
 /* The size line is over: a zero size starts the trailer section. */
 static void chunk_size_done(struct osh_http_body *b)
 {
@@ -954,6 +986,17 @@ static ssize_t feed_chunked(struct osh_http_body *b, const char *buf, size_t len
 		unsigned char c;
 		int d;
 
+		/* A chunk's end and the next one's size line, whole: at once
+		 * (a stream of small chunks is mostly these). */
+		if (b->state == CH_DATA_CR || b->state == CH_SIZE_FIRST) {
+			const char *q = take_chunk_head(&b->state, &b->remaining, p, end);
+
+			if (q) {
+				b->line_len = 0;
+				p = q;
+				continue;
+			}
+		}
 		switch (b->state) {
 		case CH_SIZE_FIRST:
 			d = osh_hex_digit((unsigned char)*p++);
@@ -1094,38 +1137,6 @@ ssize_t osh_http_body_feed(struct osh_http_body *b, const char *buf, size_t len)
 	default:
 		return OSH_HTTP_INVALID;
 	}
-}
-
-/* At a chunk boundary (the CRLF after a chunk's data, or a first size
- * line: @state), the usual framing whole in [p, end): that CRLF and a size
- * line without extensions. Taken: *state is CH_DATA, *remaining the
- * chunk's size, and the return is past it; else NULL, nothing changed
- * (another state, the last chunk, extensions, a cut line: the general
- * walker's business). The caller keeps state and size in locals (inlined:
- * registers) and clears line_len. */
-static inline __attribute__((always_inline)) const char *
-take_chunk_head(uint8_t *state, uint64_t *remaining, const char *p, const char *end)
-{
-	uint64_t size = 0;
-	const char *digits, *lim;
-
-	if (*state == CH_DATA_CR) {
-		if (end - p < 2 || load16(p) != CRLF16)
-			return NULL;
-		p += 2;
-	} else if (*state != CH_SIZE_FIRST) {
-		return NULL;
-	}
-	/* Up to 15 digits: no overflow check needed. */
-	digits = p;
-	lim = end - p > 15 ? p + 15 : end;
-	for (int d; p < lim && (d = osh_hex_digit((unsigned char)*p)) >= 0; p++)
-		size = size << 4 | (uint64_t)d;
-	if (p == digits || !size || end - p < 2 || load16(p) != CRLF16)
-		return NULL;
-	*remaining = size;
-	*state = CH_DATA;
-	return p + 2;
 }
 
 size_t osh_http_body_next_chunk(struct osh_http_body *b, const char *buf, size_t len)
