@@ -2139,6 +2139,51 @@ Test(http_skip, copy_payload_every_piece_and_room)
 	}
 }
 
+/* The fast path's size lines: every digit count, either case, with the
+ * bytes ending right after the line or data following; and what is not a
+ * plain size line is left to the general walker (0 taken). */
+Test(http_skip, size_line_digits)
+{
+	static const struct { const char *line; uint64_t size; } ok[] = {
+		{ "1\r\n", 0x1 }, { "f\r\n", 0xf }, { "F\r\n", 0xf }, { "10\r\n", 0x10 },
+		{ "aB\r\n", 0xab }, { "FfF\r\n", 0xfff }, { "1234\r\n", 0x1234 },
+		{ "0000a\r\n", 0xa }, { "abcde\r\n", 0xabcde }, { "ABCDEF\r\n", 0xabcdef },
+		{ "9a9f90\r\n", 0x9a9f90 }, { "1234567\r\n", 0x1234567 },
+		{ "12345678\r\n", 0x12345678 }, { "fedcba9876\r\n", 0xfedcba9876 },
+	};
+	static const char *const refused[] = {
+		"12g\r\n", "\r\n", "1\r\r\n", "12 ;x\r\n", "1;a=b\r\n", "0\r\n", "000\r\n",
+		"1\n", ":1\r\n", "1\rx\n",
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		for (int padded = 0; padded < 2; padded++) {
+			char buf[64];
+			size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%s", ok[i].line,
+						    padded ? "0123456789abcdef" : "");
+			struct osh_http_body b;
+
+			osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+			cr_assert_eq(osh_http_body_next_chunk(&b, buf, n), strlen(ok[i].line), "%s",
+				     ok[i].line);
+			cr_assert_eq(osh_http_body_payload_ahead(&b), ok[i].size, "%s padded %d",
+				     ok[i].line, padded);
+		}
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		for (int padded = 0; padded < 2; padded++) {
+			char buf[64];
+			size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%s", refused[i],
+						    padded ? "0123456789abcdef" : "");
+			struct osh_http_body b;
+
+			osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
+			cr_assert_eq(osh_http_body_next_chunk(&b, buf, n), 0, "%s", refused[i]);
+			cr_assert_eq(osh_http_body_payload_ahead(&b), 0);
+		}
+	}
+}
+
 Test(http_skip, chunked_crossings_refused)
 {
 	struct osh_http_body b;
