@@ -7,6 +7,11 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <stdatomic.h>
+#define OSH_SKIM_AVX2 1
+#endif
 
 #include "lazylib.h"
 #include "llm_body.h"
@@ -440,46 +445,113 @@ static inline bool skim_hit(struct osh_llm_body *b, size_t at, size_t *ret)
 /* Search what was kept since tail_scanned: the offset of a trigger, or
  * SIZE_MAX. Stops early at a '_' that cannot be decided yet. 64 bytes a
  * step with one test for all of them (most steps find no '_' at all); the
- * last, shorter stretch by memchr (nothing is read past the kept bytes). */
+ * last, shorter stretch by memchr (nothing is read past the kept bytes).
+ * MASK64(t + i) is the step's '_' bits; AVX2 where the CPU has it (two
+ * compares a step instead of four). */
+#define SKIM_SEARCH_BODY(MASK64)                                                              \
+	const char *t = b->tail;                                                              \
+	size_t len = b->tail_len;                                                             \
+	size_t i = b->tail_scanned, ret;                                                      \
+                                                                                              \
+	for (; i + 64 <= len; i += 64) {                                                      \
+		uint64_t m = MASK64(t + i);                                                   \
+                                                                                              \
+		for (; m; m &= m - 1)                                                         \
+			if (skim_hit(b, i + (size_t)__builtin_ctzll(m), &ret))                \
+				return ret;                                                   \
+	}                                                                                     \
+	for (const char *u; i < len && (u = memchr(t + i, '_', len - i)); i = (size_t)(u - t) + 1) \
+		if (skim_hit(b, (size_t)(u - t), &ret))                                       \
+			return ret;                                                           \
+	b->tail_scanned = len;                                                                \
+	return SIZE_MAX
+
+static inline uint64_t us_mask(const char *p)
+{
+#ifdef __SSE2__
+	const __m128i us = _mm_set1_epi8('_');
+	__m128i c0 = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), us);
+	__m128i c1 = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)), us);
+	__m128i c2 = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 32)), us);
+	__m128i c3 = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 48)), us);
+
+	if (!_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(c0, c1), _mm_or_si128(c2, c3))))
+		return 0;
+	return (uint64_t)(uint32_t)_mm_movemask_epi8(c0) |
+	       (uint64_t)(uint32_t)_mm_movemask_epi8(c1) << 16 |
+	       (uint64_t)(uint32_t)_mm_movemask_epi8(c2) << 32 |
+	       (uint64_t)(uint32_t)_mm_movemask_epi8(c3) << 48;
+#else
+	uint64_t m = 0;
+
+	for (unsigned j = 0; j < 64; j++)
+		m |= (uint64_t)(p[j] == '_') << j;
+	return m;
+#endif
+}
+
+static size_t skim_search_base(struct osh_llm_body *b)
+{
+	SKIM_SEARCH_BODY(us_mask);
+}
+
+#ifdef OSH_SKIM_AVX2
+__attribute__((target("avx2"))) static inline uint64_t us_mask_avx2(const char *p)
+{
+	const __m256i us = _mm256_set1_epi8('_');
+	__m256i c0 = _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(const void *)p), us);
+	__m256i c1 = _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(p + 32)),
+				       us);
+
+	if (_mm256_testz_si256(_mm256_or_si256(c0, c1), _mm256_or_si256(c0, c1)))
+		return 0;
+	return (uint64_t)(uint32_t)_mm256_movemask_epi8(c0) |
+	       (uint64_t)(uint32_t)_mm256_movemask_epi8(c1) << 32;
+}
+
+__attribute__((target("avx2"))) static size_t skim_search_avx2(struct osh_llm_body *b)
+{
+	SKIM_SEARCH_BODY(us_mask_avx2);
+}
+#endif
+
+#ifdef OSH_SKIM_AVX2
+/* -1 until decided, once per process (the same answer every time, so a
+ * race between threads is harmless). */
+static _Atomic int search_avx2 = -1;
+
+static bool cpu_has_avx2(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2");
+}
+#endif
+
+bool osh_llm_body_search_avx2(bool on)
+{
+#ifdef OSH_SKIM_AVX2
+	on = on && cpu_has_avx2();
+	atomic_store_explicit(&search_avx2, on, memory_order_relaxed);
+	return on;
+#else
+	(void)on;
+	return false;
+#endif
+}
+
 static size_t skim_search(struct osh_llm_body *b)
 {
-	const char *t = b->tail;
-	size_t len = b->tail_len;
-	size_t i = b->tail_scanned, ret;
+#ifdef OSH_SKIM_AVX2
+	int have = atomic_load_explicit(&search_avx2, memory_order_relaxed);
 
-	for (; i + 64 <= len; i += 64) {
-		uint64_t m;
-
-#ifdef __SSE2__
-		const __m128i us = _mm_set1_epi8('_');
-		__m128i c0 = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(t + i)), us);
-		__m128i c1 = _mm_cmpeq_epi8(
-			_mm_loadu_si128((const __m128i *)(const void *)(t + i + 16)), us);
-		__m128i c2 = _mm_cmpeq_epi8(
-			_mm_loadu_si128((const __m128i *)(const void *)(t + i + 32)), us);
-		__m128i c3 = _mm_cmpeq_epi8(
-			_mm_loadu_si128((const __m128i *)(const void *)(t + i + 48)), us);
-
-		if (!_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(c0, c1), _mm_or_si128(c2, c3))))
-			continue;
-		m = (uint64_t)(uint32_t)_mm_movemask_epi8(c0) |
-		    (uint64_t)(uint32_t)_mm_movemask_epi8(c1) << 16 |
-		    (uint64_t)(uint32_t)_mm_movemask_epi8(c2) << 32 |
-		    (uint64_t)(uint32_t)_mm_movemask_epi8(c3) << 48;
-#else
-		m = 0;
-		for (unsigned j = 0; j < 64; j++)
-			m |= (uint64_t)(t[i + j] == '_') << j;
-#endif
-		for (; m; m &= m - 1)
-			if (skim_hit(b, i + (size_t)__builtin_ctzll(m), &ret))
-				return ret;
+	if (have < 0) {
+		have = cpu_has_avx2();
+		atomic_store_explicit(&search_avx2, have, memory_order_relaxed);
 	}
-	for (const char *u; i < len && (u = memchr(t + i, '_', len - i)); i = (size_t)(u - t) + 1)
-		if (skim_hit(b, (size_t)(u - t), &ret))
-			return ret;
-	b->tail_scanned = len;
-	return SIZE_MAX;
+	if (have)
+		return skim_search_avx2(b);
+#endif
+	return skim_search_base(b);
 }
 
 /* Where the event holding offset @at of the kept bytes starts: just past

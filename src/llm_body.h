@@ -129,6 +129,10 @@ ssize_t osh_llm_body_walk(struct osh_llm_body *b, struct osh_http_body *w, const
  * does not fit is split as usual. Only for SSE streams. */
 void osh_llm_body_skim(struct osh_llm_body *b);
 
+/* Tests: search with AVX2 (@on, when the CPU has it) or with the baseline
+ * code; returns whether AVX2 is used now. By default the CPU decides. */
+bool osh_llm_body_search_avx2(bool on);
+
 /* The body ended (complete, or the connection closed): a last event without
  * its blank line or a last NDJSON line without LF is delivered now. */
 void osh_llm_body_end(struct osh_llm_body *b);

@@ -206,7 +206,11 @@ static bool drop_pair(enum slim_mode mode, int depth, const char *k, size_t n, c
 	if (mode < SLIM_CHUNK)
 		return false;
 	/* Every chunk: nulls (read as absent) and what is never read, at
-	 * any depth. */
+	 * any depth; after the first output also empty objects and arrays
+	 * (an empty delta, a usage chunk's choices), but an "error" of any
+	 * shape is one. */
+	if (mode == SLIM_OUTPUT_SEEN && ve - v == 2 && (memcmp(v, "{}", 2) == 0 || memcmp(v, "[]", 2) == 0))
+		return !(n == 5 && memcmp(k, "error", 5) == 0);
 	return (ve - v == 4 && memcmp(v, "null", 4) == 0) ||
 	       in_list(chunk_unread_anywhere,
 		       mode == SLIM_OUTPUT_SEEN

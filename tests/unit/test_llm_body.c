@@ -354,12 +354,23 @@ static void on_event_then_skim(void *arg, const char *event, size_t event_len, c
 	osh_llm_body_skim(ctx->b);
 }
 
+/* A skimming case run with both searches: AVX2 (where the CPU has it)
+ * and the baseline. */
+static void with_both_searches(void (*test_case)(void))
+{
+	for (int avx2 = 0; avx2 < 2; avx2++) {
+		osh_llm_body_search_avx2(avx2);
+		test_case();
+	}
+	osh_llm_body_search_avx2(true);
+}
+
 /* Skimmed: after the first event only a trigger's event (a finish reason
  * that is not null, a tool call) and the last ones (what fits 2 KiB) are
  * delivered, whatever the piece size, until close or chunked (the chunks'
  * payload gathered by one walker call for many); the kept bytes stay
  * bounded. */
-Test(llm_body, sse_skimmed_after_the_first_event)
+static void sse_skimmed_after_the_first_event_case(void)
 {
 	static const size_t pieces[] = { 1, 3, 64, 1000, 0 };
 	char *wire = malloc(64 * 1024);
@@ -429,10 +440,15 @@ Test(llm_body, sse_skimmed_after_the_first_event)
 	free(wire);
 }
 
+Test(llm_body, sse_skimmed_after_the_first_event)
+{
+	with_both_searches(sse_skimmed_after_the_first_event_case);
+}
+
 /* Skimmed tool calls: the delta that starts a call (an "id", a "name") is
  * delivered, the many that only add argument text are not, with LF or CRLF
  * line ends and in any piece size. */
-Test(llm_body, sse_skim_delivers_tool_call_starts_only)
+static void sse_skim_delivers_tool_call_starts_only_case(void)
 {
 	static const size_t pieces[] = { 1, 5, 64, 700, 0 };
 	char *wire = malloc(64 * 1024);
@@ -484,6 +500,11 @@ Test(llm_body, sse_skim_delivers_tool_call_starts_only)
 	free(wire);
 }
 
+Test(llm_body, sse_skim_delivers_tool_call_starts_only)
+{
+	with_both_searches(sse_skim_delivers_tool_call_starts_only_case);
+}
+
 /* The engine's walker walked by the tracker (osh_llm_body_walk): the
  * framing is read once, and the caller learns from the return where the
  * body ends, as its own walker would have told it. A skimmed chunked
@@ -491,7 +512,7 @@ Test(llm_body, sse_skim_delivers_tool_call_starts_only)
  * by the next response's bytes, in pieces of every kind: the same bytes
  * used, the same payload counted and the walker done where a walker fed
  * alone stops; everything decoded; the next response untouched. */
-Test(llm_body, walk_uses_the_callers_walker)
+static void walk_uses_the_callers_walker_case(void)
 {
 	static const size_t pieces[] = { 1, 2, 7, 64, 1000, 0 };
 	static const char next[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -577,4 +598,9 @@ Test(llm_body, walk_uses_the_callers_walker)
 	}
 	free(wire);
 	free(events);
+}
+
+Test(llm_body, walk_uses_the_callers_walker)
+{
+	with_both_searches(walk_uses_the_callers_walker_case);
 }

@@ -776,6 +776,8 @@ Test(llm_extract, slim_chunk_after_output)
 		       "{\"content\":\" word\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
 		       "\"usage\":null}",
 		       "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}");
+	want_slim_seen("{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}",
+		       "{\"choices\":[{\"index\":0,\"finish_reason\":\"length\"}]}");
 	want_slim_seen("{\"choices\":[{\"index\":1,\"delta\":{\"refusal\":null,\"content\":\"a\","
 		       "\"tool_calls\":[{\"index\":0,\"id\":\"call_9\",\"function\":{\"name\":\"g\","
 		       "\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}",
@@ -783,8 +785,10 @@ Test(llm_extract, slim_chunk_after_output)
 		       "\"call_9\",\"function\":{\"name\":\"g\"}}]}}]}");
 	want_slim_seen("{\"choices\":[],\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":500,"
 		       "\"prompt_tokens_details\":{\"cached_tokens\":3}}}",
-		       "{\"choices\":[],\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":500,"
+		       "{\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":500,"
 		       "\"prompt_tokens_details\":{\"cached_tokens\":3}}}");
+	/* Empty: gone, but an empty "error" still says there was one. */
+	want_slim_seen("{\"error\":{},\"x\":[],\"y\":{}}", "{\"error\":{}}");
 	want_slim_seen("{\"choices\":[{\"delta\":{\"role\":\"content\"}}]}",
 		       "{\"choices\":[{\"delta\":{\"role\":\"content\"}}]}");
 	want_slim_seen("{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"param\":null}}",
