@@ -122,11 +122,12 @@ ssize_t osh_llm_body_walk(struct osh_llm_body *b, struct osh_http_body *w, const
  * would make an event matter before the stream ends (the start of an
  * OpenAI-style tool or function call, a finish reason that is not null);
  * the last events are kept (the bytes from an event boundary: at most
- * 8 KiB, trimmed to the last 2 KiB or fewer when full). The event holding a trigger goes through the
- * splitter as usual (the events before it are dropped) and skimming goes
- * on after it; at the end of the body, the events ending in the last 2 KiB
- * do (the usage, error and final events). Memory: 8 KiB; an event that
- * does not fit is split as usual. Only for SSE streams. */
+ * 16 KiB, trimmed to the last 2 KiB or fewer when full). The event holding
+ * a trigger goes through the splitter as usual (the events before it are
+ * dropped) and skimming goes on after it; at the end of the body, the
+ * events ending in the last 2 KiB do (the usage, error and final events).
+ * Memory: 16 KiB; an event that does not fit is split as usual. Only for
+ * SSE streams. */
 void osh_llm_body_skim(struct osh_llm_body *b);
 
 /* Tests: search with AVX2 (@on, when the CPU has it) or with the baseline
