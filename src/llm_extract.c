@@ -326,6 +326,7 @@ static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n,
 {
 	json_error_t err;
 	json_t *r;
+	char stack_buf[512];
 	char *small;
 	size_t len;
 
@@ -334,12 +335,15 @@ static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n,
 		return NULL;
 	if (c->capture || (mode == SLIM_STRINGS && n < 1024))
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
-	small = malloc(n);
+	/* A stream chunk or a short request (most of what is parsed) slims
+	 * into the stack; a body, into the heap. */
+	small = n <= sizeof(stack_buf) ? stack_buf : malloc(n);
 	if (!small)
 		return J->loadb(json, n, JSON_DECODE_ANY, &err);
 	len = slim(json, n, small, SHRINK_MAX, mode);
 	r = J->loadb(small, len, JSON_DECODE_ANY, &err);
-	free(small);
+	if (small != stack_buf)
+		free(small);
 	return r;
 }
 
