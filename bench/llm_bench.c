@@ -21,6 +21,8 @@
  *
  *   llm_bench [calls-per-round [json|stream|agent]]
  *
+ * OSH_BENCH_READ=<bytes> sets the stream's read size (1024 by default;
+ * ~205 is one event per read, as a client that keeps up reads a stream).
  * With a shape named, only that one runs (for callgrind profiles).
  */
 #define _GNU_SOURCE
@@ -46,6 +48,7 @@ static size_t json_len;
 static char *stream_body;
 static size_t stream_len;
 static size_t peak_heap;
+static size_t read_size = 1024;	/* a stream's reads (OSH_BENCH_READ overrides, for experiments) */
 static bool sample_heap;	/* an untimed pass: mallinfo2 costs more than a read */
 
 static double cpu_ns(void)
@@ -169,7 +172,7 @@ static void one_call(bool stream, struct osh_span *rec)
 	osh_http_body_start(&walker, kind, len);
 	osh_llm_response_head(l, &resp, kind, 1);
 	/* Reads as a client makes them: 1 KiB (stream) or 4 KiB (JSON). */
-	for (size_t off = 0, step = stream ? 1024 : 4096; off < len; off += step) {
+	for (size_t off = 0, step = stream ? read_size : 4096; off < len; off += step) {
 		size_t k = len - off < step ? len - off : step;
 
 		if (osh_llm_response_walk(l, &walker, body + off, k, 2 + off) == OSH_LLM_NOT_WALKED)
@@ -190,7 +193,7 @@ static size_t plain_call(bool stream)
 	size_t len = stream ? stream_len : json_len, used = 0;
 
 	osh_http_body_start(&walker, stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH, len);
-	for (size_t off = 0, step = stream ? 1024 : 4096; off < len; off += step) {
+	for (size_t off = 0, step = stream ? read_size : 4096; off < len; off += step) {
 		ssize_t n = osh_http_body_feed(&walker, body + off, len - off < step ? len - off : step);
 
 		used += n > 0 ? (size_t)n : 0;
@@ -252,6 +255,8 @@ int main(int argc, char **argv)
 	double json_plain = 0, json_top = 0, stream_plain = 0, stream_top = 0, agent_top = 0;
 	size_t base;
 
+	if (getenv("OSH_BENCH_READ"))
+		read_size = (size_t)atoi(getenv("OSH_BENCH_READ"));
 	osh_cfg.llm_body_limit = 4u << 20;
 	osh_span_set_limits(0, 128);
 	make_bodies();
