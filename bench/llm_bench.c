@@ -23,6 +23,8 @@
  *
  * OSH_BENCH_READ=<bytes> sets the stream's read size (1024 by default;
  * ~205 is one event per read, as a client that keeps up reads a stream).
+ * OSH_BENCH_VARY=1 alternates two requests that differ in max_tokens, so
+ * that the request memo never answers (each request parsed).
  * With a shape named, only that one runs (for callgrind profiles).
  */
 #define _GNU_SOURCE
@@ -38,8 +40,13 @@
 #include "llm.h"
 #include "span.h"
 
-static char req_body[512];
-static size_t req_len;
+static char req_body[2][512];	/* the second: max_tokens 801 */
+static size_t req_len[2];
+/* OSH_BENCH_VARY: calls alternate between the two requests, so that no
+ * call's request reads as the last one's (the request memo never
+ * answers: what a parse costs). */
+static bool vary;
+static unsigned call_no;
 static char *agent_body;
 static size_t agent_len;
 static bool agent;	/* one_call() sends agent_body */
@@ -63,13 +70,14 @@ static void make_bodies(void)
 {
 	size_t cap = 1 << 20, w = 0;
 
-	req_len = (size_t)snprintf(req_body, sizeof(req_body),
-				   "{\"model\":\"gpt-4o-mini\",\"max_tokens\":800,\"temperature\":0.3,"
-				   "\"stream\":%s,\"stream_options\":{\"include_usage\":true},"
-				   "\"messages\":[{\"role\":\"system\",\"content\":\"You are a "
-				   "helpful assistant.\"},{\"role\":\"user\",\"content\":\"Write a "
-				   "short story about a lighthouse keeper and a storm.\"}]}",
-				   "false");
+	for (int i = 0; i < 2; i++)
+		req_len[i] = (size_t)snprintf(req_body[i], sizeof(req_body[i]),
+					      "{\"model\":\"gpt-4o-mini\",\"max_tokens\":%d,\"temperature\":0.3,"
+					      "\"stream\":false,\"stream_options\":{\"include_usage\":true},"
+					      "\"messages\":[{\"role\":\"system\",\"content\":\"You are a "
+					      "helpful assistant.\"},{\"role\":\"user\",\"content\":\"Write a "
+					      "short story about a lighthouse keeper and a storm.\"}]}",
+					      800 + i);
 	/* 4 KiB JSON response: the story in one message, usage at the end. */
 	json_body = malloc(cap);
 	w += (size_t)sprintf(json_body + w,
@@ -162,9 +170,12 @@ static void one_call(bool stream, struct osh_span *rec)
 	enum osh_http_body_kind kind = stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH;
 
 	req.body = OSH_BODY_LENGTH;
-	req.content_length = agent ? agent_len : req_len;
+	unsigned which = vary ? call_no++ & 1 : 0;
+
+	req.content_length = agent ? agent_len : req_len[which];
 	osh_llm_request_head(l, &req, 200);
-	osh_llm_request_body(l, 200, agent ? agent_body : req_body, agent ? agent_len : req_len);
+	osh_llm_request_body(l, 200, agent ? agent_body : req_body[which],
+			     agent ? agent_len : req_len[which]);
 	resp.status = 200;
 	resp.content_type = stream ? (struct osh_str){ "text/event-stream", 17 }
 				   : (struct osh_str){ "application/json", 16 };
@@ -255,6 +266,7 @@ int main(int argc, char **argv)
 	double json_plain = 0, json_top = 0, stream_plain = 0, stream_top = 0, agent_top = 0;
 	size_t base;
 
+	vary = getenv("OSH_BENCH_VARY") && strcmp(getenv("OSH_BENCH_VARY"), "1") == 0;
 	if (getenv("OSH_BENCH_READ"))
 		read_size = (size_t)atoi(getenv("OSH_BENCH_READ"));
 	osh_cfg.llm_body_limit = 4u << 20;

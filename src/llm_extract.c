@@ -3,6 +3,8 @@
  * (reference/semconv-genai.md §4, §7, §8). */
 #define _GNU_SOURCE
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -639,9 +641,10 @@ static void messages_text(struct osh_llm_call *c, json_t *msgs)
 	}
 }
 
-void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
+/* The request's fields from its parsed root @r (dropped here). */
+static void request_from(struct osh_llm_call *c, json_t *r)
 {
-	json_t *r = parse(c, json, n, SLIM_REQUEST), *v;
+	json_t *v;
 
 	if (!r || !json_is_object(r)) {
 		drop(r);
@@ -736,6 +739,94 @@ void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 		break;
 	}
 	drop(r);
+}
+
+/* The last request parsed without content capture, and what it did to
+ * the request fields of its call (struct osh_llm_call from request_model
+ * up to response_id, one block): an application sends the same model and
+ * parameters call after call, and with its conversation and tools left
+ * out (slim()) its requests read the same, so their parse (jansson, ~250
+ * instructions a byte) is done once. The key is the slimmed bytes, the
+ * call's flavour and operation and its request fields before the parse
+ * (the route may have set some): the same three give the same fields
+ * after. One for the process; a thread that finds it busy parses. */
+#define REQUEST_BLOCK_AT offsetof(struct osh_llm_call, request_model)
+#define REQUEST_BLOCK (offsetof(struct osh_llm_call, response_id) - REQUEST_BLOCK_AT)
+#define REQUEST_MEMO_KEY 512
+
+static struct {
+	atomic_flag busy;
+	bool valid;
+	uint8_t flavour, operation;
+	size_t key_len;
+	char key[REQUEST_MEMO_KEY];
+	unsigned char before[REQUEST_BLOCK], after[REQUEST_BLOCK];
+} memo = { .busy = ATOMIC_FLAG_INIT };
+static _Atomic uint64_t memo_hits;
+
+static unsigned char *request_block(struct osh_llm_call *c)
+{
+	return (unsigned char *)c + REQUEST_BLOCK_AT;
+}
+
+static bool memo_recall(struct osh_llm_call *c, const char *key, size_t len)
+{
+	bool hit;
+
+	if (len > REQUEST_MEMO_KEY || atomic_flag_test_and_set_explicit(&memo.busy, memory_order_acquire))
+		return false;
+	hit = memo.valid && memo.flavour == c->flavour && memo.operation == c->operation &&
+	      memo.key_len == len && memcmp(memo.key, key, len) == 0 &&
+	      memcmp(memo.before, request_block(c), REQUEST_BLOCK) == 0;
+	if (hit)
+		memcpy(request_block(c), memo.after, REQUEST_BLOCK);
+	atomic_flag_clear_explicit(&memo.busy, memory_order_release);
+	if (hit)
+		atomic_fetch_add_explicit(&memo_hits, 1, memory_order_relaxed);
+	return hit;
+}
+
+static void memo_store(const struct osh_llm_call *c, const unsigned char *before, const char *key,
+		       size_t len)
+{
+	if (len > REQUEST_MEMO_KEY || atomic_flag_test_and_set_explicit(&memo.busy, memory_order_acquire))
+		return;
+	memo.flavour = c->flavour;
+	memo.operation = c->operation;
+	memo.key_len = len;
+	memcpy(memo.key, key, len);
+	memcpy(memo.before, before, REQUEST_BLOCK);
+	memcpy(memo.after, (const unsigned char *)c + REQUEST_BLOCK_AT, REQUEST_BLOCK);
+	memo.valid = true;
+	atomic_flag_clear_explicit(&memo.busy, memory_order_release);
+}
+
+uint64_t osh_llm_request_memo_hits(void)
+{
+	return atomic_load_explicit(&memo_hits, memory_order_relaxed);
+}
+
+void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
+{
+	unsigned char before[REQUEST_BLOCK];
+	char stack_buf[512], *small;
+	json_error_t err;
+	size_t len;
+
+	J = osh_jansson();
+	small = c->capture || !J || !json || !n ? NULL : n <= sizeof(stack_buf) ? stack_buf : malloc(n);
+	if (!small) {
+		request_from(c, parse(c, json, n, SLIM_REQUEST));
+		return;
+	}
+	len = slim(json, n, small, SHRINK_MAX, SLIM_REQUEST);
+	if (!memo_recall(c, small, len)) {
+		memcpy(before, request_block(c), REQUEST_BLOCK);
+		request_from(c, J->loadb(small, len, JSON_DECODE_ANY, &err));
+		memo_store(c, before, small, len);
+	}
+	if (small != stack_buf)
+		free(small);
 }
 
 /* ---- response -------------------------------------------------------------------- */

@@ -44,7 +44,8 @@ struct osh_llm_call {
 	uint8_t flavour;	/* enum osh_llm_flavour */
 	uint8_t operation;	/* enum osh_llm_operation */
 
-	/* Request. */
+	/* Request: one block, request_model up to response_id (the request
+	 * memo in llm_extract.c keeps and restores it whole). */
 	char request_model[OSH_LLM_STR_MAX];
 	int64_t max_tokens;	/* -1: not given */
 	int64_t seed;
@@ -92,8 +93,13 @@ void osh_llm_call_init(struct osh_llm_call *c, uint8_t flavour, uint8_t operatio
 void osh_llm_call_free(struct osh_llm_call *c);
 
 /* The request body (@json, @n bytes; may be cut short: then little is
- * found). */
+ * found). Without content capture a request that reads as the last one
+ * did once its content fields are left out (the same model and
+ * parameters) is not parsed again: its fields come from a memo. */
 void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n);
+
+/* Tests: how many requests the memo answered. */
+uint64_t osh_llm_request_memo_hits(void);
 
 /* A whole (non-streamed) response body, with the HTTP @status. */
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n);

@@ -2,6 +2,7 @@
  * Bodies follow the providers' documented shapes (written here by hand). */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -659,6 +660,76 @@ Test(llm_extract, request_content_fields_left_out_the_rest_read)
 			cr_assert(c.include_usage, "a nested \"messages\" is kept");
 		osh_llm_call_free(&c);
 	}
+}
+
+/* The request memo: a request that reads as the last one did once its
+ * content fields are left out gets the same fields without a parse, one
+ * with other parameters is parsed, and so is one whose call had other
+ * request fields set before (a Gemini stream's route sets "stream"), or
+ * one whose text is captured. */
+Test(llm_extract, request_memo_gives_what_a_parse_gives)
+{
+	static const char a[] = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":"
+				"\"first\"}],\"max_tokens\":77,\"temperature\":0.25,\"stop\":[\"A\",\"B\"],"
+				"\"stream\":true}";
+	static const char a2[] = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":"
+				 "\"second, longer\"},{\"role\":\"assistant\",\"content\":\"x\"}],"
+				 "\"max_tokens\":77,\"temperature\":0.25,\"stop\":[\"A\",\"B\"],"
+				 "\"stream\":true}";
+	static const char b[] = "{\"model\":\"gpt-4o\",\"messages\":[],\"max_tokens\":78,"
+				"\"temperature\":0.25,\"stop\":[\"A\",\"B\"],\"stream\":true}";
+	static const char g[] = "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}],"
+				"\"generationConfig\":{\"maxOutputTokens\":9}}";
+	struct osh_llm_call c1, c2, c3, c4, c5, c6, c7;
+	uint64_t hits = osh_llm_request_memo_hits();
+
+	osh_llm_call_init(&c1, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	osh_llm_extract_request(&c1, S(a));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits, "the first one is parsed");
+	osh_llm_call_init(&c2, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	osh_llm_extract_request(&c2, S(a2));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "another conversation, same parameters");
+	cr_assert_str_eq(c2.request_model, "gpt-4o");
+	cr_assert_eq(c2.max_tokens, 77);
+	cr_assert(c2.has_temperature && c2.temperature == 0.25);
+	cr_assert(c2.stream);
+	cr_assert_eq(c2.n_stop, 2);
+	cr_assert_str_eq(c2.stop[1], "B");
+	cr_assert_eq(memcmp(c1.request_model, c2.request_model,
+			    offsetof(struct osh_llm_call, response_id) -
+				    offsetof(struct osh_llm_call, request_model)),
+		     0, "every request field as the parse gave them");
+
+	osh_llm_call_init(&c3, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	osh_llm_extract_request(&c3, S(b));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "other parameters are parsed");
+	cr_assert_eq(c3.max_tokens, 78);
+	osh_llm_call_init(&c4, OSH_LLM_OPENAI, OSH_LLM_OP_EMBEDDINGS, false);
+	osh_llm_extract_request(&c4, S(b));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "another operation is parsed");
+
+	/* The same Gemini body for a streaming and a plain route. */
+	osh_llm_call_init(&c5, OSH_LLM_GEMINI, OSH_LLM_OP_CHAT, false);
+	c5.stream = true;
+	osh_llm_extract_request(&c5, S(g));
+	osh_llm_call_init(&c6, OSH_LLM_GEMINI, OSH_LLM_OP_CHAT, false);
+	osh_llm_extract_request(&c6, S(g));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "other fields before: parsed");
+	cr_assert(c5.stream && !c6.stream);
+	cr_assert_eq(c5.max_tokens, 9);
+	cr_assert_eq(c6.max_tokens, 9);
+
+	osh_llm_call_init(&c7, OSH_LLM_GEMINI, OSH_LLM_OP_CHAT, true);
+	osh_llm_extract_request(&c7, S(g));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "captured text is never from the memo");
+	cr_assert(c7.input.len > 0 && memmem(c7.input.buf, c7.input.len, "hi", 2));
+	osh_llm_call_free(&c1);
+	osh_llm_call_free(&c2);
+	osh_llm_call_free(&c3);
+	osh_llm_call_free(&c4);
+	osh_llm_call_free(&c5);
+	osh_llm_call_free(&c6);
+	osh_llm_call_free(&c7);
 }
 
 /* Content capture on: the same fields are read in full. */
