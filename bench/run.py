@@ -8,6 +8,8 @@ docs/BENCHMARKS.md.
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
+OSH_BENCH_ROUNDS sets the server rounds (7 by default; more narrow the
+median when the VM changes speed between rounds).
 """
 
 import os
@@ -440,7 +442,7 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def bench_server(seconds=10, rounds=7):
+def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))):
     """nginx serving a small static file on loopback, wrk -t1 -c8, with and without the
     shim (always_on, OTLP export to the local sink), interleaved rounds: throughput ratio,
     p99 latency difference, spans the sink received against requests wrk made."""
