@@ -138,6 +138,40 @@ Test(llm, streamed_response_time_to_first_token)
 	cr_assert(a && a->v.s.len == 6 && memcmp(osh_span_str(rec, a->v.s), "req-77", 6) == 0);
 }
 
+/* Trackers are reused (one freed tracker is kept for the next call): a
+ * call after a streamed one starts from nothing, with no time to first
+ * token, request id or response fields of the one before. */
+Test(llm, next_call_inherits_nothing)
+{
+	static const char sse[] =
+		"data: {\"id\":\"c1\",\"model\":\"m-1\",\"choices\":[{\"index\":0,\"delta\":"
+		"{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n";
+	static const char body[] = "{\"choices\":[]}";
+	struct osh_llm *l = start("/v1/chat/completions"), *l2;
+
+	request(l, 0);
+	osh_llm_request_body(l, 0, req_body, sizeof(req_body) - 1);
+	response_head(l, 200, "text/event-stream", NULL, OSH_BODY_UNTIL_CLOSE, 0, "req-1");
+	osh_llm_response_body(l, sse, sizeof(sse) - 1, 1200000000ull);
+	osh_llm_finish(l, rec);
+	cr_assert_not_null(find("llm.response.time_to_first_token_ms"));
+	osh_span_destroy(rec);
+	rec = osh_span_create();
+
+	l2 = start("/v1/chat/completions");
+	cr_assert_not_null(l2);
+	request(l2, 0);
+	osh_llm_request_body(l2, 0, req_body, sizeof(req_body) - 1);
+	response_head(l2, 200, "application/json", NULL, OSH_BODY_LENGTH, sizeof(body) - 1, NULL);
+	osh_llm_response_body(l2, body, sizeof(body) - 1, 5);
+	osh_llm_finish(l2, rec);
+	cr_assert_null(find("llm.response.time_to_first_token_ms"), "not a stream");
+	cr_assert_null(find("llm.request_id"));
+	cr_assert_null(find("gen_ai.response.id"));
+	cr_assert_null(find("gen_ai.response.model"));
+	cr_assert_null(find("gen_ai.response.finish_reasons"));
+}
+
 Test(llm, response_id_stands_in_for_a_missing_request_id)
 {
 	static const char body[] = "{\"id\":\"chatcmpl-z\",\"choices\":[],\"usage\":{"
