@@ -71,13 +71,14 @@ static void make_bodies(void)
 	size_t cap = 1 << 20, w = 0;
 
 	for (int i = 0; i < 2; i++)
-		req_len[i] = (size_t)snprintf(req_body[i], sizeof(req_body[i]),
-					      "{\"model\":\"gpt-4o-mini\",\"max_tokens\":%d,\"temperature\":0.3,"
-					      "\"stream\":false,\"stream_options\":{\"include_usage\":true},"
-					      "\"messages\":[{\"role\":\"system\",\"content\":\"You are a "
-					      "helpful assistant.\"},{\"role\":\"user\",\"content\":\"Write a "
-					      "short story about a lighthouse keeper and a storm.\"}]}",
-					      800 + i);
+		req_len[i] = (size_t)snprintf(
+			req_body[i], sizeof(req_body[i]),
+			"{\"model\":\"gpt-4o-mini\",\"max_tokens\":%d,\"temperature\":0.3,"
+			"\"stream\":false,\"stream_options\":{\"include_usage\":true},"
+			"\"messages\":[{\"role\":\"system\",\"content\":\"You are a "
+			"helpful assistant.\"},{\"role\":\"user\",\"content\":\"Write a "
+			"short story about a lighthouse keeper and a storm.\"}]}",
+			800 + i);
 	/* 4 KiB JSON response: the story in one message, usage at the end. */
 	json_body = malloc(cap);
 	w += (size_t)sprintf(json_body + w,
@@ -205,7 +206,8 @@ static size_t plain_call(bool stream)
 
 	osh_http_body_start(&walker, stream ? OSH_BODY_CHUNKED : OSH_BODY_LENGTH, len);
 	for (size_t off = 0, step = stream ? read_size : 4096; off < len; off += step) {
-		ssize_t n = osh_http_body_feed(&walker, body + off, len - off < step ? len - off : step);
+		size_t k = len - off < step ? len - off : step;
+		ssize_t n = osh_http_body_feed(&walker, body + off, k);
 
 		used += n > 0 ? (size_t)n : 0;
 	}
@@ -292,7 +294,8 @@ int main(int argc, char **argv)
 		agent_ns = measure(false, calls / 4 ? calls / 4 : 1, 7, NULL, &agent_top);
 	agent = false;
 	if (argc <= 2 || strcmp(argv[2], "stream") == 0)
-		stream_ns = measure(true, calls / 10 ? calls / 10 : 1, 7, &stream_plain, &stream_top);
+		stream_ns = measure(true, calls / 10 ? calls / 10 : 1, 7, &stream_plain,
+				    &stream_top);
 	sample_heap = true;
 	measure(false, 1, 1, NULL, NULL);
 	measure(true, 1, 1, NULL, NULL);
@@ -300,7 +303,7 @@ int main(int argc, char **argv)
 	       "stream_ns_per_call=%.0f stream_plain_ns=%.0f stream_on_top_ns=%.0f "
 	       "agent_ns_per_call=%.0f agent_on_top_ns=%.0f json_bytes=%zu "
 	       "stream_bytes=%zu agent_request_bytes=%zu stream_events=500 peak_heap_bytes=%zu\n",
-	       json_ns, json_plain, json_top, stream_ns, stream_plain, stream_top, agent_ns, agent_top,
-	       json_len, stream_len, agent_len, peak_heap - base);
+	       json_ns, json_plain, json_top, stream_ns, stream_plain, stream_top, agent_ns,
+	       agent_top, json_len, stream_len, agent_len, peak_heap - base);
 	return 0;
 }

@@ -108,6 +108,7 @@ struct field_name {
 	size_t n;
 };
 #define FIELD(lit) { lit, sizeof(lit) - 1 }
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Top-level request fields only content capture reads: the conversation,
  * the system prompt, the tool schemas. An agent's request is mostly these,
@@ -198,12 +199,11 @@ static bool drop_pair(enum slim_mode mode, int depth, const char *k, size_t n, c
 		      const char *ve)
 {
 	if (depth == 1 && mode == SLIM_REQUEST)
-		return in_list(content_fields, sizeof(content_fields) / sizeof(content_fields[0]), k, n);
+		return in_list(content_fields, ARRAY_LEN(content_fields), k, n);
 	if (depth == 1 && mode >= SLIM_CHUNK &&
 	    in_list(chunk_unread_fields,
-		    mode == SLIM_CHUNK ? CHUNK_UNREAD_ALWAYS
-				       : sizeof(chunk_unread_fields) / sizeof(chunk_unread_fields[0]),
-		    k, n))
+		    mode == SLIM_CHUNK ? CHUNK_UNREAD_ALWAYS : ARRAY_LEN(chunk_unread_fields), k,
+		    n))
 		return true;
 	if (mode < SLIM_CHUNK)
 		return false;
@@ -211,13 +211,13 @@ static bool drop_pair(enum slim_mode mode, int depth, const char *k, size_t n, c
 	 * any depth; after the first output also empty objects and arrays
 	 * (an empty delta, a usage chunk's choices), but an "error" of any
 	 * shape is one. */
-	if (mode == SLIM_OUTPUT_SEEN && ve - v == 2 && (memcmp(v, "{}", 2) == 0 || memcmp(v, "[]", 2) == 0))
+	if (mode == SLIM_OUTPUT_SEEN && ve - v == 2 &&
+	    (memcmp(v, "{}", 2) == 0 || memcmp(v, "[]", 2) == 0))
 		return !(n == 5 && memcmp(k, "error", 5) == 0);
 	return (ve - v == 4 && memcmp(v, "null", 4) == 0) ||
 	       in_list(chunk_unread_anywhere,
-		       mode == SLIM_OUTPUT_SEEN
-			       ? sizeof(chunk_unread_anywhere) / sizeof(chunk_unread_anywhere[0])
-			       : UNREAD_ANYWHERE_ALWAYS,
+		       mode == SLIM_OUTPUT_SEEN ? ARRAY_LEN(chunk_unread_anywhere)
+						: UNREAD_ANYWHERE_ALWAYS,
 		       k, n);
 }
 
@@ -773,7 +773,8 @@ static bool memo_recall(struct osh_llm_call *c, const char *key, size_t len)
 {
 	bool hit;
 
-	if (len > REQUEST_MEMO_KEY || atomic_flag_test_and_set_explicit(&memo.busy, memory_order_acquire))
+	if (len > REQUEST_MEMO_KEY ||
+	    atomic_flag_test_and_set_explicit(&memo.busy, memory_order_acquire))
 		return false;
 	hit = memo.valid && memo.flavour == c->flavour && memo.operation == c->operation &&
 	      memo.key_len == len && memcmp(memo.key, key, len) == 0 &&
@@ -789,7 +790,8 @@ static bool memo_recall(struct osh_llm_call *c, const char *key, size_t len)
 static void memo_store(const struct osh_llm_call *c, const unsigned char *before, const char *key,
 		       size_t len)
 {
-	if (len > REQUEST_MEMO_KEY || atomic_flag_test_and_set_explicit(&memo.busy, memory_order_acquire))
+	if (len > REQUEST_MEMO_KEY ||
+	    atomic_flag_test_and_set_explicit(&memo.busy, memory_order_acquire))
 		return;
 	memo.flavour = c->flavour;
 	memo.operation = c->operation;
@@ -814,7 +816,10 @@ void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 	size_t len;
 
 	J = osh_jansson();
-	small = c->capture || !J || !json || !n ? NULL : n <= sizeof(stack_buf) ? stack_buf : malloc(n);
+	if (c->capture || !J || !json || !n)
+		small = NULL;
+	else
+		small = n <= sizeof(stack_buf) ? stack_buf : malloc(n);
 	if (!small) {
 		request_from(c, parse(c, json, n, SLIM_REQUEST));
 		return;

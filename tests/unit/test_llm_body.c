@@ -546,8 +546,9 @@ static void walk_uses_the_callers_walker_case(void)
 			osh_http_body_start(&w, OSH_BODY_CHUNKED, 0);
 			osh_http_body_start(&alone, OSH_BODY_CHUNKED, 0);
 			osh_llm_body_init(&b, OSH_LLM_FRAMING_CHUNKED, 0, stream ? NULL : "gzip",
-					  stream ? 0 : 4, stream ? OSH_LLM_STREAM_SSE : OSH_LLM_STREAM_NONE,
-					  1 << 20, &sink);
+					  stream ? 0 : 4,
+					  stream ? OSH_LLM_STREAM_SSE : OSH_LLM_STREAM_NONE, 1 << 20,
+					  &sink);
 			/* As the engine reads: a piece, then the rest of it
 			 * after the body goes to the next response. */
 			for (size_t off = 0; off < total && !w.done; off += piece) {
@@ -556,7 +557,8 @@ static void walk_uses_the_callers_walker_case(void)
 
 				cr_assert_geq(n, 0, "piece %zu at %zu", piece, off);
 				used += (size_t)n;
-				cr_assert(w.done || (size_t)n == k, "piece %zu: stopped early", piece);
+				cr_assert(w.done || (size_t)n == k, "piece %zu: stopped early",
+					  piece);
 			}
 			for (size_t off = 0; off < total && !alone.done; off += piece) {
 				size_t k = total - off < piece ? total - off : piece;
