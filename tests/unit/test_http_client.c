@@ -1594,6 +1594,64 @@ Test(client, keep_alive_sequence)
 	cr_assert_eq(n_captured, 10);
 }
 
+/* LLM calls on one keep-alive connection: each response body's framing
+ * is walked by the call's tracker, on the engine's walker
+ * (osh_llm_response_walk). The engine still ends each span with its body,
+ * counts the body, and reads the next response's head where the body ends,
+ * in reads of any size; the tracker still decodes everything. */
+Test(client, llm_bodies_walked_once_on_keep_alive)
+{
+	static const char req[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\n"
+				  "Content-Length: 15\r\n\r\n{\"model\":\"m-1\"}";
+	static const char sse[] =
+		"data: {\"id\":\"c1\",\"model\":\"m-1\",\"choices\":[{\"index\":0,\"delta\":"
+		"{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n"
+		"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n"
+		"data: [DONE]\n\n";
+	static const char json[] = "{\"id\":\"c2\",\"model\":\"m-2\",\"choices\":[{\"index\":0,"
+				   "\"message\":{\"content\":\"ok\"},\"finish_reason\":\"length\"}]}";
+	static const size_t pieces[] = { 1, 5, 64, 100000 };
+	char *wire = malloc(8192);
+
+	for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+		size_t w = (size_t)sprintf(wire, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+						 "Transfer-Encoding: chunked\r\n\r\n");
+		size_t body = 0;
+		struct sim s;
+
+		/* One chunk per event, then the end. */
+		for (const char *e = sse, *next; *e; e = next) {
+			next = strstr(e, "\n\n") + 2;
+			w += (size_t)sprintf(wire + w, "%zx\r\n%.*s\r\n", (size_t)(next - e),
+					     (int)(next - e), e);
+			body += (size_t)(next - e);
+		}
+		w += (size_t)sprintf(wire + w, "0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: "
+					       "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+				     strlen(json), json);
+		drop_captured();
+		sim_open(&s);
+		SEND(&s, req);
+		SEND(&s, req);
+		sim_rx_pieces(&s, wire, w, pieces[pi]);
+		cr_assert_eq(n_captured, 2, "piece %zu: %d spans", pieces[pi], n_captured);
+		assert_name(captured[0], "llm.completion");
+		assert_attr_int(captured[0], "http.response.status_code", 200);
+		assert_attr_int(captured[0], "http.response.body.size", (int64_t)body);
+		assert_attr_str(captured[0], "gen_ai.response.id", "c1");
+		assert_attr_int(captured[0], "gen_ai.usage.input_tokens", 7);
+		assert_attr_int(captured[0], "gen_ai.usage.output_tokens", 3);
+		cr_assert_not_null(attr(captured[0], "llm.response.time_to_first_token_ms"));
+		assert_attr_int(captured[1], "http.response.status_code", 200);
+		assert_attr_int(captured[1], "http.response.body.size", (int64_t)strlen(json));
+		assert_attr_str(captured[1], "gen_ai.response.id", "c2");
+		assert_attr_str(captured[1], "gen_ai.response.model", "m-2");
+		sim_close(&s);
+	}
+	free(wire);
+}
+
 Test(client, url_and_server_attributes)
 {
 	static const struct {
