@@ -446,7 +446,9 @@ static inline bool skim_hit(struct osh_llm_body *b, size_t at, size_t *ret)
 /* Search what was kept since tail_scanned: the offset of a trigger, or
  * SIZE_MAX. Stops early at a '_' that cannot be decided yet. 64 bytes a
  * step with one test for all of them (most steps find no '_' at all); the
- * last, shorter stretch by memchr (nothing is read past the kept bytes).
+ * last, shorter stretch as the 64 bytes that end the kept ones, what was
+ * searched already shifted out (nothing is read past the kept bytes), or
+ * by memchr when fewer than 64 are kept.
  * MASK64(t + i) is the step's '_' bits; AVX2 where the CPU has it (two
  * compares a step instead of four). */
 #define SKIM_SEARCH_BODY(MASK64)                                                              \
@@ -460,6 +462,16 @@ static inline bool skim_hit(struct osh_llm_body *b, size_t at, size_t *ret)
 		for (; m; m &= m - 1)                                                         \
 			if (skim_hit(b, i + (size_t)__builtin_ctzll(m), &ret))                \
 				return ret;                                                   \
+	}                                                                                     \
+	if (i < len && len >= 64) {                                                           \
+		/* The last, partial step: the 64 bytes that end the kept ones,   \
+		 * those already searched shifted out. */                          \
+		uint64_t m = MASK64(t + len - 64) >> (64 - (len - i));                        \
+                                                                                              \
+		for (; m; m &= m - 1)                                                         \
+			if (skim_hit(b, i + (size_t)__builtin_ctzll(m), &ret))                \
+				return ret;                                                   \
+		i = len;                                                                      \
 	}                                                                                     \
 	for (const char *u; i < len && (u = memchr(t + i, '_', len - i)); i = (size_t)(u - t) + 1) \
 		if (skim_hit(b, (size_t)(u - t), &ret))                                       \
