@@ -110,12 +110,19 @@ struct field_name {
 #define FIELD(lit) { lit, sizeof(lit) - 1 }
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Top-level request fields only content capture reads: the conversation,
- * the system prompt, the tool schemas. An agent's request is mostly these,
- * and so is its parse. */
-static const struct field_name content_fields[] = {
-	FIELD("messages"), FIELD("tools"), FIELD("functions"), FIELD("contents"), FIELD("system"),
-	FIELD("systemInstruction"), FIELD("input"), FIELD("prompt"),
+/* The top-level request fields read without content capture (see
+ * request_from, every flavour's). Any other is left out before the parse:
+ * the conversation and tool schemas (an agent's request is mostly these),
+ * and what only the provider reads (a response_format's JSON schema,
+ * metadata, the end user's id), which would cost jansson ~200
+ * instructions a byte and keep the request memo from answering. */
+static const struct field_name request_read_fields[] = {
+	FIELD("model"), FIELD("max_completion_tokens"), FIELD("max_tokens"),
+	FIELD("max_output_tokens"), FIELD("temperature"), FIELD("top_p"), FIELD("top_k"),
+	FIELD("frequency_penalty"), FIELD("presence_penalty"), FIELD("seed"), FIELD("n"),
+	FIELD("stop"), FIELD("stop_sequences"), FIELD("stream"), FIELD("stream_options"),
+	FIELD("dimensions"), FIELD("encoding_format"), FIELD("inferenceConfig"),
+	FIELD("generationConfig"), FIELD("options"),
 };
 
 static inline bool json_ws(char ch)
@@ -183,7 +190,8 @@ static bool in_list(const struct field_name *list, size_t count, const char *k, 
 
 enum slim_mode {
 	SLIM_STRINGS,	/* long strings emptied */
-	SLIM_REQUEST,	/* and the top-level content fields' values null */
+	SLIM_REQUEST,	/* and the top-level fields not in request_read_fields
+			 * removed */
 	SLIM_CHUNK,	/* an OpenAI stream chunk: and the never-read top-level
 			 * fields of chunk_unread_fields removed, every "arguments"
 			 * text emptied, every "content" text cut to one character
@@ -199,7 +207,7 @@ static bool drop_pair(enum slim_mode mode, int depth, const char *k, size_t n, c
 		      const char *ve)
 {
 	if (depth == 1 && mode == SLIM_REQUEST)
-		return in_list(content_fields, ARRAY_LEN(content_fields), k, n);
+		return !in_list(request_read_fields, ARRAY_LEN(request_read_fields), k, n);
 	if (depth == 1 && mode >= SLIM_CHUNK &&
 	    in_list(chunk_unread_fields,
 		    mode == SLIM_CHUNK ? CHUNK_UNREAD_ALWAYS : ARRAY_LEN(chunk_unread_fields), k,

@@ -105,11 +105,12 @@ uint64_t osh_llm_request_memo_hits(void);
 void osh_llm_extract_response(struct osh_llm_call *c, int status, const char *json, size_t n);
 
 /* A request body made cheaper to parse when content is not captured:
- * strings longer than @max emptied, and the top-level content fields
- * (messages, tools, functions, contents, system, systemInstruction, input,
- * prompt) left out, each with its comma. @out has room for @n bytes;
- * returns the bytes written. Valid JSON stays valid, every other field
- * byte for byte. */
+ * strings longer than @max emptied, and every top-level field the
+ * extraction does not read without capture left out with its comma (the
+ * conversation, tools, system prompt, a response_format's schema,
+ * metadata, the end user's id, ...). @out has room for @n bytes; returns
+ * the bytes written. Valid JSON stays valid, the fields kept byte for
+ * byte. */
 size_t osh_llm_slim_request(const char *in, size_t n, char *out, size_t max);
 
 /* An OpenAI stream chunk made cheaper to parse when content is not

@@ -676,6 +676,9 @@ Test(llm_extract, request_memo_gives_what_a_parse_gives)
 				 "\"second, longer\"},{\"role\":\"assistant\",\"content\":\"x\"}],"
 				 "\"max_tokens\":77,\"temperature\":0.25,\"stop\":[\"A\",\"B\"],"
 				 "\"stream\":true}";
+	static const char a3[] = "{\"user\":\"u-2\",\"model\":\"gpt-4o\",\"metadata\":{\"run\":\"9\"},"
+				 "\"max_tokens\":77,\"temperature\":0.25,\"stop\":[\"A\",\"B\"],"
+				 "\"stream\":true,\"messages\":[]}";
 	static const char b[] = "{\"model\":\"gpt-4o\",\"messages\":[],\"max_tokens\":78,"
 				"\"temperature\":0.25,\"stop\":[\"A\",\"B\"],\"stream\":true}";
 	static const char g[] = "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}],"
@@ -699,14 +702,20 @@ Test(llm_extract, request_memo_gives_what_a_parse_gives)
 			    offsetof(struct osh_llm_call, response_id) -
 				    offsetof(struct osh_llm_call, request_model)),
 		     0, "every request field as the parse gave them");
+	/* Another end user, other metadata: what is not read does not count. */
+	osh_llm_call_free(&c2);
+	osh_llm_call_init(&c2, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
+	osh_llm_extract_request(&c2, S(a3));
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 2, "another user, same parameters");
+	cr_assert_eq(c2.max_tokens, 77);
 
 	osh_llm_call_init(&c3, OSH_LLM_OPENAI, OSH_LLM_OP_CHAT, false);
 	osh_llm_extract_request(&c3, S(b));
-	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "other parameters are parsed");
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 2, "other parameters are parsed");
 	cr_assert_eq(c3.max_tokens, 78);
 	osh_llm_call_init(&c4, OSH_LLM_OPENAI, OSH_LLM_OP_EMBEDDINGS, false);
 	osh_llm_extract_request(&c4, S(b));
-	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "another operation is parsed");
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 2, "another operation is parsed");
 
 	/* The same Gemini body for a streaming and a plain route. */
 	osh_llm_call_init(&c5, OSH_LLM_GEMINI, OSH_LLM_OP_CHAT, false);
@@ -714,14 +723,14 @@ Test(llm_extract, request_memo_gives_what_a_parse_gives)
 	osh_llm_extract_request(&c5, S(g));
 	osh_llm_call_init(&c6, OSH_LLM_GEMINI, OSH_LLM_OP_CHAT, false);
 	osh_llm_extract_request(&c6, S(g));
-	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "other fields before: parsed");
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 2, "other fields before: parsed");
 	cr_assert(c5.stream && !c6.stream);
 	cr_assert_eq(c5.max_tokens, 9);
 	cr_assert_eq(c6.max_tokens, 9);
 
 	osh_llm_call_init(&c7, OSH_LLM_GEMINI, OSH_LLM_OP_CHAT, true);
 	osh_llm_extract_request(&c7, S(g));
-	cr_assert_eq(osh_llm_request_memo_hits(), hits + 1, "captured text is never from the memo");
+	cr_assert_eq(osh_llm_request_memo_hits(), hits + 2, "captured text is never from the memo");
 	cr_assert(c7.input.len > 0 && memmem(c7.input.buf, c7.input.len, "hi", 2));
 	osh_llm_call_free(&c1);
 	osh_llm_call_free(&c2);
@@ -758,9 +767,11 @@ static void want_slim(const char *in, const char *want)
 	cr_assert_str_eq(out, want);
 }
 
-/* What the parser is given: content fields go with their commas (first,
- * between, last, alone), a nested field of the same name and a value
- * spelling one stay, and long strings elsewhere are emptied. */
+/* What the parser is given: the top-level fields not read go with their
+ * commas (first, between, last, alone: the conversation, tools, a
+ * response_format's schema, metadata, the user), the ones read stay
+ * whatever they hold (a nested field of a dropped name too), a value
+ * spelling a dropped name stays, and long strings are emptied. */
 Test(llm_extract, slim_request_output)
 {
 	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"]}\\\"{[\"}],\"n\":1}",
@@ -768,8 +779,16 @@ Test(llm_extract, slim_request_output)
 	want_slim("{ \"tools\" :\n [ {\"a\":1} ] }", "{}");
 	want_slim("{\"system\":\"be terse\",\"prompt\":\"hi\"}", "{}");
 	want_slim("{\"model\":\"messages\",\"x\":{\"messages\":[1,2,3]}}",
-		  "{\"model\":\"messages\",\"x\":{\"messages\":[1,2,3]}}");
+		  "{\"model\":\"messages\"}");
+	want_slim("{\"stream_options\":{\"messages\":[1],\"include_usage\":true}}",
+		  "{\"stream_options\":{\"messages\":[1],\"include_usage\":true}}");
 	want_slim("{\"messages\":[],\"n\":2,\"input\":12345}", "{\"n\":2}");
+	want_slim("{\"model\":\"gpt-4o\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+		  "{\"name\":\"r\",\"schema\":{\"type\":\"object\"}}},\"user\":\"u-17\","
+		  "\"metadata\":{\"k\":\"v\"},\"temperature\":0}",
+		  "{\"model\":\"gpt-4o\",\"temperature\":0}");
+	want_slim("{\"generationConfig\":{\"maxOutputTokens\":9},\"safetySettings\":[]}",
+		  "{\"generationConfig\":{\"maxOutputTokens\":9}}");
 	/* Cut short: the rest is copied as it is (the parser then says no). */
 	want_slim("{\"model\":\"m\",\"messages\":[{\"role\":\"us", "{\"model\":\"m\",\"messages\":[{\"role\":\"us");
 }
