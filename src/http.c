@@ -443,14 +443,12 @@ static bool parse_content_length(struct osh_str v, uint64_t *ret)
 		return false;
 	for (size_t i = 0; i < v.len; i++) {
 		unsigned char c = (unsigned char)v.p[i];
-		unsigned d;
 
-		if (!is_digit(c))
+		/* Overflow by the flags of a multiply and an add: a division
+		 * per digit cost more than the rest of the head's field. */
+		if (!is_digit(c) || __builtin_mul_overflow(n, 10, &n) ||
+		    __builtin_add_overflow(n, (uint64_t)(c - '0'), &n))
 			return false;
-		d = c - '0';
-		if (n > (UINT64_MAX - d) / 10)
-			return false;
-		n = n * 10 + d;
 	}
 	*ret = n;
 	return true;

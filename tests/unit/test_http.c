@@ -924,6 +924,8 @@ Test(http_request, invalid_framing)
 	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n");
 	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
 	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: 184467440737095516150\r\n\r\n");
+	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n");
+	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: 18446744073709551620\r\n\r\n");
 	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: \r\n\r\n");
 	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n");
 	REQ_INVALID("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n");
