@@ -327,33 +327,54 @@ size_t osh_llm_slim_chunk(const char *in, size_t n, char *out, bool id_known, bo
 }
 
 
-/* @json parsed (NULL when it is not JSON, or jansson is missing). Unless
- * content is captured, it is slimmed first (slim()): a request (@mode
- * SLIM_REQUEST) and a later stream chunk (SLIM_CHUNK) always, another body
- * (SLIM_STRINGS) when over 1 KiB. */
+/* A stream chunk or a short request (most of what is parsed) slims into
+ * the stack; a body, into the heap. */
+#define SLIM_ON_STACK 512
+
+/* The bytes jansson is given for @json. Unless content is captured, @json
+ * is slimmed (slim()) into @stack (SLIM_ON_STACK bytes) or the heap: a
+ * request (@mode SLIM_REQUEST) and a stream chunk (SLIM_CHUNK and after)
+ * always, another body (SLIM_STRINGS) when over 1 KiB; else (or without
+ * memory) @json itself. *ret_len: their length. NULL when there is nothing
+ * to parse. unslim() releases them. */
+static const char *to_parse(const struct osh_llm_call *c, const char *json, size_t n,
+			    enum slim_mode mode, char *stack, size_t *ret_len)
+{
+	char *small;
+
+	if (!J || !json || !n)
+		return NULL;
+	*ret_len = n;
+	if (c->capture || (mode == SLIM_STRINGS && n < 1024))
+		return json;
+	small = n <= SLIM_ON_STACK ? stack : malloc(n);
+	if (!small)
+		return json;
+	*ret_len = slim(json, n, small, SHRINK_MAX, mode);
+	return small;
+}
+
+static void unslim(const char *p, const char *json, const char *stack)
+{
+	if (p != json && p != stack)
+		free((char *)p);
+}
+
+/* @json parsed, slimmed as to_parse() says (NULL when it is not JSON, or
+ * jansson is missing). */
 static json_t *parse(const struct osh_llm_call *c, const char *json, size_t n,
 		     enum slim_mode mode)
 {
+	char stack[SLIM_ON_STACK];
 	json_error_t err;
+	const char *p;
 	json_t *r;
-	char stack_buf[512];
-	char *small;
 	size_t len;
 
 	J = osh_jansson();
-	if (!J || !json || !n)
-		return NULL;
-	if (c->capture || (mode == SLIM_STRINGS && n < 1024))
-		return J->loadb(json, n, JSON_DECODE_ANY, &err);
-	/* A stream chunk or a short request (most of what is parsed) slims
-	 * into the stack; a body, into the heap. */
-	small = n <= sizeof(stack_buf) ? stack_buf : malloc(n);
-	if (!small)
-		return J->loadb(json, n, JSON_DECODE_ANY, &err);
-	len = slim(json, n, small, SHRINK_MAX, mode);
-	r = J->loadb(small, len, JSON_DECODE_ANY, &err);
-	if (small != stack_buf)
-		free(small);
+	p = to_parse(c, json, n, mode, stack, &len);
+	r = p ? J->loadb(p, len, JSON_DECODE_ANY, &err) : NULL;
+	unslim(p, json, stack);
 	return r;
 }
 
@@ -819,27 +840,25 @@ uint64_t osh_llm_request_memo_hits(void)
 void osh_llm_extract_request(struct osh_llm_call *c, const char *json, size_t n)
 {
 	unsigned char before[REQUEST_BLOCK];
-	char stack_buf[512], *small;
+	char stack[SLIM_ON_STACK];
 	json_error_t err;
+	const char *p;
 	size_t len;
+	bool slimmed;
 
 	J = osh_jansson();
-	if (c->capture || !J || !json || !n)
-		small = NULL;
-	else
-		small = n <= sizeof(stack_buf) ? stack_buf : malloc(n);
-	if (!small) {
-		request_from(c, parse(c, json, n, SLIM_REQUEST));
+	p = to_parse(c, json, n, SLIM_REQUEST, stack, &len);
+	if (!p)
 		return;
-	}
-	len = slim(json, n, small, SHRINK_MAX, SLIM_REQUEST);
-	if (!memo_recall(c, small, len)) {
+	/* Only a slimmed request (content not captured) is remembered. */
+	slimmed = p != json;
+	if (!slimmed || !memo_recall(c, p, len)) {
 		memcpy(before, request_block(c), REQUEST_BLOCK);
-		request_from(c, J->loadb(small, len, JSON_DECODE_ANY, &err));
-		memo_store(c, before, small, len);
+		request_from(c, J->loadb(p, len, JSON_DECODE_ANY, &err));
+		if (slimmed)
+			memo_store(c, before, p, len);
 	}
-	if (small != stack_buf)
-		free(small);
+	unslim(p, json, stack);
 }
 
 /* ---- response -------------------------------------------------------------------- */

@@ -25,17 +25,16 @@ int osh_queue_init(struct osh_queue *q, uint32_t capacity)
 	if (!q->cells)
 		return -ENOMEM;
 	q->capacity = capacity;
-	q->mask = (capacity & (capacity - 1)) == 0 ? capacity - 1 : 0;
+	q->pow2 = (capacity & (capacity - 1)) == 0;
 	osh_queue_reset(q);
 	return 0;
 }
 
 /* The cell of position @pos: a mask for a power-of-two capacity (a 64-bit
- * division costs ~40 cycles, and every span takes four of these). A
- * capacity of 1 has mask 0 and cell 0 either way. */
+ * division costs ~40 cycles, and every span takes four of these). */
 static inline struct osh_queue_cell *cell_at(const struct osh_queue *q, uint64_t pos)
 {
-	return &q->cells[q->mask || q->capacity == 1 ? pos & q->mask : pos % q->capacity];
+	return &q->cells[q->pow2 ? pos & (q->capacity - 1) : pos % q->capacity];
 }
 
 void osh_queue_finish(struct osh_queue *q)
@@ -43,7 +42,7 @@ void osh_queue_finish(struct osh_queue *q)
 	free(q->cells);
 	q->cells = NULL;
 	q->capacity = 0;
-	q->mask = 0;
+	q->pow2 = false;
 }
 
 void osh_queue_reset(struct osh_queue *q)

@@ -23,8 +23,8 @@ struct osh_queue_cell {
 struct osh_queue {
 	struct osh_queue_cell *cells;
 	uint64_t capacity;
-	uint64_t mask;		/* capacity - 1 when a power of two (the default
-				 * sizes), else 0 and cells are found by modulo */
+	bool pow2;		/* capacity a power of two (the default sizes):
+				 * cells found by mask, else by modulo */
 	_Alignas(64) _Atomic uint64_t tail; /* next position to claim (producers) */
 	_Alignas(64) _Atomic uint64_t head; /* next position to read (consumer) */
 };
