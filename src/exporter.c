@@ -535,6 +535,10 @@ void osh_exporter_submit(struct osh_span *span)
 		every = pow2_floor(osh_cfg.bsp_max_batch);
 	if (every && (n & (every - 1)) == 0)
 		wake_exporter();
+	/* For the next span on this thread: its queue cell and its record,
+	 * both last written by the exporter thread (docs/BENCHMARKS.md). */
+	osh_queue_warm_tail(&queue);
+	osh_span_warm_next();
 }
 
 /* True when this process started the exporter thread and it runs. */

@@ -49,7 +49,7 @@ void osh_queue_reset(struct osh_queue *q)
 {
 	for (uint64_t i = 0; i < q->capacity; i++) {
 		atomic_store_explicit(&q->cells[i].seq, 2 * i, memory_order_relaxed);
-		q->cells[i].span = NULL;
+		atomic_store_explicit(&q->cells[i].span, NULL, memory_order_relaxed);
 	}
 	atomic_store_explicit(&q->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&q->tail, 0, memory_order_release);
@@ -68,7 +68,7 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
 			if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed)) {
-				cell->span = span;
+				atomic_store_explicit(&cell->span, span, memory_order_relaxed);
 				atomic_store_explicit(&cell->seq, 2 * pos + 1, memory_order_release);
 				return true;
 			}
@@ -95,8 +95,10 @@ struct osh_span *osh_queue_pop(struct osh_queue *q)
 			if (atomic_compare_exchange_weak_explicit(&q->head, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed)) {
-				struct osh_span *span = cell->span;
-				cell->span = NULL;
+				struct osh_span *span =
+					atomic_load_explicit(&cell->span, memory_order_relaxed);
+
+				atomic_store_explicit(&cell->span, NULL, memory_order_relaxed);
 				atomic_store_explicit(&cell->seq, 2 * (pos + q->capacity),
 						      memory_order_release);
 				return span;
@@ -107,6 +109,26 @@ struct osh_span *osh_queue_pop(struct osh_queue *q)
 			pos = atomic_load_explicit(&q->head, memory_order_relaxed);
 		}
 	}
+}
+
+struct osh_span *osh_queue_peek(const struct osh_queue *q)
+{
+	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+	const struct osh_queue_cell *cell = cell_at(q, pos);
+
+	if (atomic_load_explicit(&cell->seq, memory_order_acquire) != 2 * pos + 1)
+		return NULL;
+	return atomic_load_explicit(&cell->span, memory_order_relaxed);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("prfchw")))
+#endif
+void osh_queue_warm_tail(const struct osh_queue *q)
+{
+	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+
+	__builtin_prefetch(cell_at(q, pos), 1, 3);
 }
 
 uint64_t osh_queue_size(const struct osh_queue *q)

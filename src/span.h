@@ -106,6 +106,14 @@ void osh_span_set_limits(uint32_t value_length_limit, uint32_t count_limit);
 struct osh_span *osh_span_create(void);
 void osh_span_destroy(struct osh_span *span); /* accepts NULL */
 
+/* Start moving into this core's cache, for writing, the record the next
+ * osh_span_create() will likely take. Records come back from the exporter
+ * thread, which read them last on another core: without this, the request
+ * path waits for those lines one store at a time. A hint, called when a
+ * span was just handed over, so the lines travel while the program waits
+ * in its next system calls. */
+void osh_span_warm_next(void);
+
 /* Fork child: reset the record pool (async-signal-safe). */
 void osh_span_pool_after_fork(void);
 
