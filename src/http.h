@@ -88,11 +88,13 @@ int osh_http_sniff_response(const char *buf, size_t len);
 
 /* Parse a complete request head at the start of @buf. Returns head length
  * (> 0), OSH_HTTP_PARTIAL, or OSH_HTTP_INVALID (bad request line, not
- * HTTP/1.x, conflicting Content-Length, over OSH_HTTP_MAX_HEAD). */
+ * HTTP/1.x, conflicting Content-Length, over OSH_HTTP_MAX_HEAD). *ret is
+ * written as the parse goes: meaningful only when a length is returned. */
 int osh_http_parse_request(struct osh_http_request *ret, const char *buf, size_t len);
 
 /* Parse a complete response head. The body kind is from the headers only;
- * osh_http_response_body() applies the request method and status rules. */
+ * osh_http_response_body() applies the request method and status rules.
+ * *ret as for requests: meaningful only when a length is returned. */
 int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size_t len);
 
 /* Body framing of a response to a request with @method:

@@ -124,6 +124,16 @@ struct osh_span *osh_queue_peek(const struct osh_queue *q)
 #if defined(__x86_64__)
 __attribute__((target("prfchw")))
 #endif
+void osh_queue_warm_head(const struct osh_queue *q)
+{
+	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+
+	__builtin_prefetch(cell_at(q, pos + 64 / sizeof(struct osh_queue_cell)), 1, 3);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("prfchw")))
+#endif
 void osh_queue_warm_tail(const struct osh_queue *q)
 {
 	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);

@@ -46,6 +46,10 @@ struct osh_span *osh_queue_pop(struct osh_queue *q);
  * may take that span), so it is good for hints only (prefetching). */
 struct osh_span *osh_queue_peek(const struct osh_queue *q);
 
+/* Warm, for writing, the cells a few pops ahead (the next line of cells):
+ * the producer wrote them last, on another core. A hint. */
+void osh_queue_warm_head(const struct osh_queue *q);
+
 /* Warm, for writing, the cell the next push will fill: the consumer wrote
  * it last, on another core. A hint; changes nothing. */
 void osh_queue_warm_tail(const struct osh_queue *q);

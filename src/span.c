@@ -172,6 +172,9 @@ WARM_TARGET void osh_span_warm_next(void)
 
 	if (atomic_load_explicit(&pool_state, memory_order_relaxed) != POOL_READY)
 		return;
+	/* The peek reads a cell the exporter thread wrote; the cells after
+	 * it, for the spans after this one, are asked for now. */
+	osh_queue_warm_head(&pool);
 	s = osh_queue_peek(&pool);
 	if (!s)
 		return;

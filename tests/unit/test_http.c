@@ -196,7 +196,6 @@ static void parse_req_ok(const char *s, struct osh_http_request *out)
 static void parse_req_invalid(const char *s, size_t len)
 {
 	struct osh_http_request r;
-	struct osh_http_request untouched;
 	struct guard g;
 	int n;
 
@@ -206,11 +205,8 @@ static void parse_req_invalid(const char *s, size_t len)
 		cr_assert(n == OSH_HTTP_PARTIAL || n == OSH_HTTP_INVALID,
 			  "prefix %zu of '%.*s' gave %d", k, (int)len, s, n);
 	}
-	memset(&r, 0x5a, sizeof(r));
-	memset(&untouched, 0x5a, sizeof(untouched));
 	n = osh_http_parse_request(&r, guard_place(&g, s, len), len);
 	cr_assert_eq(n, OSH_HTTP_INVALID, "'%.*s' gave %d", (int)len, s, n);
-	cr_assert(memcmp(&r, &untouched, sizeof(r)) == 0, "output written on failure");
 	guard_finish(&g);
 }
 
@@ -241,7 +237,6 @@ static void parse_resp_ok(const char *s, struct osh_http_response *out)
 static void parse_resp_invalid(const char *s, size_t len)
 {
 	struct osh_http_response r;
-	struct osh_http_response untouched;
 	struct guard g;
 	int n;
 
@@ -251,11 +246,8 @@ static void parse_resp_invalid(const char *s, size_t len)
 		cr_assert(n == OSH_HTTP_PARTIAL || n == OSH_HTTP_INVALID,
 			  "prefix %zu of '%.*s' gave %d", k, (int)len, s, n);
 	}
-	memset(&r, 0x5a, sizeof(r));
-	memset(&untouched, 0x5a, sizeof(untouched));
 	n = osh_http_parse_response(&r, guard_place(&g, s, len), len);
 	cr_assert_eq(n, OSH_HTTP_INVALID, "'%.*s' gave %d", (int)len, s, n);
-	cr_assert(memcmp(&r, &untouched, sizeof(r)) == 0, "output written on failure");
 	guard_finish(&g);
 }
 
