@@ -302,12 +302,13 @@ int osh_http_sniff_response(const char *buf, size_t len)
 
 /* Find the line starting at @p: returns the byte after its LF, or NULL when
  * there is none before @end. *ret_eol is the end of its content (before the
- * CR of a CRLF). */
-static inline const char *find_lf(const char *p, const char *end)
+ * CR of a CRLF). @lo is where the buffer starts: the last bytes of a
+ * buffer of 16 or more are read by one load ending at @end. */
+static inline const char *find_lf(const char *lo, const char *p, const char *end)
 {
 #ifdef __SSE2__
 	/* Header lines are 10-40 bytes: 16 at a time inline beats a libc call
-	 * per line. The last bytes of the buffer go to memchr. */
+	 * per line. */
 	const __m128i lf = _mm_set1_epi8('\n');
 
 	while (end - p >= 16) {
@@ -318,13 +319,25 @@ static inline const char *find_lf(const char *p, const char *end)
 			return p + __builtin_ctz(m);
 		p += 16;
 	}
+	if (p < end && end - lo >= 16) {
+		/* Bit i is the byte at end - 16 + i: shifted so that bit 0 is
+		 * the byte at @p (1..15 bytes are left). */
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(end - 16));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) >>
+			     (16 - (end - p));
+
+		return m ? p + __builtin_ctz(m) : NULL;
+	}
+#else
+	(void)lo;
 #endif
 	return memchr(p, '\n', (size_t)(end - p));
 }
 
-static inline const char *next_line(const char *p, const char *end, const char **ret_eol)
+static inline const char *next_line(const char *lo, const char *p, const char *end,
+				     const char **ret_eol)
 {
-	const char *nl = find_lf(p, end);
+	const char *nl = find_lf(lo, p, end);
 	const char *eol;
 
 	if (!nl)
@@ -588,7 +601,7 @@ parse_fields(const char *buf, const char *p, const char *end, size_t len, struct
 {
 	for (;;) {
 		const char *eol;
-		const char *next = next_line(p, end, &eol);
+		const char *next = next_line(buf, p, end, &eol);
 		struct osh_str name;
 		struct osh_str v;
 
@@ -643,7 +656,7 @@ int osh_http_parse_request(struct osh_http_request *ret, const char *buf, size_t
 	/* Filled in place (a copy of this struct cost ~70 instructions a
 	 * request); the caller ignores it unless the head parsed. */
 	memset(r, 0, sizeof(*r));
-	next = next_line(p, end, &eol);
+	next = next_line(buf, p, end, &eol);
 	if (!next)
 		return out_of_bytes(len);
 
@@ -772,7 +785,7 @@ static inline int response_name(const char *p, const char *end, const char **ret
  * osh_http_response reports. Lines whose name has another length are only
  * stepped over. Returns the byte after the empty line, or NULL with the
  * code in *ret_code. */
-static const char *response_fields(const char *p, const char *end, size_t len,
+static const char *response_fields(const char *buf, const char *p, const char *end, size_t len,
 				   struct framing *f, struct response_ctx *ctx, int *ret_code)
 {
 	for (;;) {
@@ -781,7 +794,7 @@ static const char *response_fields(const char *p, const char *end, size_t len,
 		int r;
 
 		if (p < end && (*p == '\n' || *p == '\r')) {
-			next = next_line(p, end, &eol);
+			next = next_line(buf, p, end, &eol);
 			if (!next)
 				break;
 			if (eol != p) {
@@ -797,7 +810,7 @@ static const char *response_fields(const char *p, const char *end, size_t len,
 		}
 		if (r == 0)
 			break;
-		next = next_line(colon + 1, end, &eol);
+		next = next_line(buf, colon + 1, end, &eol);
 		if (!next)
 			break;
 		name = (struct osh_str){ .p = p, .len = (size_t)(colon - p) };
@@ -834,7 +847,7 @@ int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size
 	if (len == 0)
 		return OSH_HTTP_PARTIAL;
 	memset(r, 0, sizeof(*r));	/* in place, as for requests */
-	next = next_line(buf, end, &eol);
+	next = next_line(buf, buf, end, &eol);
 	if (!next)
 		return out_of_bytes(len);
 
@@ -850,7 +863,7 @@ int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size
 		return OSH_HTTP_INVALID;
 	r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
 
-	p = response_fields(next, end, len, &f, &ctx, &code);
+	p = response_fields(buf, next, end, len, &f, &ctx, &code);
 	if (!p)
 		return code;
 	r->head_len = (size_t)(p - buf);
@@ -1283,9 +1296,9 @@ size_t osh_http_join_field(const char *head, size_t head_len, const char *lowerc
 	/* The start line carries no field; the empty line ends the fields. A
 	 * line that is no field (the head was not one the parsers accept) is
 	 * skipped rather than trusted. */
-	p = next_line(head, end, &eol);
+	p = next_line(head, head, end, &eol);
 	while (p && p < end) {
-		const char *next = next_line(p, end, &eol);
+		const char *next = next_line(head, p, end, &eol);
 		struct osh_str name;
 		struct osh_str v;
 
