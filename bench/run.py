@@ -9,7 +9,11 @@ docs/BENCHMARKS.md.
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
 OSH_BENCH_ROUNDS sets the server rounds (7 by default; more narrow the
-median when the VM changes speed between rounds).
+median when the VM changes speed between rounds). OSH_BENCH_PIN=1 runs the
+server bench pinned: nginx, and so the shim's exporter thread, on vCPU 0,
+wrk and the receiver on vCPU 1. Every cycle the shim spends, on the worker or
+on the exporter, then comes out of nginx's own core, and the scheduler no
+longer moves the four processes between the two vCPUs from round to round.
 """
 
 import os
@@ -93,7 +97,8 @@ def bench_startup():
 def start_sink():
     tmp = tempfile.mkdtemp()
     pf = os.path.join(tmp, 'port')
-    p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE)
+    p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE,
+                         preexec_fn=pin_to(1))
     for _ in range(200):
         if os.path.exists(pf) and open(pf).read().strip():
             break
@@ -392,6 +397,14 @@ def parse_wrk(out):
     return n, rps, float(m.group(1)) * unit[m.group(2)]
 
 
+PIN = os.environ.get('OSH_BENCH_PIN') == '1'
+
+
+def pin_to(cpu):
+    """A preexec_fn that pins the child to @cpu when OSH_BENCH_PIN=1."""
+    return (lambda: os.sched_setaffinity(0, {cpu})) if PIN else None
+
+
 def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
     """Start nginx with @env, run wrk against it, stop nginx gracefully (so the shim
     flushes at exit); returns (requests, rps, p99_ms, nginx stderr and error log: nginx
@@ -400,13 +413,14 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
     with open(os.path.join(tmp, 'nginx.err'), 'w+b') as err:
         p = subprocess.Popen(['nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
                               '-e', os.path.join(tmp, 'error.log')],
-                             env=env, stdout=subprocess.DEVNULL, stderr=err)
+                             env=env, stdout=subprocess.DEVNULL, stderr=err,
+                             preexec_fn=pin_to(0))
         try:
             wait_port(port)
             out = subprocess.run(['wrk'] + list(wrk_args) + ['-d%ds' % seconds, '--latency',
                                   'http://127.0.0.1:%d/index.html' % port],
                                  capture_output=True, text=True, check=True,
-                                 timeout=seconds + 30).stdout
+                                 timeout=seconds + 30, preexec_fn=pin_to(1)).stdout
             cpu = proc_cpu(p.pid)
             worker = thread_cpu(p.pid, p.pid)
         finally:
@@ -507,8 +521,9 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
     p99d = statistics.median(s[2] - b[2] for s, b in zip(shim, base))
     spans = ', '.join('%d of %d (%d dropped)' % (s[3], s[0], s[4]) for s in shim)
     return [
-        ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds, ABBA); ratio = median of paired ratios (each round: %s)'
-         % (seconds, rounds, ', '.join('%.3f' % (s[1] / b[1]) for s, b in zip(shim, base))),
+        ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds, ABBA%s); ratio = median of paired ratios (each round: %s)'
+         % (seconds, rounds, '; pinned: nginx and the exporter on vCPU 0, wrk and the receiver on vCPU 1' if PIN else '',
+            ', '.join('%.3f' % (s[1] / b[1]) for s, b in zip(shim, base))),
          '%.0f' % b_rps, '%.0f' % s_rps, 'ratio %.3f' % ratio),
         ('server: nginx CPU per request (its own threads, the exporter included; 10 ms clock ticks), median of rounds',
          '%.2f us' % (statistics.median(base_cpu) * 1e6), '%.2f us' % (statistics.median(shim_cpu) * 1e6),

@@ -276,15 +276,29 @@ static bool eager(const struct sink *sk)
 	       atomic_load(&module_exp) && module->add_spans;
 }
 
-/* The next queued record, its deferred attributes derived (this thread
- * does that work so that the request path does not). */
-static struct osh_span *pop_complete(void)
-{
-	struct osh_span *s = osh_queue_pop(&queue);
+/* Records warmed ahead of the one being completed (see pop_batch). */
+#define WARM_AHEAD 4
 
-	if (s)
-		osh_span_complete(s);
-	return s;
+/* Up to @max queued records, their deferred attributes derived (this thread
+ * does that work so that the request path does not). The records were
+ * written last on the threads that made them, on other cores: the lines of
+ * a few records ahead are asked for while one is completed, so that their
+ * misses overlap instead of coming one after another. */
+static size_t pop_batch(struct osh_span **spans, size_t max)
+{
+	size_t n = 0;
+	struct osh_span *s;
+
+	while (n < max && (s = osh_queue_pop(&queue)))
+		spans[n++] = s;
+	for (size_t i = 0; i < n && i < WARM_AHEAD; i++)
+		osh_span_warm(spans[i]);
+	for (size_t i = 0; i < n; i++) {
+		if (i + WARM_AHEAD < n)
+			osh_span_warm(spans[i + WARM_AHEAD]);
+		osh_span_complete(spans[i]);
+	}
+	return n;
 }
 
 /* Send the batch under way (eager path). */
@@ -329,11 +343,9 @@ static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, 
 	void *exp = atomic_load(&module_exp);
 
 	for (;;) {
-		size_t room = batch - module->pending(exp), n = 0, took;
-		struct osh_span *s;
+		size_t room = batch - module->pending(exp), n, took;
 
-		while (n < room && (s = pop_complete()))
-			spans[n++] = s;
+		n = pop_batch(spans, room);
 		if (!n)
 			break;
 		took = module->add_spans(exp, spans, n);
@@ -357,10 +369,7 @@ static void drain(struct sink *sk, struct osh_span **spans, size_t batch, bool a
 		return;
 	}
 	do {
-		struct osh_span *s;
-		n = 0;
-		while (n < batch && (s = pop_complete()))
-			spans[n++] = s;
+		n = pop_batch(spans, batch);
 		if (n)
 			export_batch(sk, spans, n);
 	} while (n == batch);

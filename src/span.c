@@ -161,12 +161,20 @@ WARM_TARGET static inline void warm(const void *p, size_t len)
 		__builtin_prefetch((const void *)a, 1, 3);
 }
 
-/* The lines an app thread writes in a record: the header and the first
- * attributes (the request and response facts set on the app thread), the
- * arena's first bytes (a client span's strings) and its top (a server
- * span's deferred facts). The rest is written by the exporter thread, if
- * at all. */
-WARM_TARGET void osh_span_warm_next(void)
+/* A record's lines in use: its header and first @n_attrs attributes, the
+ * arena's first @arena bytes (strings) and its top (a server span's
+ * deferred facts). */
+WARM_TARGET static void warm_record(const struct osh_span *s, size_t n_attrs, size_t arena)
+{
+	warm(s, offsetof(struct osh_span, attrs) + n_attrs * sizeof(struct osh_attr));
+	warm(s->arena, arena);
+	warm(s->arena + OSH_SPAN_ARENA - 256, 256);
+}
+
+/* An app thread writes the header, the first attributes (the request and
+ * response facts) and a client span's first strings or a server span's
+ * facts; the rest is written by the exporter thread, if at all. */
+void osh_span_warm_next(void)
 {
 	const struct osh_span *s;
 
@@ -176,11 +184,15 @@ WARM_TARGET void osh_span_warm_next(void)
 	 * it, for the spans after this one, are asked for now. */
 	osh_queue_warm_head(&pool);
 	s = osh_queue_peek(&pool);
-	if (!s)
-		return;
-	warm(s, offsetof(struct osh_span, attrs) + 8 * sizeof(struct osh_attr));
-	warm(s->arena, 128);
-	warm(s->arena + OSH_SPAN_ARENA - 256, 256);
+	if (s)
+		warm_record(s, 8, 128);
+}
+
+/* The exporter thread reads all of that and adds the derived attributes
+ * and their strings. */
+void osh_span_warm(const struct osh_span *span)
+{
+	warm_record(span, 16, 256);
 }
 
 void osh_span_destroy(struct osh_span *span)

@@ -113,6 +113,10 @@ void osh_span_destroy(struct osh_span *span); /* accepts NULL */
  * span was just handed over, so the lines travel while the program waits
  * in its next system calls. */
 void osh_span_warm_next(void);
+/* Start moving @span's lines in use into this core's cache, for writing:
+ * the exporter thread asks for a few records ahead of the one it works on
+ * (they were written last on the threads that made them). A hint. */
+void osh_span_warm(const struct osh_span *span);
 
 /* Fork child: reset the record pool (async-signal-safe). */
 void osh_span_pool_after_fork(void);
