@@ -152,19 +152,21 @@ struct osh_span *osh_span_create(void)
 #endif
 
 /* Every line holding a byte of [p, p + len): records are not aligned to
- * lines. */
-WARM_TARGET static inline void warm(const void *p, size_t len)
+ * lines, so the 64-byte strides may step over the last line, whose last
+ * byte is asked for too. With a constant @len this unrolls into plain
+ * prefetches. */
+WARM_TARGET static inline __attribute__((always_inline)) void warm(const void *p, size_t len)
 {
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)63;
-
-	for (; a < (uintptr_t)p + len; a += 64)
-		__builtin_prefetch((const void *)a, 1, 3);
+	for (size_t off = 0; off < len; off += 64)
+		__builtin_prefetch((const char *)p + off, 1, 3);
+	__builtin_prefetch((const char *)p + len - 1, 1, 3);
 }
 
 /* A record's lines in use: its header and first @n_attrs attributes, the
  * arena's first @arena bytes (strings) and its top (a server span's
  * deferred facts). */
-WARM_TARGET static void warm_record(const struct osh_span *s, size_t n_attrs, size_t arena)
+WARM_TARGET static inline __attribute__((always_inline)) void
+warm_record(const struct osh_span *s, size_t n_attrs, size_t arena)
 {
 	warm(s, offsetof(struct osh_span, attrs) + n_attrs * sizeof(struct osh_attr));
 	warm(s->arena, arena);
@@ -174,7 +176,7 @@ WARM_TARGET static void warm_record(const struct osh_span *s, size_t n_attrs, si
 /* An app thread writes the header, the first attributes (the request and
  * response facts) and a client span's first strings or a server span's
  * facts; the rest is written by the exporter thread, if at all. */
-void osh_span_warm_next(void)
+WARM_TARGET void osh_span_warm_next(void)
 {
 	const struct osh_span *s;
 
@@ -190,7 +192,7 @@ void osh_span_warm_next(void)
 
 /* The exporter thread reads all of that and adds the derived attributes
  * and their strings. */
-void osh_span_warm(const struct osh_span *span)
+WARM_TARGET void osh_span_warm(const struct osh_span *span)
 {
 	warm_record(span, 16, 256);
 }
