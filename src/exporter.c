@@ -355,6 +355,12 @@ static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, 
 			osh_span_destroy(spans[i]);
 		if (module->pending(exp) >= batch)
 			send_pending(sk);
+		/* The queue ran dry before the room did: what arrives now
+		 * waits for the next wake. Popping again at once would chase
+		 * the producers along the queue, each pop pulling to this core
+		 * the cell line an app thread is about to write. */
+		if (n < room && !all)
+			break;
 	}
 	if (all)
 		send_pending(sk);
