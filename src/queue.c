@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "prefetch.h"
 #include "queue.h"
 
 int osh_queue_init(struct osh_queue *q, uint32_t capacity)
@@ -121,20 +122,14 @@ struct osh_span *osh_queue_peek(const struct osh_queue *q)
 	return atomic_load_explicit(&cell->span, memory_order_relaxed);
 }
 
-#if defined(__x86_64__)
-__attribute__((target("prfchw")))
-#endif
-void osh_queue_warm_head(const struct osh_queue *q)
+OSH_PREFETCHW_TARGET void osh_queue_warm_head(const struct osh_queue *q)
 {
 	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
 
 	__builtin_prefetch(cell_at(q, pos + 64 / sizeof(struct osh_queue_cell)), 1, 3);
 }
 
-#if defined(__x86_64__)
-__attribute__((target("prfchw")))
-#endif
-void osh_queue_warm_tail(const struct osh_queue *q)
+OSH_PREFETCHW_TARGET void osh_queue_warm_tail(const struct osh_queue *q)
 {
 	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "prefetch.h"
 #include "queue.h"
 #include "span.h"
 
@@ -143,19 +144,12 @@ struct osh_span *osh_span_create(void)
 	return s;
 }
 
-/* Where prefetchw exists (x86-64 since Broadwell and every AMD64), ask for
- * the lines in the state a write needs; elsewhere a read prefetch. */
-#if defined(__x86_64__)
-#define WARM_TARGET __attribute__((target("prfchw")))
-#else
-#define WARM_TARGET
-#endif
-
 /* Every line holding a byte of [p, p + len): records are not aligned to
  * lines, so the 64-byte strides may step over the last line, whose last
  * byte is asked for too. With a constant @len this unrolls into plain
  * prefetches. */
-WARM_TARGET static inline __attribute__((always_inline)) void warm(const void *p, size_t len)
+OSH_PREFETCHW_TARGET static inline __attribute__((always_inline)) void
+warm(const void *p, size_t len)
 {
 	for (size_t off = 0; off < len; off += 64)
 		__builtin_prefetch((const char *)p + off, 1, 3);
@@ -165,7 +159,7 @@ WARM_TARGET static inline __attribute__((always_inline)) void warm(const void *p
 /* A record's lines in use: its header and first @n_attrs attributes, the
  * arena's first @arena bytes (strings) and its top (a server span's
  * deferred facts). */
-WARM_TARGET static inline __attribute__((always_inline)) void
+OSH_PREFETCHW_TARGET static inline __attribute__((always_inline)) void
 warm_record(const struct osh_span *s, size_t n_attrs, size_t arena)
 {
 	warm(s, offsetof(struct osh_span, attrs) + n_attrs * sizeof(struct osh_attr));
@@ -176,7 +170,7 @@ warm_record(const struct osh_span *s, size_t n_attrs, size_t arena)
 /* An app thread writes the header, the first attributes (the request and
  * response facts) and a client span's first strings or a server span's
  * facts; the rest is written by the exporter thread, if at all. */
-WARM_TARGET void osh_span_warm_next(void)
+OSH_PREFETCHW_TARGET void osh_span_warm_next(void)
 {
 	const struct osh_span *s;
 
@@ -192,7 +186,7 @@ WARM_TARGET void osh_span_warm_next(void)
 
 /* The exporter thread reads all of that and adds the derived attributes
  * and their strings. */
-WARM_TARGET void osh_span_warm(const struct osh_span *span)
+OSH_PREFETCHW_TARGET void osh_span_warm(const struct osh_span *span)
 {
 	warm_record(span, 16, 256);
 }
