@@ -259,8 +259,7 @@ static void export_batch(struct sink *sk, struct osh_span **spans, size_t n)
 		atomic_fetch_add(&exp_st.exported, n);
 	else
 		atomic_fetch_add(&exp_st.failed, n);
-	for (size_t i = 0; i < n; i++)
-		osh_span_destroy(spans[i]);
+	osh_span_destroy_many(spans, n);
 }
 
 /* The OTLP path builds each batch while spans arrive: records are encoded
@@ -351,8 +350,7 @@ static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, 
 		took = module->add_spans(exp, spans, n);
 		if (took < n)
 			atomic_fetch_add(&exp_st.failed, n - took);
-		for (size_t i = 0; i < n; i++)
-			osh_span_destroy(spans[i]);
+		osh_span_destroy_many(spans, n);
 		if (module->pending(exp) >= batch)
 			send_pending(sk);
 		/* The queue ran dry before the room did: what arrives now

@@ -69,7 +69,7 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
 			if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed)) {
-				atomic_store_explicit(&cell->span, span, memory_order_relaxed);
+				cell->span = span;
 				atomic_store_explicit(&cell->seq, 2 * pos + 1, memory_order_release);
 				return true;
 			}
@@ -96,10 +96,9 @@ struct osh_span *osh_queue_pop(struct osh_queue *q)
 			if (atomic_compare_exchange_weak_explicit(&q->head, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed)) {
-				struct osh_span *span =
-					atomic_load_explicit(&cell->span, memory_order_relaxed);
+				struct osh_span *span = cell->span;
 
-				atomic_store_explicit(&cell->span, NULL, memory_order_relaxed);
+				cell->span = NULL;
 				atomic_store_explicit(&cell->seq, 2 * (pos + q->capacity),
 						      memory_order_release);
 				return span;
@@ -110,23 +109,6 @@ struct osh_span *osh_queue_pop(struct osh_queue *q)
 			pos = atomic_load_explicit(&q->head, memory_order_relaxed);
 		}
 	}
-}
-
-struct osh_span *osh_queue_peek(const struct osh_queue *q)
-{
-	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
-	const struct osh_queue_cell *cell = cell_at(q, pos);
-
-	if (atomic_load_explicit(&cell->seq, memory_order_acquire) != 2 * pos + 1)
-		return NULL;
-	return atomic_load_explicit(&cell->span, memory_order_relaxed);
-}
-
-OSH_PREFETCHW_TARGET void osh_queue_warm_head(const struct osh_queue *q)
-{
-	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
-
-	__builtin_prefetch(cell_at(q, pos + 64 / sizeof(struct osh_queue_cell)), 1, 3);
 }
 
 OSH_PREFETCHW_TARGET void osh_queue_warm_tail(const struct osh_queue *q)

@@ -17,9 +17,7 @@ struct osh_span;
 
 struct osh_queue_cell {
 	_Atomic uint64_t seq;
-	/* Atomic (relaxed: plain moves on x86) only because osh_queue_peek()
-	 * may read it while a pop or a push of the next lap touches it. */
-	_Atomic(struct osh_span *) span;
+	struct osh_span *span;
 };
 
 struct osh_queue {
@@ -40,15 +38,6 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span);
 
 /* Any thread: next span or NULL when none is ready. */
 struct osh_span *osh_queue_pop(struct osh_queue *q);
-
-/* The span the next pop would return, or NULL; the queue is unchanged and
- * the answer may be stale by the time the caller uses it (another thread
- * may take that span), so it is good for hints only (prefetching). */
-struct osh_span *osh_queue_peek(const struct osh_queue *q);
-
-/* Warm, for writing, the cells a few pops ahead (the next line of cells):
- * the producer wrote them last, on another core. A hint. */
-void osh_queue_warm_head(const struct osh_queue *q);
 
 /* Warm, for writing, the cell the next push will fill: the consumer wrote
  * it last, on another core. A hint; changes nothing. */

@@ -5,40 +5,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "prefetch.h"
-#include "queue.h"
 #include "span.h"
 
 /* Records are recycled through a lock-free pool instead of malloc/free: a
  * record is taken on an app thread and given back on the exporter thread,
  * the pattern general-purpose allocators handle worst.
  *
- * The pool's records live in slabs: anonymous mappings the kernel populates
- * in one call. On the VMs this runs on, a page touched for the first time
- * costs ~9 µs of fault handling one by one and ~0.4 µs populated with its
- * mapping (docs/BENCHMARKS.md); a busy process keeps a few hundred records
- * in flight, so that is milliseconds at start. Slabs double (8, 8, 16, ...
- * 512 records: POOL_SIZE in all, so a slab record always finds room in the
- * pool): a process that records one span maps 8 records, one that records
- * thousands ~2.4 MiB once. Past that, or when mmap fails, records come from
- * malloc and go back to free(). */
+ * The pool is a stack: the record given out next is the one given back
+ * last, whose lines the exporter thread has just had in its cache. A queue
+ * would hand records out in the order they came back, cycling through every
+ * record ever mapped (hundreds of 3.3 KiB records for a busy server, more
+ * than a core's L2), so that each one came in cold; the stack keeps the
+ * working set to the records actually in flight.
+ *
+ * The records live in one region reserved at first use (POOL_SIZE records
+ * of address space, nothing committed) and committed in steps that double
+ * (8, 8, 16, ... 512), each populated in one call: on the VMs this runs on
+ * a page touched for the first time costs ~9 µs of fault handling one by
+ * one and ~0.4 µs populated (docs/BENCHMARKS.md). A process that records
+ * one span commits 8 records, one that records thousands ~3.3 MiB once.
+ * Past that, or when the reservation fails, records come from malloc and
+ * go back to free().
+ *
+ * The stack is a Treiber stack over record indexes: its top word holds the
+ * top index + 1 (0: empty) and a tag that every push and pop changes, so
+ * that a pop which read a top, was overtaken by a pop and a push of the
+ * same record, and then tries its exchange, fails instead of installing a
+ * stale next. The links live beside the records, not in them, so that the
+ * user of a record never writes a word another thread may be reading. */
 #define POOL_SIZE 1024
-#define SLAB_FIRST 8
-/* Slab mappings remembered (their ranges tell slab records from malloc'd
- * ones): one doubling series, and another after a fork. */
-#define SLAB_RANGES 24
+#define STEP_FIRST 8
 enum { POOL_NONE = 0, POOL_INIT, POOL_READY, POOL_FAILED };
-static struct osh_queue pool;
 static _Atomic int pool_state;
+static char *region;				/* POOL_SIZE records, reserved */
+static _Atomic uint64_t free_top;		/* tag << 32 | (index + 1) */
+static _Atomic uint32_t free_next[POOL_SIZE];	/* index + 1 of the record below */
+static _Atomic unsigned committed;		/* records committed */
+static atomic_flag growing = ATOMIC_FLAG_INIT;
 
-static struct {
-	_Atomic(char *) start;
-	_Atomic size_t len;
-} slab[SLAB_RANGES];
-static _Atomic unsigned slab_count;	/* ranges in use */
-static _Atomic unsigned slab_records;	/* records mapped in this series */
-static atomic_flag slab_busy = ATOMIC_FLAG_INIT;
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23	/* Linux 5.14; older kernels say EINVAL */
+#endif
 
 static bool pool_ready(void)
 {
@@ -48,75 +58,113 @@ static bool pool_ready(void)
 	if (__builtin_expect(st == POOL_READY, 1))
 		return true;
 	if (st == POOL_NONE && atomic_compare_exchange_strong(&pool_state, &expected, POOL_INIT)) {
-		st = osh_queue_init(&pool, POOL_SIZE) == 0 ? POOL_READY : POOL_FAILED;
+		void *m = mmap(NULL, (size_t)POOL_SIZE * sizeof(struct osh_span),
+			       PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		region = m == MAP_FAILED ? NULL : m;
+		st = region ? POOL_READY : POOL_FAILED;
 		atomic_store_explicit(&pool_state, st, memory_order_release);
 		return st == POOL_READY;
 	}
 	return false;
 }
 
-static bool in_slab(const struct osh_span *span)
+static inline struct osh_span *record_at(uint32_t i)
 {
-	unsigned n = atomic_load_explicit(&slab_count, memory_order_acquire);
-
-	for (unsigned i = 0; i < n; i++) {
-		const char *b = atomic_load_explicit(&slab[i].start, memory_order_relaxed);
-		size_t len = atomic_load_explicit(&slab[i].len, memory_order_relaxed);
-
-		if ((const char *)span >= b && (const char *)span < b + len)
-			return true;
-	}
-	return false;
+	return (struct osh_span *)(void *)(region + (size_t)i * sizeof(struct osh_span));
 }
 
-/* Map the next slab: one record for the caller, the rest into the pool.
- * NULL when the series is complete, another thread is mapping one (the
- * caller then takes malloc this once), or mmap fails. */
-static struct osh_span *slab_grow(void)
+static inline bool in_pool(const struct osh_span *span)
 {
-	unsigned have, n, idx;
-	size_t len;
-	char *m;
+	const char *p = (const char *)span;
 
-	if (atomic_flag_test_and_set_explicit(&slab_busy, memory_order_acquire))
+	return region && p >= region && p < region + (size_t)POOL_SIZE * sizeof(*span);
+}
+
+static inline uint64_t next_top(uint64_t top, uint32_t low)
+{
+	return (((top >> 32) + 1) << 32) | low;
+}
+
+static struct osh_span *stack_pop(void)
+{
+	uint64_t top = atomic_load_explicit(&free_top, memory_order_acquire);
+
+	for (;;) {
+		uint32_t i = (uint32_t)top;
+
+		if (!i)
+			return NULL;
+		/* Read before the exchange: if another thread took the record
+		 * meanwhile, the tag has moved and the exchange fails. */
+		uint32_t below = atomic_load_explicit(&free_next[i - 1], memory_order_relaxed);
+
+		if (atomic_compare_exchange_weak_explicit(&free_top, &top, next_top(top, below),
+							  memory_order_acquire,
+							  memory_order_acquire))
+			return record_at(i - 1);
+	}
+}
+
+/* Push the chain @first .. @last (indexes, linked through free_next). */
+static void stack_push_chain(uint32_t first, uint32_t last)
+{
+	uint64_t top = atomic_load_explicit(&free_top, memory_order_relaxed);
+
+	do
+		atomic_store_explicit(&free_next[last], (uint32_t)top, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&free_top, &top, next_top(top, first + 1),
+						      memory_order_release, memory_order_relaxed));
+}
+
+static inline uint32_t index_of(const struct osh_span *span)
+{
+	return (uint32_t)(((const char *)span - region) / sizeof(*span));
+}
+
+/* Commit the next step: one record for the caller, the rest onto the
+ * stack. NULL when the region is full, another thread is committing (the
+ * caller then takes malloc this once), or the kernel refuses. */
+static struct osh_span *pool_grow(void)
+{
+	unsigned have, n;
+	uintptr_t lo, hi;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	if (atomic_flag_test_and_set_explicit(&growing, memory_order_acquire))
 		return NULL;
-	have = atomic_load(&slab_records);
-	n = have ? have : SLAB_FIRST;
-	idx = atomic_load(&slab_count);
-	if (have + n > POOL_SIZE || idx >= SLAB_RANGES) {
-		atomic_flag_clear_explicit(&slab_busy, memory_order_release);
+	have = atomic_load(&committed);
+	n = have ? have : STEP_FIRST;
+	if (have + n > POOL_SIZE) {
+		atomic_flag_clear_explicit(&growing, memory_order_release);
 		return NULL;
 	}
-	len = (size_t)n * sizeof(struct osh_span);
-	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-		 -1, 0);
-	if (m == MAP_FAILED) {
-		atomic_flag_clear_explicit(&slab_busy, memory_order_release);
-		return NULL;
+	/* Populate the pages under the new records in one call; on a kernel
+	 * without MADV_POPULATE_WRITE they fault in as they are touched. */
+	lo = (uintptr_t)record_at(have) & ~(page - 1);
+	hi = ((uintptr_t)record_at(have + n) + page - 1) & ~(page - 1);
+	(void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+	atomic_store(&committed, have + n);
+	if (n > 1) {
+		for (unsigned i = have + 1; i + 1 < have + n; i++)
+			atomic_store_explicit(&free_next[i], i + 2, memory_order_relaxed);
+		stack_push_chain(have + 1, have + n - 1);
 	}
-	atomic_store_explicit(&slab[idx].start, m, memory_order_relaxed);
-	atomic_store_explicit(&slab[idx].len, len, memory_order_relaxed);
-	atomic_store_explicit(&slab_count, idx + 1, memory_order_release);
-	atomic_store(&slab_records, have + n);
-	for (unsigned i = 1; i < n; i++)
-		(void)osh_queue_push(&pool, (struct osh_span *)m + i);
-	atomic_flag_clear_explicit(&slab_busy, memory_order_release);
-	return (struct osh_span *)m;
+	atomic_flag_clear_explicit(&growing, memory_order_release);
+	return record_at(have);
 }
 
 void osh_span_pool_after_fork(void)
 {
-	/* Another thread may have been inside a push or pop: start afresh
-	 * (the records it held stay in the child's copy of the heap). The
-	 * child maps a new series of slabs; the old ranges stay known, so
-	 * inherited records that come back are still told from malloc'd
-	 * ones. */
-	if (atomic_load(&pool_state) == POOL_READY)
-		osh_queue_reset(&pool);
-	else if (atomic_load(&pool_state) == POOL_INIT)
+	/* The stack's top word is consistent at any instant: a push or pop
+	 * cut short by the fork either happened or did not, and a record the
+	 * vanished thread held stays unused in the child. So the child keeps
+	 * the pool; only the growth flag may have been held. A region still
+	 * being reserved is reserved afresh. */
+	if (atomic_load(&pool_state) == POOL_INIT)
 		atomic_store(&pool_state, POOL_NONE);
-	atomic_store(&slab_records, 0);
-	atomic_flag_clear(&slab_busy);
+	atomic_flag_clear(&growing);
 }
 
 static uint32_t value_limit;			 /* 0 = arena only */
@@ -133,9 +181,9 @@ struct osh_span *osh_span_create(void)
 	struct osh_span *s = NULL;
 
 	if (pool_ready()) {
-		s = osh_queue_pop(&pool);
+		s = stack_pop();
 		if (!s)
-			s = slab_grow();
+			s = pool_grow();
 	}
 	if (!s)
 		s = malloc(sizeof(*s));
@@ -173,15 +221,16 @@ warm_record(const struct osh_span *s, size_t n_attrs, size_t arena)
 OSH_PREFETCHW_TARGET void osh_span_warm_next(void)
 {
 	const struct osh_span *s;
+	uint32_t top;
 
 	if (atomic_load_explicit(&pool_state, memory_order_relaxed) != POOL_READY)
 		return;
-	/* The peek reads a cell the exporter thread wrote; the cells after
-	 * it, for the spans after this one, are asked for now. */
-	osh_queue_warm_head(&pool);
-	s = osh_queue_peek(&pool);
-	if (s)
+	/* The top may be taken by another thread first: only a hint. */
+	top = (uint32_t)atomic_load_explicit(&free_top, memory_order_relaxed);
+	if (top) {
+		s = record_at(top - 1);
 		warm_record(s, 8, 128);
+	}
 }
 
 /* The exporter thread reads all of that and adds the derived attributes
@@ -195,14 +244,42 @@ void osh_span_destroy(struct osh_span *span)
 {
 	if (!span)
 		return;
-	if (in_slab(span)) {
-		/* Room is certain within one series; after a fork the child's
-		 * new series and inherited records could overflow it, and the
-		 * few records that do are left unused. */
-		(void)osh_queue_push(&pool, span);
+	if (in_pool(span)) {
+		uint32_t i = index_of(span);
+
+		stack_push_chain(i, i);
 		return;
 	}
 	free(span);
+}
+
+void osh_span_destroy_many(struct osh_span **spans, size_t n)
+{
+	uint32_t first = 0, last = 0;
+	bool any = false;
+
+	/* The pool's records go back as one chain: one exchange on the
+	 * stack's top, not one per record. */
+	for (size_t k = 0; k < n; k++) {
+		struct osh_span *span = spans[k];
+
+		if (!span)
+			continue;
+		if (!in_pool(span)) {
+			free(span);
+			continue;
+		}
+		uint32_t i = index_of(span);
+
+		if (any)
+			atomic_store_explicit(&free_next[i], first + 1, memory_order_relaxed);
+		else
+			last = i;
+		first = i;
+		any = true;
+	}
+	if (any)
+		stack_push_chain(first, last);
 }
 
 void osh_span_init(struct osh_span *span)

@@ -105,6 +105,9 @@ void osh_span_set_limits(uint32_t value_length_limit, uint32_t count_limit);
  * heap. NULL when memory is short. Any thread. */
 struct osh_span *osh_span_create(void);
 void osh_span_destroy(struct osh_span *span); /* accepts NULL */
+/* osh_span_destroy() on each of @spans (NULLs skipped), the pool's records
+ * given back in one step. */
+void osh_span_destroy_many(struct osh_span **spans, size_t n);
 
 /* Start moving into this core's cache, for writing, the record the next
  * osh_span_create() will likely take. Records come back from the exporter
@@ -118,7 +121,7 @@ void osh_span_warm_next(void);
  * (they were written last on the threads that made them). A hint. */
 void osh_span_warm(const struct osh_span *span);
 
-/* Fork child: reset the record pool (async-signal-safe). */
+/* Fork child: make the record pool usable again (async-signal-safe). */
 void osh_span_pool_after_fork(void);
 
 /* A new event named @name at @time_ns, its strings in the span's arena;

@@ -120,15 +120,11 @@ Test(queue, wrap_around_many_laps)
 				next_in++;
 		}
 		for (unsigned i = 0; i < pops; i++) {
-			/* The peek names what the pop then takes, and
-			 * the warming hints change nothing. */
-			struct osh_span *peeked = osh_queue_peek(&q);
+			/* The warming hint changes nothing. */
 			struct osh_span *s;
 
-			osh_queue_warm_head(&q);
 			osh_queue_warm_tail(&q);
 			s = osh_queue_pop(&q);
-			cr_assert_eq(peeked, s, "round %d", round);
 			if (next_out == next_in) {
 				cr_assert_null(s);
 			} else {
@@ -139,24 +135,6 @@ Test(queue, wrap_around_many_laps)
 		cr_assert_eq(osh_queue_size(&q), next_in - next_out);
 	}
 	cr_assert_gt(next_out, 20000); /* the ring went round many times */
-	osh_queue_finish(&q);
-}
-
-Test(queue, peek_takes_nothing)
-{
-	struct osh_queue q;
-
-	cr_assert_eq(osh_queue_init(&q, 4), 0);
-	cr_assert_null(osh_queue_peek(&q));
-	cr_assert(osh_queue_push(&q, fake(1)));
-	cr_assert(osh_queue_push(&q, fake(2)));
-	cr_assert_eq(unfake(osh_queue_peek(&q)), 1);
-	cr_assert_eq(unfake(osh_queue_peek(&q)), 1);
-	cr_assert_eq(osh_queue_size(&q), 2);
-	cr_assert_eq(unfake(osh_queue_pop(&q)), 1);
-	cr_assert_eq(unfake(osh_queue_peek(&q)), 2);
-	cr_assert_eq(unfake(osh_queue_pop(&q)), 2);
-	cr_assert_null(osh_queue_peek(&q));
 	osh_queue_finish(&q);
 }
 
