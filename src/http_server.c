@@ -11,6 +11,8 @@
 #include "buildconf.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +140,110 @@ static bool is_wildcard(const struct osh_peer *p)
 
 /* ---- span attributes -------------------------------------------------- */
 
+/* ---- what a target alone decides --------------------------------------- */
+
+/* A request target's path [? query] [# fragment], redacted, where its path
+ * and query are, and its route template. */
+struct target_view {
+	char red[URL_MAX + 1];
+	char route[256];
+	size_t red_len, path_len, query_len, route_len;
+	bool has_query;
+};
+
+static void derive_fresh(struct osh_str pq, struct target_view *d)
+{
+	size_t n = osh_redact_url(pq.p, pq.len < URL_MAX ? pq.len : URL_MAX, d->red,
+				  sizeof(d->red));
+	size_t pl = 0;
+
+	while (pl < n && d->red[pl] != '?' && d->red[pl] != '#')
+		pl++;
+	d->red_len = n;
+	d->path_len = pl;
+	d->has_query = pl < n && d->red[pl] == '?';
+	d->query_len = 0;
+	if (d->has_query)
+		while (pl + 1 + d->query_len < n && d->red[pl + 1 + d->query_len] != '#')
+			d->query_len++;
+	d->route_len = osh_route_template(pq.p, pq.len, d->route, sizeof(d->route));
+}
+
+/* Redacting and templating a target scan it byte by byte, ~1k instructions
+ * for a short one, and the exporter thread does both for every server span
+ * (docs/BENCHMARKS.md), while a server sees the same few targets over and
+ * over (its endpoints, a health check). Both depend on the target's bytes
+ * alone, so the answers for recent short targets are kept: a direct-mapped
+ * table keyed by the exact bytes (compared in full, never by hash alone).
+ * One thread uses it at a time; a thread that finds it taken derives
+ * afresh instead of waiting. */
+#define MEMO_SLOTS 16
+#define MEMO_TARGET_MAX 128
+#define MEMO_OUT_MAX 192
+
+struct memo_slot {
+	uint16_t target_len;	/* 0: empty */
+	uint16_t red_len, path_len, query_len, route_len;
+	bool has_query;
+	char target[MEMO_TARGET_MAX];
+	char red[MEMO_OUT_MAX];
+	char route[MEMO_OUT_MAX];
+};
+
+static struct memo_slot memo[MEMO_SLOTS];
+static atomic_flag memo_busy = ATOMIC_FLAG_INIT;
+
+static unsigned memo_index(struct osh_str t)
+{
+	uint64_t h = t.len * 0x9e3779b97f4a7c15ull;
+	size_t i = 0;
+
+	for (; i + 8 <= t.len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, t.p + i, 8);
+		h = (h ^ w) * 0x100000001b3ull;
+	}
+	for (; i < t.len; i++)
+		h = (h ^ (unsigned char)t.p[i]) * 0x100000001b3ull;
+	return (unsigned)(h >> 59) & (MEMO_SLOTS - 1);
+}
+
+static void derive_target(struct osh_str pq, struct target_view *d)
+{
+	struct memo_slot *m;
+
+	if (pq.len > MEMO_TARGET_MAX || atomic_flag_test_and_set_explicit(&memo_busy,
+									  memory_order_acquire)) {
+		derive_fresh(pq, d);
+		return;
+	}
+	m = &memo[memo_index(pq)];
+	if (m->target_len == pq.len && memcmp(m->target, pq.p, pq.len) == 0) {
+		memcpy(d->red, m->red, m->red_len);
+		memcpy(d->route, m->route, m->route_len);
+		d->red_len = m->red_len;
+		d->path_len = m->path_len;
+		d->query_len = m->query_len;
+		d->route_len = m->route_len;
+		d->has_query = m->has_query;
+	} else {
+		derive_fresh(pq, d);
+		if (d->red_len <= MEMO_OUT_MAX && d->route_len <= MEMO_OUT_MAX) {
+			m->target_len = (uint16_t)pq.len;
+			memcpy(m->target, pq.p, pq.len);
+			memcpy(m->red, d->red, d->red_len);
+			memcpy(m->route, d->route, d->route_len);
+			m->red_len = (uint16_t)d->red_len;
+			m->path_len = (uint16_t)d->path_len;
+			m->query_len = (uint16_t)d->query_len;
+			m->route_len = (uint16_t)d->route_len;
+			m->has_query = d->has_query;
+		}
+	}
+	atomic_flag_clear_explicit(&memo_busy, memory_order_release);
+}
+
 /* What the request attributes are made of: the request head's fields, the
  * connection's addresses and the incoming baggage. */
 struct req_view {
@@ -169,7 +275,7 @@ static void set_request_attrs(struct osh_span *rec, const struct req_view *req)
 	char name[300];
 	struct osh_sb nb = { name, 0, sizeof(name) };
 	char num[12];
-
+	struct target_view d;
 
 	/* An absolute-form target (a request meant for a proxy) names the
 	 * authority itself, which then wins over Host (RFC 9112, 3.2.2). */
@@ -181,39 +287,27 @@ static void set_request_attrs(struct osh_span *rec, const struct req_view *req)
 	}
 
 	/* url.path and url.query, redacted (secret-looking segments and
-	 * values, sensitive keys). */
+	 * values, sensitive keys); http.route and the name: the templated
+	 * path. */
 	if (pq.len) {
-		char red[URL_MAX + 1];
-		size_t n = osh_redact_url(pq.p, pq.len < URL_MAX ? pq.len : URL_MAX, red,
-					  sizeof(red));
-		size_t pl = 0;
-
-		while (pl < n && red[pl] != '?' && red[pl] != '#')
-			pl++;
-		if (pl)
-			osh_span_set_str(rec, "url.path", red, pl);
+		derive_target(pq, &d);
+		if (d.path_len)
+			osh_span_set_str(rec, "url.path", d.red, d.path_len);
 		else
 			osh_span_set_cstr(rec, "url.path", "/");
-		if (pl < n && red[pl] == '?') {
-			size_t ql = 0;
-			while (pl + 1 + ql < n && red[pl + 1 + ql] != '#')
-				ql++;
-			osh_span_set_str(rec, "url.query", red + pl + 1, ql);
-		}
+		if (d.has_query)
+			osh_span_set_str(rec, "url.query", d.red + d.path_len + 1, d.query_len);
+	} else {
+		d.route_len = osh_route_template("/", 1, d.route, sizeof(d.route));
 	}
 	/* Plaintext seen through a TLS library was sent as https. */
 	osh_span_set_cstr(rec, "url.scheme", req->tls ? "https" : "http");
 
-	/* http.route and the name: the templated path. */
 	osh_sb_lit(&nb, method ? method : "HTTP");
 	if (!authority_form && !(target.len == 1 && target.p[0] == '*')) {
-		char tmpl[256];
-		size_t tl = osh_route_template(pq.len ? pq.p : "/", pq.len ? pq.len : 1, tmpl,
-					       sizeof(tmpl));
-
-		osh_span_set_str(rec, "http.route", tmpl, tl);
+		osh_span_set_str(rec, "http.route", d.route, d.route_len);
 		osh_sb_lit(&nb, " ");
-		osh_sb_put(&nb, tmpl, tl);
+		osh_sb_put(&nb, d.route, d.route_len);
 	}
 	osh_span_set_name(rec, name, nb.len);
 

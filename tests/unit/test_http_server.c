@@ -955,6 +955,49 @@ Test(server, long_request_attributes_derived_at_once)
 	assert_attr_int(captured[0], "http.response.status_code", 200);
 }
 
+/* What a target alone decides is remembered per target (a small table, so
+ * targets share slots): every span still gets its own target's path, query
+ * and route, whether its answer came fresh, from the table, or after another
+ * target took the slot, and a remembered secret stays redacted. */
+Test(server, repeated_targets_keep_their_own_attributes)
+{
+	enum { TARGETS = 40 };
+	static const int order[3][2] = { { 0, 1 }, { TARGETS - 1, -1 }, { 7, 3 } };
+	char pad[100];
+	struct srv s;
+
+	memset(pad, 'p', sizeof(pad));
+
+	srv_open(&s);
+	for (int pass = 0; pass < 3; pass++) {
+		for (int k = 0, i = order[pass][0]; k < TARGETS; k++) {
+			char req[512], path[256], query[64], route[256];
+			struct osh_span *sp;
+
+			/* Eight targets of each length (the same length, other
+			 * bytes), from ~50 to past 128 bytes (the table's limit). */
+			int np = (i % 5) * 22;
+
+			snprintf(path, sizeof(path), "/items/%02d/%.*s", i, np, pad);
+			snprintf(route, sizeof(route), "/items/{id}/%.*s", np, pad);
+			snprintf(query, sizeof(query), "n=%02d&token=REDACTED", i);
+			snprintf(req, sizeof(req),
+				 "GET %s?n=%02d&token=sk-live-%04dabcdefghijklmnop HTTP/1.1\r\n"
+				 "Host: h\r\n\r\n", path, i, i);
+			rx_str(&s, req);
+			tx_str(&s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+			cr_assert_eq(n_captured, 1);
+			sp = captured[0];
+			assert_attr_str(sp, "url.path", path);
+			assert_attr_str(sp, "url.query", query);
+			assert_attr_str(sp, "http.route", route);
+			drop_captured();
+			i = (i + order[pass][1] + TARGETS) % TARGETS;
+		}
+	}
+	srv_close(&s);
+}
+
 /* ---- ends without a complete response ------------------------------------------ */
 
 Test(server, closed_without_response)
