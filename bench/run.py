@@ -4,12 +4,14 @@ baseline measured in the same run, interleaved, because these machines are
 noisy (2 shared cores). Results go to stdout as Markdown rows for
 docs/BENCHMARKS.md.
 
-    bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server] [tls]   (default: all)
+    bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server] [server_pair] [tls]
+                 [llm]   (default: all but server_pair, which needs root for its cgroups)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
 OSH_BENCH_ROUNDS sets the server rounds (7 by default; more narrow the
-median when the VM changes speed between rounds). OSH_BENCH_PIN=1 runs the
+median when the VM changes speed between rounds), OSH_BENCH_PAIR_ROUNDS the
+server_pair rounds (8 by default, for each of its four pairs). OSH_BENCH_PIN=1 runs the
 server bench pinned: nginx, and so the shim's exporter thread, on vCPU 0,
 wrk and the receiver on vCPU 1. Every cycle the shim spends, on the worker or
 on the exporter, then comes out of nginx's own core, and the scheduler no
@@ -243,12 +245,7 @@ def bench_tls(n=10000, rounds=9):
                     OTEL_TRACES_SAMPLER='always_off'))[0])
         finally:
             counts = stop_sink(sink)
-            ng.send_signal(signal.SIGQUIT)
-            try:
-                ng.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                ng.kill()
-                ng.wait()
+            stop_nginx(ng)
     b = statistics.median(base)
     s = statistics.median(shim)
     u = statistics.median(shim_unsampled)
@@ -424,12 +421,7 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
             cpu = proc_cpu(p.pid)
             worker = thread_cpu(p.pid, p.pid)
         finally:
-            p.send_signal(signal.SIGQUIT)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_nginx(p)
         err.seek(0)
         n, rps, p99 = parse_wrk(out)
         nginx_run.cpu_per_request = cpu / n if n else 0.0
@@ -438,6 +430,16 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
         with open(os.path.join(tmp, 'error.log'), 'rb') as log:
             text = err.read() + log.read()
         return n, rps, p99, text.decode(errors='replace')
+
+
+def stop_nginx(p):
+    """Stop nginx gracefully (SIGQUIT: the shim flushes at exit), or kill it after 15 s."""
+    p.send_signal(signal.SIGQUIT)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 
 def thread_cpu(pid, tid):
@@ -552,6 +554,145 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
          % paced_row[1], '-', '%d of %d (%d dropped)' % (paced_row[2], paced_row[0], paced_row[3]),
          'lost: %d' % (paced_row[0] - paced_row[2])),
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# server_pair: the same nginx and wrk, two at once, side by side
+
+class CpuGroups:
+    """Two cgroups with equal CPU weight and their CPU time, on cgroup v1 (cpu and
+    cpuacct hierarchies) or v2 (the cpu controller). Needs root."""
+
+    def __init__(self, names=('osh_pair_a', 'osh_pair_b')):
+        self.v1 = os.path.isdir('/sys/fs/cgroup/cpu') and os.path.isdir('/sys/fs/cgroup/cpuacct')
+        if self.v1:
+            self.dirs = [[os.path.join('/sys/fs/cgroup', h, n) for h in ('cpu', 'cpuacct')]
+                         for n in names]
+        elif os.path.exists('/sys/fs/cgroup/cgroup.controllers'):
+            with open('/sys/fs/cgroup/cgroup.subtree_control', 'w') as f:
+                f.write('+cpu')
+            self.dirs = [[os.path.join('/sys/fs/cgroup', n)] for n in names]
+        else:
+            raise RuntimeError('server_pair needs the cpu cgroup controller (run as root)')
+        for ds in self.dirs:
+            for d in ds:
+                os.makedirs(d, exist_ok=True)
+            if self.v1:
+                with open(os.path.join(ds[0], 'cpu.shares'), 'w') as f:
+                    f.write('1024')
+            else:
+                with open(os.path.join(ds[0], 'cpu.weight'), 'w') as f:
+                    f.write('100')
+
+    def enter(self, i):
+        """A preexec_fn: the child joins group @i and vCPU 0."""
+        def join():
+            os.sched_setaffinity(0, {0})
+            for d in self.dirs[i]:
+                with open(os.path.join(d, 'cgroup.procs'), 'w') as f:
+                    f.write(str(os.getpid()))
+        return join
+
+    def usage(self, i):
+        """CPU seconds group @i has used."""
+        if self.v1:
+            with open(os.path.join(self.dirs[i][1], 'cpuacct.usage')) as f:
+                return int(f.read()) / 1e9
+        with open(os.path.join(self.dirs[i][0], 'cpu.stat')) as f:
+            return int(re.search(r'usage_usec (\d+)', f.read()).group(1)) / 1e6
+
+
+def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUNDS', '8'))):
+    """The server bench with both sides at once: two nginx on vCPU 0, each in a cgroup
+    of equal CPU weight, two wrk -t1 -c8 (and the receiver) on vCPU 1, for the same
+    10 s. When both nginx are CPU-bound each gets half of vCPU 0, so the ratio of
+    requests served is the inverse ratio of their CPU cost per request (the exporter
+    thread, in the shim's group, included), and the VM's changes of speed, which move
+    sequential rounds by +-20 %, hit both sides alike. Four pairs: nginx against
+    itself (the method's own spread), against nginx with an idle thread preloaded
+    (what any exporter thread costs by existing), with the shim parsing but recording
+    nothing (OTEL_TRACES_EXPORTER=none), and with the shim exporting (always_on).
+    Sides alternate between the two groups and ports from round to round."""
+    if not shutil.which('nginx') or not shutil.which('wrk'):
+        raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
+    groups = CpuGroups()
+    idle = os.path.join(BENCH, 'idle_thread_preload.so')
+    sink_p, sink_port = start_sink_on(1)
+    shim_env = dict(LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
+                    OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port, OTEL_LOG_LEVEL='warn')
+    pairs = [('itself', clean_env()),
+             ('an idle thread preloaded', clean_env(LD_PRELOAD=idle)),
+             ('the shim parsing, recording nothing (OTEL_TRACES_EXPORTER=none)',
+              clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_EXPORTER='none')),
+             ('the shim, always_on, exporting', clean_env(**shim_env))]
+    rows = []
+    try:
+        for label, env in pairs:
+            served, cost = [], []
+            for r in range(rounds):
+                n, cpu = pair_round(groups, [clean_env(), env], seconds, swap=r % 2)
+                served.append(n[1] / n[0])
+                cost.append((cpu[0] / n[0]) / (cpu[1] / n[1]))
+            rows.append(('server_pair: nginx against %s, both at once on vCPU 0 in equal cgroups, '
+                         'wrk -t1 -c8 -d%ds each; %d rounds, cost ratio per round: %s'
+                         % (label, seconds, rounds, ', '.join('%.3f' % c for c in cost)),
+                         '-', '-', 'cost ratio %.3f (requests ratio %.3f), medians'
+                         % (statistics.median(cost), statistics.median(served))))
+    finally:
+        counts = stop_sink(sink_p)
+    rows.append(('server_pair: spans the sink received (the exporting pair)', '-',
+                 counts.get('otlp_spans', '0'), '-'))
+    return rows
+
+
+def start_sink_on(cpu):
+    """start_sink(), pinned to @cpu whatever OSH_BENCH_PIN says."""
+    tmp = tempfile.mkdtemp()
+    pf = os.path.join(tmp, 'port')
+    p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    for _ in range(200):
+        if os.path.exists(pf) and open(pf).read().strip():
+            break
+        time.sleep(0.01)
+    return p, int(open(pf).read())
+
+
+def pair_round(groups, envs, seconds, swap):
+    """One side-by-side round: nginx i with envs[i] in group i ^ swap; returns the
+    requests each served and the CPU seconds each group used meanwhile."""
+    tmps, ports, procs = [], [], []
+    try:
+        for i, env in enumerate(envs):
+            tmp = tempfile.mkdtemp()
+            os.makedirs(os.path.join(tmp, 'www'))
+            with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
+                f.write('<html><body>otelshim bench</body></html>\n' * 10)
+            port = free_port()
+            with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
+                f.write(NGINX_CONF.format(tmp=tmp, port=port))
+            procs.append(subprocess.Popen(['nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
+                                           '-e', os.path.join(tmp, 'error.log')],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          preexec_fn=groups.enter(i ^ swap)))
+            tmps.append(tmp)
+            ports.append(port)
+        for port in ports:
+            wait_port(port)
+        before = [groups.usage(i ^ swap) for i in range(2)]
+        wrks = [subprocess.Popen(['wrk', '-t1', '-c8', '-d%ds' % seconds, '--latency',
+                                  'http://127.0.0.1:%d/index.html' % port],
+                                 stdout=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {1}))
+                for port in ports]
+        outs = [w.communicate(timeout=seconds + 30)[0] for w in wrks]
+        cpu = [groups.usage(i ^ swap) - before[i] for i in range(2)]
+    finally:
+        for p in procs:
+            stop_nginx(p)
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [parse_wrk(o)[0] for o in outs], cpu
 
 
 def main():
