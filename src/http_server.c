@@ -138,8 +138,6 @@ static bool is_wildcard(const struct osh_peer *p)
 }
 
 
-/* ---- span attributes -------------------------------------------------- */
-
 /* ---- what a target alone decides --------------------------------------- */
 
 /* A request target's path [? query] [# fragment], redacted, where its path
@@ -243,6 +241,8 @@ static void derive_target(struct osh_str pq, struct target_view *d)
 	}
 	atomic_flag_clear_explicit(&memo_busy, memory_order_release);
 }
+
+/* ---- span attributes -------------------------------------------------- */
 
 /* What the request attributes are made of: the request head's fields, the
  * connection's addresses and the incoming baggage. */

@@ -75,11 +75,14 @@ static inline struct osh_span *record_at(uint32_t i)
 	return (struct osh_span *)(void *)(region + (size_t)i * sizeof(struct osh_span));
 }
 
+/* The acquire pairs with pool_ready()'s release: @region is read only
+ * once it is known to be set. */
 static inline bool in_pool(const struct osh_span *span)
 {
 	const char *p = (const char *)span;
 
-	return region && p >= region && p < region + (size_t)POOL_SIZE * sizeof(*span);
+	return atomic_load_explicit(&pool_state, memory_order_acquire) == POOL_READY &&
+	       p >= region && p < region + (size_t)POOL_SIZE * sizeof(*span);
 }
 
 static inline uint64_t next_top(uint64_t top, uint32_t low)
@@ -223,7 +226,7 @@ OSH_PREFETCHW_TARGET void osh_span_warm_next(void)
 	const struct osh_span *s;
 	uint32_t top;
 
-	if (atomic_load_explicit(&pool_state, memory_order_relaxed) != POOL_READY)
+	if (atomic_load_explicit(&pool_state, memory_order_acquire) != POOL_READY)
 		return;
 	/* The top may be taken by another thread first: only a hint. */
 	top = (uint32_t)atomic_load_explicit(&free_top, memory_order_relaxed);
