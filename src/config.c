@@ -267,7 +267,7 @@ static bool env_bool(getenv_fn get, const char *name)
 static bool env_uint(getenv_fn get, const char *name, uint32_t min, uint32_t *ret)
 {
 	const char *v = get_set(get, name);
-	uint32_t x;
+	uint32_t x = 0;	/* set by parse_u31() on success; -Os cannot tell */
 
 	if (!v)
 		return false;
