@@ -593,6 +593,15 @@ class CpuGroups:
                     f.write(str(os.getpid()))
         return join
 
+    def remove(self):
+        """Remove the groups (empty once their nginx have exited)."""
+        for ds in self.dirs:
+            for d in ds:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
     def usage(self, i):
         """CPU seconds group @i has used."""
         if self.v1:
@@ -640,6 +649,7 @@ def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUN
                          % (statistics.median(cost), statistics.median(served))))
     finally:
         counts = stop_sink(sink_p)
+        groups.remove()
     rows.append(('server_pair: spans the sink received (the exporting pair)', '-',
                  counts.get('otlp_spans', '0'), '-'))
     return rows
