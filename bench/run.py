@@ -96,11 +96,12 @@ def bench_startup():
     return rows
 
 
-def start_sink():
+def start_sink(pinned=False):
+    """The receiver, on vCPU 1 when OSH_BENCH_PIN=1 or @pinned."""
     tmp = tempfile.mkdtemp()
     pf = os.path.join(tmp, 'port')
     p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE,
-                         preexec_fn=pin_to(1))
+                         preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if pinned else pin_to(1))
     for _ in range(200):
         if os.path.exists(pf) and open(pf).read().strip():
             break
@@ -626,7 +627,7 @@ def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUN
         raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
     groups = CpuGroups()
     idle = os.path.join(BENCH, 'idle_thread_preload.so')
-    sink_p, sink_port = start_sink_on(1)
+    sink_p, sink_port = start_sink(pinned=True)
     shim_env = dict(LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
                     OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port, OTEL_LOG_LEVEL='warn')
     pairs = [('itself', clean_env()),
@@ -653,19 +654,6 @@ def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUN
     rows.append(('server_pair: spans the sink received (the exporting pair)', '-',
                  counts.get('otlp_spans', '0'), '-'))
     return rows
-
-
-def start_sink_on(cpu):
-    """start_sink(), pinned to @cpu whatever OSH_BENCH_PIN says."""
-    tmp = tempfile.mkdtemp()
-    pf = os.path.join(tmp, 'port')
-    p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE,
-                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-    for _ in range(200):
-        if os.path.exists(pf) and open(pf).read().strip():
-            break
-        time.sleep(0.01)
-    return p, int(open(pf).read())
 
 
 def pair_round(groups, envs, seconds, swap):

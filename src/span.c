@@ -245,15 +245,7 @@ OSH_PREFETCHW_TARGET void osh_span_warm(const struct osh_span *span)
 
 void osh_span_destroy(struct osh_span *span)
 {
-	if (!span)
-		return;
-	if (in_pool(span)) {
-		uint32_t i = index_of(span);
-
-		stack_push_chain(i, i);
-		return;
-	}
-	free(span);
+	osh_span_destroy_many(&span, 1);
 }
 
 void osh_span_destroy_many(struct osh_span **spans, size_t n)
