@@ -656,6 +656,36 @@ def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUN
     return rows
 
 
+def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUNDS', '8'))):
+    """What kinds of work cost nginx on this machine, side by side as in server_pair:
+    nginx against nginx with bench/floor_preload.so doing one fixed, made-up piece of
+    work after each of its recv, writev and sendfile64 calls (OSH_FLOOR: pass through;
+    copy the bytes and read the clock, the least any tracer does; 64 data lines; 64
+    code lines; 64 branches). It prices the shim's work per request in the terms that
+    matter here (lines and branches touched after a system call), and it bounds what
+    any design that tracks requests in process can reach."""
+    if not shutil.which('nginx') or not shutil.which('wrk'):
+        raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
+    floor = os.path.join(BENCH, 'floor_preload.so')
+    groups = CpuGroups()
+    rows = []
+    try:
+        for mode in ('forward', 'log', 'log-noclock', 'log-nothread', 'data64', 'code64',
+                     'branch64'):
+            cost = []
+            for r in range(rounds):
+                n, cpu = pair_round(groups, [clean_env(), clean_env(LD_PRELOAD=floor, OSH_FLOOR=mode)],
+                                    seconds, swap=r % 2)
+                cost.append((cpu[0] / n[0]) / (cpu[1] / n[1]))
+            rows.append(('server_floor: nginx against nginx with OSH_FLOOR=%s, side by side as in '
+                         'server_pair; %d rounds: %s' % (mode, rounds, ', '.join('%.3f' % c for c in cost)),
+                         '-', '-', 'cost ratio %.3f (mean %.3f)' % (statistics.median(cost),
+                                                                   statistics.mean(cost))))
+    finally:
+        groups.remove()
+    return rows
+
+
 def pair_round(groups, envs, seconds, swap):
     """One side-by-side round: nginx i with envs[i] in group i ^ swap; returns the
     requests each served and the CPU seconds each group used meanwhile."""
