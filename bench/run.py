@@ -18,6 +18,8 @@ on the exporter, then comes out of nginx's own core, and the scheduler no
 longer moves the four processes between the two vCPUs from round to round.
 """
 
+import bisect
+import collections
 import os
 import re
 import socket
@@ -684,6 +686,109 @@ def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROU
     finally:
         groups.remove()
     return rows
+
+
+def bench_server_lines(requests=300):
+    """The server path's footprint, which is what it pays for on machines where a
+    system call leaves the caches cold (server_floor): nginx under valgrind's lackey
+    with the shim parsing and recording nothing (OTEL_TRACES_EXPORTER=none: no exporter
+    thread, so every line of shim code run is the worker's), @requests keep-alive GETs
+    on one connection. The trace is cut at each entry into the shim's recv hook; a
+    request's lines are the distinct 64-byte lines of the shim's code it ran and of the
+    data that code touched. Repeatable, unlike timings: a change to the path can be
+    judged by it before the side-by-side runs."""
+    if not shutil.which('nginx') or not shutil.which('valgrind'):
+        raise RuntimeError('server_lines needs nginx and valgrind (scripts/setup --bench)')
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        os.makedirs(os.path.join(tmp, 'www'))
+        with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
+            f.write('<html><body>otelshim bench</body></html>\n' * 10)
+        with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
+            f.write(NGINX_CONF.format(tmp=tmp, port=port))
+        log = os.path.join(tmp, 'lackey.log')
+        p = subprocess.Popen(['valgrind', '--tool=lackey', '--trace-mem=yes', '--log-file=' + log,
+                              'nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
+                              '-e', os.path.join(tmp, 'error.log')],
+                             env=clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_EXPORTER='none'),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port, deadline_s=120.0)
+            with open('/proc/%d/maps' % p.pid) as f:
+                text = [l.split() for l in f if 'libotelshim.so' in l and ' r-xp ' in l][0]
+            lo, hi = (int(x, 16) for x in text[0].split('-'))
+            base = lo - int(text[2], 16)
+            keepalive_gets(port, requests)
+        finally:
+            stop_nginx(p)
+        syms = []
+        nm = subprocess.run(['nm', '-n', '--defined-only', SHIM], capture_output=True, text=True).stdout
+        for line in nm.splitlines():
+            f = line.split()
+            if len(f) == 3 and f[1] in 'tTwW':
+                syms.append((int(f[0], 16) + base, f[2]))
+        recv_at = [a for a, name in syms if name == 'recv'][0]
+        code_lines, data_lines, by_fn = lackey_lines(log, lo, hi, recv_at, syms)
+    top = ', '.join('%s %.0f' % kv for kv in by_fn[:6])
+    return [('server_lines: nginx under lackey, the shim with OTEL_TRACES_EXPORTER=none, %d keep-alive '
+             'requests; distinct 64-byte lines a request touched by the shim\'s code' % requests,
+             '-', '%.1f code + %.1f data' % (code_lines, data_lines), 'most code lines: ' + top)]
+
+
+def keepalive_gets(port, n):
+    """@n GETs of /index.html on one keep-alive connection, each response read whole."""
+    with socket.create_connection(('127.0.0.1', port), timeout=60) as s:
+        req = b'GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+        buf = b''
+        for _ in range(n):
+            s.sendall(req)
+            while True:
+                end = buf.find(b'\r\n\r\n')
+                if end >= 0:
+                    m = re.search(rb'(?i)content-length:\s*(\d+)', buf[:end])
+                    total = end + 4 + (int(m.group(1)) if m else 0)
+                    if len(buf) >= total:
+                        buf = buf[total:]
+                        break
+                data = s.recv(65536)
+                if not data:
+                    raise RuntimeError('nginx closed the connection')
+                buf += data
+
+
+def lackey_lines(log, lo, hi, recv_at, syms):
+    """Lines per request in a lackey trace: code lines in [lo, hi) and the data lines
+    their instructions touched, per stretch between two entries at @recv_at; returns
+    the averages over the whole stretches and the code lines by function."""
+    addrs = [a for a, _ in syms]
+    per_fn = collections.Counter()
+    code, data = set(), set()
+    stretches, code_total, data_total = 0, 0, 0
+    in_shim = False
+    with open(log) as f:
+        for line in f:
+            if line[0] == 'I':
+                a = int(line[3:line.index(',')], 16)
+                in_shim = lo <= a < hi
+                if not in_shim:
+                    continue
+                if a == recv_at:
+                    if stretches:
+                        code_total += len(code)
+                        data_total += len(data)
+                        for c in code:
+                            per_fn[syms[bisect.bisect_right(addrs, c << 6) - 1][1]] += 1
+                    stretches += 1
+                    code.clear()
+                    data.clear()
+                code.add(a >> 6)
+            elif in_shim and line[0] == ' ' and line[1] in 'LSM':
+                a = int(line[3:line.index(',')], 16)
+                size = int(line.rstrip().rsplit(',', 1)[1])
+                data.add(a >> 6)
+                data.add((a + size - 1) >> 6)
+    n = max(stretches - 1, 1)
+    return code_total / n, data_total / n, [(k, v / n) for k, v in per_fn.most_common()]
 
 
 def pair_round(groups, envs, seconds, swap):
