@@ -640,11 +640,7 @@ def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUN
     rows = []
     try:
         for label, env in pairs:
-            served, cost = [], []
-            for r in range(rounds):
-                n, cpu = pair_round(groups, [clean_env(), env], seconds, swap=r % 2)
-                served.append(n[1] / n[0])
-                cost.append((cpu[0] / n[0]) / (cpu[1] / n[1]))
+            cost, served = pair_series(groups, env, seconds, rounds)
             rows.append(('server_pair: nginx against %s, both at once on vCPU 0 in equal cgroups, '
                          'wrk -t1 %s -d%ds each; %d rounds, cost ratio per round: %s'
                          % (label, pair_load_text(), seconds, rounds, ', '.join('%.3f' % c for c in cost)),
@@ -674,13 +670,11 @@ def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROU
     try:
         for mode in ('forward', 'log', 'log-noclock', 'log-nothread', 'data64', 'code64',
                      'branch64'):
-            cost = []
-            for r in range(rounds):
-                n, cpu = pair_round(groups, [clean_env(), clean_env(LD_PRELOAD=floor, OSH_FLOOR=mode)],
-                                    seconds, swap=r % 2)
-                cost.append((cpu[0] / n[0]) / (cpu[1] / n[1]))
+            cost, _ = pair_series(groups, clean_env(LD_PRELOAD=floor, OSH_FLOOR=mode), seconds,
+                                  rounds)
             rows.append(('server_floor: nginx against nginx with OSH_FLOOR=%s, side by side as in '
-                         'server_pair; %d rounds: %s' % (mode, rounds, ', '.join('%.3f' % c for c in cost)),
+                         'server_pair, wrk -t1 %s; %d rounds: %s' % (mode, pair_load_text(), rounds,
+                                                              ', '.join('%.3f' % c for c in cost)),
                          '-', '-', 'cost ratio %.3f (mean %.3f)' % (statistics.median(cost),
                                                                    statistics.mean(cost))))
     finally:
@@ -789,6 +783,18 @@ def lackey_lines(log, lo, hi, recv_at, syms):
                 data.add((a + size - 1) >> 6)
     n = max(stretches - 1, 1)
     return code_total / n, data_total / n, [(k, v / n) for k, v in per_fn.most_common()]
+
+
+def pair_series(groups, env, seconds, rounds):
+    """@rounds side-by-side rounds of nginx alone against nginx with @env, sides
+    swapping groups every round: the cost ratios (nginx alone's CPU per request over
+    the other's) and the requests ratios (the other's over nginx alone's)."""
+    cost, served = [], []
+    for r in range(rounds):
+        n, cpu = pair_round(groups, [clean_env(), env], seconds, swap=r % 2)
+        served.append(n[1] / n[0])
+        cost.append((cpu[0] / n[0]) / (cpu[1] / n[1]))
+    return cost, served
 
 
 def pair_load_text():
