@@ -11,11 +11,17 @@ Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
 OSH_BENCH_ROUNDS sets the server rounds (7 by default; more narrow the
 median when the VM changes speed between rounds), OSH_BENCH_PAIR_ROUNDS the
-server_pair rounds (8 by default, for each of its four pairs). OSH_BENCH_PIN=1 runs the
-server bench pinned: nginx, and so the shim's exporter thread, on vCPU 0,
-wrk and the receiver on vCPU 1. Every cycle the shim spends, on the worker or
-on the exporter, then comes out of nginx's own core, and the scheduler no
-longer moves the four processes between the two vCPUs from round to round.
+server_pair rounds (8 by default, for each of its four pairs).
+
+The server bench runs wrk and the receiver on vCPU 0 (OSH_BENCH_WRK_CPU; empty
+leaves them free) and lets nginx and its exporter thread go where the
+scheduler puts them, which is then the other vCPU for the worker. The two
+vCPUs of these VMs are not alike: nginx serves about a third more on vCPU 1
+than on vCPU 0, so a run that leaves all of them free lets the scheduler
+choose, run by run, which side gets the faster one. OSH_BENCH_PIN=1 pins
+instead nginx, and so the shim's exporter thread, to vCPU 0 and wrk and the
+receiver to vCPU 1: every cycle the shim spends, on the worker or on the
+exporter, then comes out of nginx's own (slower) core.
 """
 
 import bisect
@@ -98,17 +104,21 @@ def bench_startup():
     return rows
 
 
-def start_sink(pinned=False):
-    """The receiver, on vCPU 1 when OSH_BENCH_PIN=1 or @pinned."""
+def start_sink(pinned=False, loader=False):
+    """The receiver, on vCPU 1 when OSH_BENCH_PIN=1 or @pinned; beside wrk when
+    @loader (the server bench)."""
     tmp = tempfile.mkdtemp()
     pf = os.path.join(tmp, 'port')
     p = subprocess.Popen([os.path.join(BENCH, 'http_sink'), pf], stdout=subprocess.PIPE,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if pinned else pin_to(1))
+                         preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if pinned
+                         else loader_pin() if loader else pin_to(1))
     for _ in range(200):
         if os.path.exists(pf) and open(pf).read().strip():
             break
         time.sleep(0.01)
-    return p, int(open(pf).read())
+    port = int(open(pf).read())
+    shutil.rmtree(tmp, ignore_errors=True)  # the port is read; the sink keeps no file open
+    return p, port
 
 
 def stop_sink(p):
@@ -405,6 +415,29 @@ def pin_to(cpu):
     return (lambda: os.sched_setaffinity(0, {cpu})) if PIN else None
 
 
+WRK_CPU = os.environ.get('OSH_BENCH_WRK_CPU', '0')
+
+
+def loader_pin():
+    """A preexec_fn for wrk and the receiver in the server bench: vCPU 1 when
+    OSH_BENCH_PIN=1, else the vCPU OSH_BENCH_WRK_CPU names (0), so that nginx's
+    worker runs on the same vCPU on both sides of a round."""
+    if PIN:
+        return pin_to(1)
+    if WRK_CPU == '':
+        return None
+    cpu = int(WRK_CPU)
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def placement_text():
+    if PIN:
+        return 'pinned: nginx and the exporter on vCPU 0, wrk and the receiver on vCPU 1'
+    if WRK_CPU == '':
+        return 'nothing pinned'
+    return 'wrk and the receiver on vCPU %s, nginx and its exporter free' % WRK_CPU
+
+
 def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
     """Start nginx with @env, run wrk against it, stop nginx gracefully (so the shim
     flushes at exit); returns (requests, rps, p99_ms, nginx stderr and error log: nginx
@@ -420,9 +453,10 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
             out = subprocess.run(['wrk'] + list(wrk_args) + ['-d%ds' % seconds, '--latency',
                                   'http://127.0.0.1:%d/index.html' % port],
                                  capture_output=True, text=True, check=True,
-                                 timeout=seconds + 30, preexec_fn=pin_to(1)).stdout
+                                 timeout=seconds + 30, preexec_fn=loader_pin()).stdout
             cpu = proc_cpu(p.pid)
             worker = thread_cpu(p.pid, p.pid)
+            nginx_run.worker_vcpu = last_vcpu(p.pid, p.pid)
         finally:
             stop_nginx(p)
         err.seek(0)
@@ -454,11 +488,27 @@ def thread_cpu(pid, tid):
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def last_vcpu(pid, tid):
+    """The vCPU a thread last ran on."""
+    with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
+        return int(f.read().rsplit(')', 1)[1].split()[36])
+
+
 def proc_cpu(pid):
     """User + system CPU seconds of a running process, all its threads."""
     with open('/proc/%d/stat' % pid) as f:
         fields = f.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def lost_text(runs):
+    """Spans lost over (requests wrk counted, spans the sink received) runs. The
+    sink also gets the spans of the requests wrk had in flight when it stopped
+    (up to one a connection), which wrk does not count."""
+    extra = sum(max(0, got - n) for n, got in runs)
+    return 'lost: %d%s' % (sum(max(0, n - got) for n, got in runs),
+                           ' (and %d more spans than counted requests: those in flight when wrk stopped)'
+                           % extra if extra else '')
 
 
 def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))):
@@ -471,6 +521,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
     base_cpu, shim_cpu = [], []
     base_worker, shim_worker = [], []
     base_split, shim_split = [], []     # the worker's (user, system) per request
+    vcpus = []                          # where the worker ran at the end of each run
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         os.makedirs(os.path.join(tmp, 'www'))
@@ -481,12 +532,13 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
         def run_base():
             n, rps, p99, _ = nginx_run(tmp, port, clean_env(), seconds)
             base.append((n, rps, p99))
+            vcpus.append(nginx_run.worker_vcpu)
             base_cpu.append(nginx_run.cpu_per_request)
             base_worker.append(nginx_run.worker_per_request)
             base_split.append(nginx_run.worker_split)
 
         def run_shim():
-            sink, sink_port = start_sink()
+            sink, sink_port = start_sink(loader=True)
             try:
                 n, rps, p99, err = nginx_run(tmp, port, clean_env(
                     LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
@@ -497,6 +549,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
             shim_cpu.append(nginx_run.cpu_per_request)
             shim_worker.append(nginx_run.worker_per_request)
             shim_split.append(nginx_run.worker_split)
+            vcpus.append(nginx_run.worker_vcpu)
             m = re.search(r'(\d+) spans dropped', err)
             shim.append((n, rps, p99, int(counts.get('otlp_spans', 0)), int(m.group(1)) if m else 0))
 
@@ -510,7 +563,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
         paced = os.path.join(tmp, 'paced.lua')
         with open(paced, 'w') as f:
             f.write('function delay()\n  return 1\nend\n')
-        sink, sink_port = start_sink()
+        sink, sink_port = start_sink(loader=True)
         try:
             pn, prps, _, perr = nginx_run(tmp, port, clean_env(
                 LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
@@ -527,7 +580,8 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
     spans = ', '.join('%d of %d (%d dropped)' % (s[3], s[0], s[4]) for s in shim)
     return [
         ('server: nginx static file, wrk -t1 -c8 -d%ds, requests/s (median of %d interleaved rounds, ABBA%s); ratio = median of paired ratios (each round: %s)'
-         % (seconds, rounds, '; pinned: nginx and the exporter on vCPU 0, wrk and the receiver on vCPU 1' if PIN else '',
+         % (seconds, rounds, '; %s; runs whose worker ended on vCPU %s' % (
+             placement_text(), ', '.join('%d: %d' % (c, vcpus.count(c)) for c in sorted(set(vcpus)))),
             ', '.join('%.3f' % (s[1] / b[1]) for s, b in zip(shim, base))),
          '%.0f' % b_rps, '%.0f' % s_rps, 'ratio %.3f' % ratio),
         ('server: nginx CPU per request (its own threads, the exporter included; 10 ms clock ticks), median of rounds',
@@ -552,10 +606,10 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))
         ('server: p99 latency', '%.3f ms' % statistics.median(x[2] for x in base),
          '%.3f ms' % statistics.median(x[2] for x in shim), '%+.3f ms' % p99d),
         ('server: spans the sink received / requests wrk made, per round', '-', spans,
-         'lost: %d' % sum(s[0] - s[3] for s in shim)),
+         lost_text([(s[0], s[3]) for s in shim])),
         ('server: paced, wrk -c24 with 1 ms between requests (%.0f requests/s): spans received / requests'
          % paced_row[1], '-', '%d of %d (%d dropped)' % (paced_row[2], paced_row[0], paced_row[3]),
-         'lost: %d' % (paced_row[0] - paced_row[2])),
+         lost_text([(paced_row[0], paced_row[2])])),
     ]
 
 
