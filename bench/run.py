@@ -9,8 +9,9 @@ docs/BENCHMARKS.md.
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
-OSH_BENCH_ROUNDS sets the server rounds (7 by default; more narrow the
-median when the VM changes speed between rounds), OSH_BENCH_PAIR_ROUNDS the
+OSH_BENCH_ROUNDS sets the server rounds (15 by default, ~6 minutes: a
+round's ratio moves by ~6 % with the VM's speed, so 7 rounds were good to
+only ~±3 %), OSH_BENCH_PAIR_ROUNDS the
 server_pair rounds (8 by default, for each of its four pairs).
 
 The server bench runs wrk and the receiver on vCPU 0 (OSH_BENCH_WRK_CPU; empty
@@ -511,7 +512,7 @@ def lost_text(runs):
                            % extra if extra else '')
 
 
-def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '7'))):
+def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15'))):
     """nginx serving a small static file on loopback, wrk -t1 -c8, with and without the
     shim (always_on, OTLP export to the local sink), interleaved rounds: throughput ratio,
     p99 latency difference, spans the sink received against requests wrk made."""
