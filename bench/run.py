@@ -5,7 +5,9 @@ noisy (2 shared cores). Results go to stdout as Markdown rows for
 docs/BENCHMARKS.md.
 
     bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server] [server_pair] [tls]
-                 [llm]   (default: all but server_pair, which needs root for its cgroups)
+                 [llm] [server_floor] [server_records] [server_lines]
+                 (default: all but the server_* side-by-side runs, which need root for
+                 their cgroups, and server_lines, which needs valgrind)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
@@ -734,6 +736,63 @@ def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROU
                                                                    statistics.mean(cost))))
     finally:
         groups.remove()
+    return rows
+
+
+def build_record_split(tmp):
+    """This tree's sources (git archive HEAD) with bench/record_split.patch applied,
+    built into @tmp: a libotelshim.so that can drop records on the worker
+    (OSH_BENCH_SELFDROP) or in the exporter thread (OSH_BENCH_DISCARD). Its path."""
+    src = os.path.join(tmp, 'src')
+    os.makedirs(src)
+    archive = subprocess.run(['git', '-C', ROOT, 'archive', 'HEAD'], capture_output=True,
+                             check=True).stdout
+    subprocess.run(['tar', '-x', '-C', src], input=archive, check=True)
+    with open(os.path.join(ROOT, 'bench', 'record_split.patch'), 'rb') as f:
+        subprocess.run(['git', 'apply', '-'], stdin=f, cwd=src, check=True)
+    build = os.path.join(tmp, 'build')
+    subprocess.run(['meson', 'setup', '-Dtests=disabled', build, src], capture_output=True,
+                   check=True)
+    subprocess.run(['ninja', '-C', build, 'libotelshim.so', 'libotelshim-otlp.so'],
+                   capture_output=True, check=True)
+    return os.path.join(build, 'libotelshim.so')
+
+
+def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUNDS', '8'))):
+    """Where the export path's cost lies, side by side as in server_pair (needs root for
+    the cgroups, and git, meson and ninja: it builds a patched copy of this tree). nginx
+    alone against: the shim parsing without records (OTEL_TRACES_EXPORTER=none); records
+    built and dropped on the worker (OSH_BENCH_SELFDROP); records handed to the exporter
+    thread, which drops them (OSH_BENCH_DISCARD); the shim exporting. The steps between
+    them price building a record, handing it over, and deriving, encoding and posting."""
+    if not shutil.which('nginx') or not shutil.which('wrk'):
+        raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        split = build_record_split(tmp)
+        groups = CpuGroups()
+        sink_p, sink_port = start_sink(pinned=True)
+        export = dict(OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
+                      OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                      OTEL_LOG_LEVEL='warn')
+        arms = [('the shim parsing, no records (OTEL_TRACES_EXPORTER=none)',
+                 clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_EXPORTER='none')),
+                ('records built and dropped on the worker (OSH_BENCH_SELFDROP)',
+                 clean_env(LD_PRELOAD=split, OSH_BENCH_SELFDROP='1', **export)),
+                ('records handed to the exporter thread, dropped there (OSH_BENCH_DISCARD)',
+                 clean_env(LD_PRELOAD=split, OSH_BENCH_DISCARD='1', **export)),
+                ('the shim exporting', clean_env(LD_PRELOAD=SHIM, **export))]
+        try:
+            for label, env in arms:
+                cost, _ = pair_series(groups, env, seconds, rounds)
+                rows.append(('server_records: nginx against %s, side by side as in server_pair, '
+                             'wrk -t1 %s; %d rounds: %s' % (label, pair_load_text(), rounds,
+                                                           ', '.join('%.3f' % c for c in cost)),
+                             '-', '-', 'cost ratio %.3f (mean %.3f)' % (statistics.median(cost),
+                                                                       statistics.mean(cost))))
+        finally:
+            stop_sink(sink_p)
+            groups.remove()
     return rows
 
 
