@@ -711,6 +711,13 @@ def bench_server_pair(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUN
     return rows
 
 
+def side_row(bench, against, cost):
+    """A report row for one side-by-side series of cost ratios."""
+    return ('%s: nginx against %s, side by side as in server_pair, wrk -t1 %s; %d rounds: %s'
+            % (bench, against, pair_load_text(), len(cost), ', '.join('%.3f' % c for c in cost)),
+            '-', '-', 'cost ratio %.3f (mean %.3f)' % (statistics.median(cost), statistics.mean(cost)))
+
+
 def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUNDS', '8'))):
     """What kinds of work cost nginx on this machine, side by side as in server_pair:
     nginx against nginx with bench/floor_preload.so doing one fixed, made-up piece of
@@ -729,11 +736,7 @@ def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROU
                      'branch64'):
             cost, _ = pair_series(groups, clean_env(LD_PRELOAD=floor, OSH_FLOOR=mode), seconds,
                                   rounds)
-            rows.append(('server_floor: nginx against nginx with OSH_FLOOR=%s, side by side as in '
-                         'server_pair, wrk -t1 %s; %d rounds: %s' % (mode, pair_load_text(), rounds,
-                                                              ', '.join('%.3f' % c for c in cost)),
-                         '-', '-', 'cost ratio %.3f (mean %.3f)' % (statistics.median(cost),
-                                                                   statistics.mean(cost))))
+            rows.append(side_row('server_floor', 'nginx with OSH_FLOOR=' + mode, cost))
     finally:
         groups.remove()
     return rows
@@ -785,11 +788,7 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
         try:
             for label, env in arms:
                 cost, _ = pair_series(groups, env, seconds, rounds)
-                rows.append(('server_records: nginx against %s, side by side as in server_pair, '
-                             'wrk -t1 %s; %d rounds: %s' % (label, pair_load_text(), rounds,
-                                                           ', '.join('%.3f' % c for c in cost)),
-                             '-', '-', 'cost ratio %.3f (mean %.3f)' % (statistics.median(cost),
-                                                                       statistics.mean(cost))))
+                rows.append(side_row('server_records', label, cost))
         finally:
             stop_sink(sink_p)
             groups.remove()
