@@ -11,10 +11,9 @@ docs/BENCHMARKS.md.
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
-OSH_BENCH_ROUNDS sets the server rounds (15 by default, ~6 minutes: a
-round's ratio moves by ~6 % with the VM's speed, so 7 rounds were good to
-only ~±3 %), OSH_BENCH_PAIR_ROUNDS the
-server_pair rounds (8 by default, for each of its four pairs).
+OSH_BENCH_ROUNDS sets the server rounds (15 by default, ~6 minutes: a round's
+ratio moves by ~6 % with the VM's speed, so 7 rounds were good to only ~±3 %),
+OSH_BENCH_PAIR_ROUNDS the side-by-side rounds (8 by default, per series).
 
 The server bench runs wrk and the receiver on vCPU 0 (OSH_BENCH_WRK_CPU; empty
 leaves them free) and lets nginx and its exporter thread go where the
@@ -434,6 +433,7 @@ def loader_pin():
 
 
 def placement_text():
+    """Where the server bench put its processes, for the report."""
     if PIN:
         return 'pinned: nginx and the exporter on vCPU 0, wrk and the receiver on vCPU 1'
     if WRK_CPU == '':
@@ -482,19 +482,24 @@ def stop_nginx(p):
         p.wait()
 
 
+def task_stat(pid, tid):
+    """The fields of /proc/<pid>/task/<tid>/stat after the command name (the
+    first is the state, field 3 of proc(5))."""
+    with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
+        return f.read().rsplit(')', 1)[1].split()
+
+
 def thread_cpu(pid, tid):
     """(user, system) CPU seconds of one thread (nginx's worker is its main thread with
     master_process off; the exporter is another)."""
-    with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
-        fields = f.read().rsplit(')', 1)[1].split()
+    fields = task_stat(pid, tid)
     tick = os.sysconf('SC_CLK_TCK')
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def last_vcpu(pid, tid):
-    """The vCPU a thread last ran on."""
-    with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
-        return int(f.read().rsplit(')', 1)[1].split()[36])
+    """The vCPU a thread last ran on (proc(5)'s field 39, processor)."""
+    return int(task_stat(pid, tid)[36])
 
 
 def proc_cpu(pid):
