@@ -800,17 +800,47 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
     return rows
 
 
-def bench_server_lines(requests=300):
+def bench_server_lines(requests=300, skip=50):
     """The server path's footprint, which is what it pays for on machines where a
-    system call leaves the caches cold (server_floor): nginx under valgrind's lackey
-    with the shim parsing and recording nothing (OTEL_TRACES_EXPORTER=none: no exporter
-    thread, so every line of shim code run is the worker's), @requests keep-alive GETs
-    on one connection. The trace is cut at each entry into the shim's recv hook; a
-    request's lines are the distinct 64-byte lines of the shim's code it ran and of the
-    data that code touched. Repeatable, unlike timings: a change to the path can be
-    judged by it before the side-by-side runs."""
+    system call leaves the caches cold (server_floor): nginx under valgrind's lackey,
+    @requests keep-alive GETs on one connection. The trace is cut at each entry into
+    the shim's recv hook; a request's lines are the distinct 64-byte lines of the
+    shim's code it ran and of the data that code touched, averaged over the requests
+    after the first @skip. Two configurations: parsing and recording nothing
+    (OTEL_TRACES_EXPORTER=none: no exporter thread, so every line of shim code run
+    is the worker's), and always_on with records built and queued, the exporter
+    thread kept asleep through the run (a batch and a schedule longer than it; the
+    console fallback turns off the OTLP path's early wakes), so that the lines are
+    still the worker's alone: their difference is what building and handing over a
+    record costs the worker. Repeatable, unlike timings: a change to the path can
+    be judged by it before the side-by-side runs."""
     if not shutil.which('nginx') or not shutil.which('valgrind'):
         raise RuntimeError('server_lines needs nginx and valgrind (scripts/setup --bench)')
+    configs = [('OTEL_TRACES_EXPORTER=none', clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_EXPORTER='none')),
+               ('always_on, records queued, exporter asleep',
+                clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_SAMPLER='always_on',
+                          OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:9',
+                          OTEL_FALLBACK_EXPORTER='console', OTEL_BSP_MAX_QUEUE_SIZE='4096',
+                          OTEL_BSP_MAX_EXPORT_BATCH_SIZE='4096', OTEL_BSP_SCHEDULE_DELAY='600000',
+                          OTEL_LOG_LEVEL='error'))]
+    rows, totals = [], []
+    for label, env in configs:
+        code_lines, data_lines, by_fn = lackey_run(env, requests, skip)
+        totals.append((code_lines, data_lines))
+        top = ', '.join('%s %.0f' % kv for kv in by_fn[:6])
+        rows.append(('server_lines: nginx under lackey, the shim with %s, %d keep-alive requests '
+                     '(the first %d not counted); distinct 64-byte lines a request touched by the '
+                     'shim\'s code' % (label, requests, skip),
+                     '-', '%.1f code + %.1f data' % (code_lines, data_lines), 'most code lines: ' + top))
+    rows.append(('server_lines: what records add on the worker (the second against the first)', '-',
+                 '%+.1f code, %+.1f data' % (totals[1][0] - totals[0][0], totals[1][1] - totals[0][1]),
+                 '-'))
+    return rows
+
+
+def lackey_run(env, requests, skip):
+    """nginx with @env under lackey, @requests keep-alive GETs: lackey_lines() of the
+    shim's part of the trace."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         os.makedirs(os.path.join(tmp, 'www'))
@@ -822,8 +852,7 @@ def bench_server_lines(requests=300):
         p = subprocess.Popen(['valgrind', '--tool=lackey', '--trace-mem=yes', '--log-file=' + log,
                               'nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
                               '-e', os.path.join(tmp, 'error.log')],
-                             env=clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_EXPORTER='none'),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_port(port, deadline_s=120.0)
             with open('/proc/%d/maps' % p.pid) as f:
@@ -840,11 +869,7 @@ def bench_server_lines(requests=300):
             if len(f) == 3 and f[1] in 'tTwW':
                 syms.append((int(f[0], 16) + base, f[2]))
         recv_at = [a for a, name in syms if name == 'recv'][0]
-        code_lines, data_lines, by_fn = lackey_lines(log, lo, hi, recv_at, syms)
-    top = ', '.join('%s %.0f' % kv for kv in by_fn[:6])
-    return [('server_lines: nginx under lackey, the shim with OTEL_TRACES_EXPORTER=none, %d keep-alive '
-             'requests; distinct 64-byte lines a request touched by the shim\'s code' % requests,
-             '-', '%.1f code + %.1f data' % (code_lines, data_lines), 'most code lines: ' + top)]
+        return lackey_lines(log, lo, hi, recv_at, syms, skip)
 
 
 def keepalive_gets(port, n):
@@ -868,10 +893,11 @@ def keepalive_gets(port, n):
                 buf += data
 
 
-def lackey_lines(log, lo, hi, recv_at, syms):
+def lackey_lines(log, lo, hi, recv_at, syms, skip=0):
     """Lines per request in a lackey trace: code lines in [lo, hi) and the data lines
     their instructions touched, per stretch between two entries at @recv_at; returns
-    the averages over the whole stretches and the code lines by function."""
+    the averages over the whole stretches after the first @skip and the code lines
+    by function."""
     addrs = [a for a, _ in syms]
     per_fn = collections.Counter()
     code, data = set(), set()
@@ -885,7 +911,7 @@ def lackey_lines(log, lo, hi, recv_at, syms):
                 if not in_shim:
                     continue
                 if a == recv_at:
-                    if stretches:
+                    if stretches > skip:
                         code_total += len(code)
                         data_total += len(data)
                         for c in code:
@@ -899,7 +925,7 @@ def lackey_lines(log, lo, hi, recv_at, syms):
                 size = int(line.rstrip().rsplit(',', 1)[1])
                 data.add(a >> 6)
                 data.add((a + size - 1) >> 6)
-    n = max(stretches - 1, 1)
+    n = max(stretches - 1 - skip, 1)
     return code_total / n, data_total / n, [(k, v / n) for k, v in per_fn.most_common()]
 
 
