@@ -79,6 +79,10 @@ static void (*test_capture)(struct osh_span *span);
 
 /* Spans encoded per wake on the eager path (see eager()). */
 #define EAGER_CHUNK 64
+/* The shortest nap between two drains while spans keep coming (see
+ * exporter_main): below this, timer wakes would cost more than the
+ * producers' wakes they replace. */
+#define NAP_MIN_NS 200000u
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
 static _Atomic uint64_t wake_every;
@@ -337,9 +341,10 @@ static void send_pending(struct sink *sk)
 
 /* Encode what is queued into the batch under way, sending each batch that
  * fills; @all: also send the last, partial one (schedule, flush, exit). */
-static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
+static size_t drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
 {
 	void *exp = atomic_load(&module_exp);
+	size_t total = 0;
 
 	for (;;) {
 		size_t room = batch - module->pending(exp), n, took;
@@ -347,6 +352,7 @@ static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, 
 		n = pop_batch(spans, room);
 		if (!n)
 			break;
+		total += n;
 		took = module->add_spans(exp, spans, n);
 		if (took < n)
 			atomic_fetch_add(&exp_st.failed, n - took);
@@ -362,21 +368,23 @@ static void drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, 
 	}
 	if (all)
 		send_pending(sk);
+	return total;
 }
 
-static void drain(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
+/* Export what is queued; the number of spans taken. */
+static size_t drain(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
 {
-	size_t n;
+	size_t n, total = 0;
 
-	if (eager(sk)) {
-		drain_eager(sk, spans, batch, all);
-		return;
-	}
+	if (eager(sk))
+		return drain_eager(sk, spans, batch, all);
 	do {
 		n = pop_batch(spans, batch);
+		total += n;
 		if (n)
 			export_batch(sk, spans, n);
 	} while (n == batch);
+	return total;
 }
 
 static void *exporter_main(void *arg)
@@ -448,25 +456,73 @@ static void *exporter_main(void *arg)
 	/* How many queued spans wake this thread: a chunk on the eager path,
 	 * else a whole batch. */
 	size_t wake_at = eager(&sk) && batch > EAGER_CHUNK ? EAGER_CHUNK : batch;
+	/* While spans keep coming on the eager path, the thread naps between
+	 * drains for about the time a chunk takes to arrive and wakes itself,
+	 * and producers wake it only at this larger stride (half the queue):
+	 * a futex wake of a thread asleep on another core cost the producer
+	 * ~5 us here (an inter-processor interrupt through the hypervisor),
+	 * against ~0.9 us for a plain system call, once every chunk
+	 * (docs/BENCHMARKS.md). When a nap ends with nothing queued, the
+	 * flow has stopped: producers wake the thread at every chunk again.
+	 * A wake a producer skips, reading the old stride, only delays spans
+	 * until the schedule, as a chunk's remainder always waits. */
+	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
+	bool napping = false;
+	uint64_t nap_until = 0, last_drain;
 
+	if (valve < wake_at)
+		valve = wake_at;
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
+	last_drain = osh_clock_monotonic_ns();
 	for (;;) {
 		uint32_t req = atomic_load(&flush_req);
 		bool flush = req != flushed;
 		uint64_t now = osh_clock_monotonic_ns();
 		bool due;
+		size_t n;
 
-		if (!flush && osh_queue_size(&queue) < wake_at && now < next) {
-			uint32_t w = atomic_load(&wake_word);
-			/* Re-check after sampling the word: a producer that
-			 * bumped it meanwhile makes the wait return at once. */
-			if (atomic_load(&flush_req) == flushed && osh_queue_size(&queue) < wake_at)
-				futex_wait(&wake_word, w, next - now);
-			continue;
+		if (!flush && now < next) {
+			uint64_t queued = osh_queue_size(&queue);
+
+			if (napping && now < nap_until && queued < valve) {
+				uint32_t w = atomic_load(&wake_word);
+
+				if (atomic_load(&flush_req) == flushed)
+					futex_wait(&wake_word, w,
+						   (nap_until < next ? nap_until : next) - now);
+				continue;
+			}
+			if (napping && !queued) {
+				napping = false;
+				atomic_store(&wake_every, wake_at);
+				continue;
+			}
+			if (!napping && queued < wake_at) {
+				uint32_t w = atomic_load(&wake_word);
+				/* Re-check after sampling the word: a producer
+				 * that bumped it meanwhile makes the wait return
+				 * at once. */
+				if (atomic_load(&flush_req) == flushed &&
+				    osh_queue_size(&queue) < wake_at)
+					futex_wait(&wake_word, w, next - now);
+				continue;
+			}
 		}
 		due = flush || now >= next;
-		drain(&sk, spans, batch, due);
+		n = drain(&sk, spans, batch, due);
+		if (n && eager(&sk)) {
+			uint64_t t = osh_clock_monotonic_ns();
+			/* The last cycle's rate: n spans in t - last_drain. */
+			uint64_t nap = (t - last_drain) * wake_at / n;
+
+			last_drain = t;
+			nap_until = t + (nap > NAP_MIN_NS ? nap : NAP_MIN_NS);
+			if (!napping) {
+				napping = true;
+				atomic_store(&wake_every, valve);
+			}
+		}
 		if (due || !eager(&sk))
 			next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
 		if (flush) {
