@@ -468,13 +468,12 @@ static void *exporter_main(void *arg)
 	 * until the schedule, as a chunk's remainder always waits. */
 	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
 	bool napping = false;
-	uint64_t nap_until = 0, last_drain;
+	uint64_t nap_until = 0, last_drain = 0;
 
 	if (valve < wake_at)
 		valve = wake_at;
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
-	last_drain = osh_clock_monotonic_ns();
 	for (;;) {
 		uint32_t req = atomic_load(&flush_req);
 		bool flush = req != flushed;
@@ -513,8 +512,11 @@ static void *exporter_main(void *arg)
 		n = drain(&sk, spans, batch, due);
 		if (n && eager(&sk)) {
 			uint64_t t = osh_clock_monotonic_ns();
-			/* The last cycle's rate: n spans in t - last_drain. */
-			uint64_t nap = (t - last_drain) * wake_at / n;
+			/* The last cycle's rate: n spans in t - last_drain. A
+			 * flow's first nap is the shortest: the time since the
+			 * last drain may be an idle spell, and a nap that long
+			 * would leave up to half the queue's records in flight. */
+			uint64_t nap = napping ? (t - last_drain) * wake_at / n : 0;
 
 			last_drain = t;
 			nap_until = t + (nap > NAP_MIN_NS ? nap : NAP_MIN_NS);
