@@ -80,8 +80,8 @@ static void (*test_capture)(struct osh_span *span);
 /* Spans encoded per wake on the eager path (see eager()). */
 #define EAGER_CHUNK 64
 /* The shortest nap between two drains while spans keep coming (see
- * exporter_main): below this, timer wakes would cost more than the
- * producers' wakes they replace. */
+ * exporter_main): however fast they come, the thread wakes itself at most
+ * ~5,000 times a second. */
 #define NAP_MIN_NS 200000u
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
@@ -462,16 +462,19 @@ static void *exporter_main(void *arg)
 	 * a futex wake of a thread asleep on another core cost the producer
 	 * ~5 us here (an inter-processor interrupt through the hypervisor),
 	 * against ~0.9 us for a plain system call, once every chunk
-	 * (docs/BENCHMARKS.md). When a nap ends with nothing queued, the
-	 * flow has stopped: producers wake the thread at every chunk again.
-	 * A wake a producer skips, reading the old stride, only delays spans
-	 * until the schedule, as a chunk's remainder always waits. */
+	 * (docs/BENCHMARKS.md). Woken during a nap, the thread drains if a
+	 * chunk is queued: between two such wakes at most a stride and a
+	 * chunk pile up, three quarters of the queue at most, so napping is
+	 * for queues of four chunks or more. When a nap ends with nothing
+	 * queued, the flow has stopped: producers wake the thread at every
+	 * chunk again. A wake a producer skips, reading the old stride, only
+	 * delays spans until the schedule, as a chunk's remainder always
+	 * waits. */
 	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
+	bool can_nap = eager(&sk) && valve >= 2 * (uint64_t)wake_at;
 	bool napping = false;
 	uint64_t nap_until = 0, last_drain = 0;
 
-	if (valve < wake_at)
-		valve = wake_at;
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
 	for (;;) {
@@ -484,7 +487,7 @@ static void *exporter_main(void *arg)
 		if (!flush && now < next) {
 			uint64_t queued = osh_queue_size(&queue);
 
-			if (napping && now < nap_until && queued < valve) {
+			if (napping && now < nap_until && queued < wake_at) {
 				uint32_t w = atomic_load(&wake_word);
 
 				if (atomic_load(&flush_req) == flushed)
@@ -510,7 +513,7 @@ static void *exporter_main(void *arg)
 		}
 		due = flush || now >= next;
 		n = drain(&sk, spans, batch, due);
-		if (n && eager(&sk)) {
+		if (n && can_nap) {
 			uint64_t t = osh_clock_monotonic_ns();
 			/* The last cycle's rate: n spans in t - last_drain. A
 			 * flow's first nap is the shortest: the time since the
