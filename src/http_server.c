@@ -359,7 +359,8 @@ static void set_request_attrs(struct osh_span *rec, const struct req_view *req)
 }
 
 /* The facts of a req_view, kept at a record's top for the exporter thread:
- * this header, then the peer text and the strings, in req_view order. */
+ * this header, then the peer text and the strings, in req_view order. The
+ * response's facts join them when the exchange ends. */
 struct req_facts {
 	struct osh_peer local;
 	uint16_t peer_port;
@@ -367,10 +368,15 @@ struct req_facts {
 	uint8_t peer_text_len;
 	uint8_t flags;		/* FACT_* */
 	uint8_t minor_version;
+	uint16_t status;	/* FACT_RESPONSE: the response's status code */
+	uint64_t resp_body;	/* FACT_RESPONSE: its body size */
+	uint64_t req_body;	/* FACT_REQ_BODY: the request's body size */
 };
 
 #define FACT_TLS 1
 #define FACT_PEER 2
+#define FACT_RESPONSE 4
+#define FACT_REQ_BODY 8
 /* More than this and the request path derives the attributes itself: the
  * arena must keep room for what they become. */
 #define FACTS_MAX 768
@@ -389,6 +395,13 @@ static void complete_request_attrs(struct osh_span *rec)
 	memcpy(copy, rec->arena + OSH_SPAN_ARENA - n, n);
 	osh_span_release_top(rec);
 	memcpy(&f, copy, sizeof(f));
+	/* First, as when the request path sets them itself (finish()). */
+	if (f.flags & FACT_RESPONSE) {
+		osh_span_set_int(rec, "http.response.status_code", f.status);
+		osh_span_set_int(rec, "http.response.body.size", (int64_t)f.resp_body);
+	}
+	if (f.flags & FACT_REQ_BODY)
+		osh_span_set_int(rec, "http.request.body.size", (int64_t)f.req_body);
 	v.local = f.local;
 	v.peer_port = f.peer_port;
 	v.peer_text = p;
@@ -407,43 +420,93 @@ static void complete_request_attrs(struct osh_span *rec)
 		rec->name = name;
 }
 
-/* Give @rec its request attributes: kept as facts for the exporter thread
- * when they fit (the request path then only copies bytes), else now. */
-static void request_attrs(struct osh_span *rec, const struct req_view *v)
+/* Copy @n bytes of @p to @dst; the byte after them. */
+static inline char *put(char *dst, const char *p, size_t n)
 {
-	size_t lens[6] = { v->method.len, v->target.len, v->host.len, v->user_agent.len,
-			   v->x_request_id.len, v->baggage.len };
-	const char *ptrs[6] = { v->method.p, v->target.p, v->host.p, v->user_agent.p,
-				v->x_request_id.p, v->baggage.p };
-	size_t total = sizeof(struct req_facts) + v->peer_text_len;
-	struct req_facts f;
-	char *dst;
+	if (n)
+		memcpy(dst, p, n);
+	return dst + n;
+}
 
-	for (int i = 0; i < 6; i++)
-		total += lens[i];
-	dst = total <= FACTS_MAX ? osh_span_reserve_top(rec, total) : NULL;
+/* Give @rec its request attributes: kept as facts for the exporter thread
+ * when they fit (the request path then only copies bytes, straight from
+ * the head and the connection), else derived now. */
+static void request_attrs(struct osh_span *rec, const struct osh_conn *c,
+			  const struct osh_http_request *req, struct osh_str baggage)
+{
+	struct osh_str ua = { req->user_agent.p,
+			      osh_utf8_cut(req->user_agent.p, req->user_agent.len, UA_MAX) };
+	struct osh_str xr = { req->x_request_id.p,
+			      osh_utf8_cut(req->x_request_id.p, req->x_request_id.len,
+					   REQUEST_ID_MAX) };
+	size_t total = sizeof(struct req_facts) + c->peer_text_len + req->method.len +
+		       req->target.len + req->host.len + ua.len + xr.len + baggage.len;
+	char *dst = total <= FACTS_MAX ? osh_span_reserve_top(rec, total) : NULL;
+	struct req_facts f;
+
 	if (!dst) {
-		set_request_attrs(rec, v);
+		struct req_view v = {
+			.method = req->method,
+			.target = req->target,
+			.host = req->host,
+			.user_agent = ua,
+			.x_request_id = xr,
+			.baggage = baggage,
+			.local = c->local,
+			.peer_text = c->peer_text,
+			.peer_text_len = c->peer_text_len,
+			.has_peer = c->peer.family != 0,
+			.tls = c->tls,
+			.minor_version = req->minor_version,
+			.peer_port = c->peer.port,
+		};
+
+		set_request_attrs(rec, &v);
 		return;
 	}
 	memset(&f, 0, sizeof(f));
-	f.local = v->local;
-	f.peer_port = v->peer_port;
-	f.peer_text_len = v->peer_text_len;
-	f.flags = (uint8_t)((v->tls ? FACT_TLS : 0) | (v->has_peer ? FACT_PEER : 0));
-	f.minor_version = (uint8_t)v->minor_version;
-	for (int i = 0; i < 6; i++)
-		f.len[i] = (uint16_t)lens[i];
+	f.local = c->local;
+	f.peer_port = c->peer.port;
+	f.peer_text_len = c->peer_text_len;
+	f.flags = (uint8_t)((c->tls ? FACT_TLS : 0) | (c->peer.family ? FACT_PEER : 0));
+	f.minor_version = (uint8_t)req->minor_version;
+	f.len[0] = (uint16_t)req->method.len;
+	f.len[1] = (uint16_t)req->target.len;
+	f.len[2] = (uint16_t)req->host.len;
+	f.len[3] = (uint16_t)ua.len;
+	f.len[4] = (uint16_t)xr.len;
+	f.len[5] = (uint16_t)baggage.len;
 	memcpy(dst, &f, sizeof(f));
-	dst += sizeof(f);
-	memcpy(dst, v->peer_text, v->peer_text_len);
-	dst += v->peer_text_len;
-	for (int i = 0; i < 6; i++) {
-		if (lens[i])
-			memcpy(dst, ptrs[i], lens[i]);
-		dst += lens[i];
-	}
+	dst = put(dst + sizeof(f), c->peer_text, c->peer_text_len);
+	dst = put(dst, req->method.p, req->method.len);
+	dst = put(dst, req->target.p, req->target.len);
+	dst = put(dst, req->host.p, req->host.len);
+	dst = put(dst, ua.p, ua.len);
+	dst = put(dst, xr.p, xr.len);
+	put(dst, baggage.p, baggage.len);
 	osh_span_defer(rec, complete_request_attrs);
+}
+
+/* The response's facts, for a record whose request facts wait for the
+ * exporter thread: stored beside them, made attributes there. False when
+ * the record keeps no facts. */
+static bool keep_response_facts(struct osh_span *rec, int status, uint64_t resp_body,
+				bool req_body_known, uint64_t req_body)
+{
+	char *f;
+	uint8_t flags;
+	uint16_t st = (uint16_t)status;
+
+	if (rec->deferred != complete_request_attrs)
+		return false;
+	f = rec->arena + OSH_SPAN_ARENA - rec->arena_top;
+	memcpy(&flags, f + offsetof(struct req_facts, flags), 1);
+	flags |= FACT_RESPONSE | (req_body_known ? FACT_REQ_BODY : 0);
+	memcpy(f + offsetof(struct req_facts, flags), &flags, 1);
+	memcpy(f + offsetof(struct req_facts, status), &st, sizeof(st));
+	memcpy(f + offsetof(struct req_facts, resp_body), &resp_body, sizeof(resp_body));
+	memcpy(f + offsetof(struct req_facts, req_body), &req_body, sizeof(req_body));
+	return true;
 }
 
 /* ---- exchange lifecycle ----------------------------------------------- */
@@ -464,6 +527,14 @@ static void finish(struct osh_conn *c, struct osh_srv_exchange *ex, int status,
 	if (!rec)
 		return;
 	rec->end_ns = osh_clock_realtime_ns();
+	/* The common end (a response below 500) is stored as facts for the
+	 * exporter thread when the request's are. */
+	if (status > 0 && status < 500 && !error_type &&
+	    keep_response_facts(rec, status, sv->rs_body.payload, ex->req_body_known,
+				ex->req_body)) {
+		osh_exporter_submit(rec);
+		return;
+	}
 	if (status) {
 		osh_span_set_int(rec, "http.response.status_code", status);
 		osh_span_set_int(rec, "http.response.body.size", (int64_t)sv->rs_body.payload);
@@ -608,29 +679,9 @@ static void decide(struct osh_conn *c, struct osh_srv_exchange *ex,
 		if (ctx && ctx->tracestate_len)
 			osh_span_set_trace_state(rec, ctx->tracestate, ctx->tracestate_len);
 	}
-	{
-		struct req_view v = {
-			.method = req->method,
-			.target = req->target,
-			.host = req->host,
-			.user_agent = { req->user_agent.p,
-					osh_utf8_cut(req->user_agent.p, req->user_agent.len, UA_MAX) },
-			.x_request_id = { req->x_request_id.p,
-					  osh_utf8_cut(req->x_request_id.p, req->x_request_id.len,
-						       REQUEST_ID_MAX) },
-			.local = c->local,
-			.peer_text = c->peer_text,
-			.peer_text_len = c->peer_text_len,
-			.has_peer = c->peer.family != 0,
-			.tls = c->tls,
-			.minor_version = req->minor_version,
-			.peer_port = c->peer.port,
-		};
-
-		if (ctx && ctx->baggage_len)
-			v.baggage = (struct osh_str){ ctx->baggage, ctx->baggage_len };
-		request_attrs(rec, &v);
-	}
+	request_attrs(rec, c, req,
+		      ctx && ctx->baggage_len ? (struct osh_str){ ctx->baggage, ctx->baggage_len }
+					      : (struct osh_str){ 0 });
 	ex->rec = rec;
 }
 
