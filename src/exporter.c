@@ -83,6 +83,10 @@ static void (*test_capture)(struct osh_span *span);
  * exporter_main): however fast they come, the thread wakes itself at most
  * ~5,000 times a second. */
 #define NAP_MIN_NS 200000u
+/* A nap that ends with nothing queued is doubled up to this before the
+ * thread stops napping: a flow that only paused (a slow peer, a collection
+ * in the program) keeps sparing its threads the wakes. */
+#define NAP_MAX_NS 1000000000u
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
 static _Atomic uint64_t wake_every;
@@ -465,15 +469,16 @@ static void *exporter_main(void *arg)
 	 * (docs/BENCHMARKS.md). Woken during a nap, the thread drains if a
 	 * chunk is queued: between two such wakes at most a stride and a
 	 * chunk pile up, three quarters of the queue at most, so napping is
-	 * for queues of four chunks or more. When a nap ends with nothing
-	 * queued, the flow has stopped: producers wake the thread at every
-	 * chunk again. A wake a producer skips, reading the old stride, only
+	 * for queues of four chunks or more. A nap that ends with nothing
+	 * queued is doubled; past NAP_MAX_NS the flow has stopped, and
+	 * producers wake the thread at every chunk again. A wake a producer
+	 * skips, reading the old stride, only
 	 * delays spans until the schedule, as a chunk's remainder always
 	 * waits. */
 	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
 	bool can_nap = eager(&sk) && valve >= 2 * (uint64_t)wake_at;
 	bool napping = false;
-	uint64_t nap_until = 0, last_drain = 0;
+	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0;
 
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
@@ -487,27 +492,29 @@ static void *exporter_main(void *arg)
 		if (!flush && now < next) {
 			uint64_t queued = osh_queue_size(&queue);
 
-			if (napping && now < nap_until && queued < wake_at) {
-				uint32_t w = atomic_load(&wake_word);
+			bool in_nap = napping && now < nap_until;
 
-				if (atomic_load(&flush_req) == flushed)
-					futex_wait(&wake_word, w,
-						   (nap_until < next ? nap_until : next) - now);
+			if (napping && !in_nap && !queued) {
+				if (nap_ns < NAP_MAX_NS) {
+					nap_ns *= 2;
+					nap_until = now + nap_ns;
+				} else {
+					napping = false;
+					atomic_store(&wake_every, wake_at);
+				}
 				continue;
 			}
-			if (napping && !queued) {
-				napping = false;
-				atomic_store(&wake_every, wake_at);
-				continue;
-			}
-			if (!napping && queued < wake_at) {
+			/* Short of a chunk: sleep to the nap's end, or to the
+			 * schedule when not napping. */
+			if (queued < wake_at && (in_nap || !napping)) {
+				uint64_t until = in_nap && nap_until < next ? nap_until : next;
 				uint32_t w = atomic_load(&wake_word);
 				/* Re-check after sampling the word: a producer
 				 * that bumped it meanwhile makes the wait return
 				 * at once. */
 				if (atomic_load(&flush_req) == flushed &&
 				    osh_queue_size(&queue) < wake_at)
-					futex_wait(&wake_word, w, next - now);
+					futex_wait(&wake_word, w, until - now);
 				continue;
 			}
 		}
@@ -522,7 +529,8 @@ static void *exporter_main(void *arg)
 			uint64_t nap = napping ? (t - last_drain) * wake_at / n : 0;
 
 			last_drain = t;
-			nap_until = t + (nap > NAP_MIN_NS ? nap : NAP_MIN_NS);
+			nap_ns = nap > NAP_MIN_NS ? nap : NAP_MIN_NS;
+			nap_until = t + nap_ns;
 			if (!napping) {
 				napping = true;
 				atomic_store(&wake_every, valve);

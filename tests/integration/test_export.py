@@ -231,7 +231,8 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(len(self.receiver.wait_for_spans(n, timeout=30)), n)
         # Waking at every chunk would make n / 64 = 62 of them. The flow
         # starting, the strides at 1024, 2048 and 3072 and the exit flush make
-        # 5; each time the program pauses longer than a nap adds one.
+        # 5; naps that end empty are doubled, so only a pause of the program
+        # longer than a second would add one.
         self.assertLessEqual(len(wakes), 20, '\n'.join(wakes))
 
     def test_silent_by_default(self):
