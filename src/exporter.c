@@ -87,6 +87,13 @@ static void (*test_capture)(struct osh_span *span);
  * thread stops napping: a flow that only paused (a slow peer, a collection
  * in the program) keeps sparing its threads the wakes. */
 #define NAP_MAX_NS 1000000000u
+/* A drain that took nothing while the queue counted spans: a producer was
+ * preempted between claiming its cell and filling it, and every span
+ * behind that cell waits for it. The thread waits this long before looking
+ * again, doubled up to STALL_MAX_NS while the cell stays empty, instead of
+ * spinning on a CPU the preempted producer may need to finish. */
+#define STALL_MIN_NS 50000u
+#define STALL_MAX_NS 20000000u
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
 static _Atomic uint64_t wake_every;
@@ -117,12 +124,12 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeo
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
 }
 
-static bool ensure_queue(void)
+static __attribute__((noinline)) bool make_queue(void)
 {
 	int st = atomic_load_explicit(&queue_state, memory_order_acquire);
 	int expected = Q_NONE;
 
-	if (__builtin_expect(st == Q_READY, 1))
+	if (st == Q_READY)
 		return true;
 	if (st == Q_NONE && atomic_compare_exchange_strong(&queue_state, &expected, Q_INIT)) {
 		st = osh_queue_init(&queue, osh_cfg.bsp_max_queue) == 0 ? Q_READY : Q_FAILED;
@@ -140,6 +147,14 @@ static bool ensure_queue(void)
 			sched_yield();
 	}
 	return atomic_load_explicit(&queue_state, memory_order_acquire) == Q_READY;
+}
+
+/* The queue, made at the first span: after that, one load. */
+static inline bool ensure_queue(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&queue_state, memory_order_acquire) == Q_READY, 1))
+		return true;
+	return make_queue();
 }
 
 static void wake_exporter(void)
@@ -478,7 +493,7 @@ static void *exporter_main(void *arg)
 	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
 	bool can_nap = eager(&sk) && valve >= 2 * (uint64_t)wake_at;
 	bool napping = false;
-	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0;
+	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0, stall_ns = 0;
 
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
@@ -520,6 +535,21 @@ static void *exporter_main(void *arg)
 		}
 		due = flush || now >= next;
 		n = drain(&sk, spans, batch, due);
+		if (!n && !due && osh_queue_size(&queue)) {
+			uint32_t w = atomic_load(&wake_word);
+
+			stall_ns = stall_ns ? stall_ns * 2 : STALL_MIN_NS;
+			if (stall_ns > STALL_MAX_NS)
+				stall_ns = STALL_MAX_NS;
+			now = osh_clock_monotonic_ns();
+			/* A flush asked for meanwhile bumped the word: the wait
+			 * returns at once. */
+			if (now < next && atomic_load(&flush_req) == flushed)
+				futex_wait(&wake_word, w,
+					   next - now < stall_ns ? next - now : stall_ns);
+			continue;
+		}
+		stall_ns = 0;
 		if (n && can_nap) {
 			uint64_t t = osh_clock_monotonic_ns();
 			/* The last cycle's rate: n spans in t - last_drain. A
@@ -749,4 +779,9 @@ void osh_exporter_stats(struct osh_exporter_stats *ret)
 void osh_exporter_set_capture(void (*capture)(struct osh_span *span))
 {
 	test_capture = capture;
+}
+
+struct osh_queue *osh_exporter_queue_for_tests(void)
+{
+	return ensure_queue() ? &queue : NULL;
 }

@@ -51,3 +51,8 @@ void osh_exporter_stats(struct osh_exporter_stats *ret);
 /* Tests only: hand every submitted span to @capture (which takes
  * ownership) instead of the queue. NULL restores normal operation. */
 void osh_exporter_set_capture(void (*capture)(struct osh_span *span));
+
+/* Tests: the span queue (made if need be), to stall a push midway as a
+ * preempted producer does. NULL when it cannot be made. */
+struct osh_queue;
+struct osh_queue *osh_exporter_queue_for_tests(void);

@@ -56,7 +56,9 @@ void osh_queue_reset(struct osh_queue *q)
 	atomic_store_explicit(&q->tail, 0, memory_order_release);
 }
 
-bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
+/* Claim the next position for a producer: its cell, or NULL when the
+ * queue is full. */
+static inline struct osh_queue_cell *claim(struct osh_queue *q, uint64_t *ret)
 {
 	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
 
@@ -69,17 +71,44 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
 			if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed)) {
-				cell->span = span;
-				atomic_store_explicit(&cell->seq, 2 * pos + 1, memory_order_release);
-				return true;
+				*ret = pos;
+				return cell;
 			}
 			/* pos was reloaded by the failed exchange */
 		} else if (diff < 0) {
-			return false; /* the consumer has not freed this cell: full */
+			return NULL; /* the consumer has not freed this cell: full */
 		} else {
 			pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
 		}
 	}
+}
+
+/* Publish @span at a claimed position. */
+static inline void fill(struct osh_queue_cell *cell, uint64_t pos, struct osh_span *span)
+{
+	cell->span = span;
+	atomic_store_explicit(&cell->seq, 2 * pos + 1, memory_order_release);
+}
+
+bool osh_queue_push(struct osh_queue *q, struct osh_span *span)
+{
+	uint64_t pos;
+	struct osh_queue_cell *cell = claim(q, &pos);
+
+	if (!cell)
+		return false;
+	fill(cell, pos, span);
+	return true;
+}
+
+bool osh_queue_claim(struct osh_queue *q, uint64_t *pos)
+{
+	return claim(q, pos) != NULL;
+}
+
+void osh_queue_fill(struct osh_queue *q, uint64_t pos, struct osh_span *span)
+{
+	fill(cell_at(q, pos), pos, span);
 }
 
 struct osh_span *osh_queue_pop(struct osh_queue *q)

@@ -36,6 +36,12 @@ void osh_queue_finish(struct osh_queue *q);
 /* App threads: false when the queue is full (span not taken). */
 bool osh_queue_push(struct osh_queue *q, struct osh_span *span);
 
+/* A push in two steps, as a producer preempted between them makes it:
+ * claim a position (false when full), then fill it. Until the fill, pops
+ * stop at that position (NULL) while the size counts it. */
+bool osh_queue_claim(struct osh_queue *q, uint64_t *pos);
+void osh_queue_fill(struct osh_queue *q, uint64_t pos, struct osh_span *span);
+
 /* Any thread: next span or NULL when none is ready. */
 struct osh_span *osh_queue_pop(struct osh_queue *q);
 

@@ -320,3 +320,28 @@ Test(queue, mpmc_every_pointer_once_large_ring, .timeout = 60)
 {
 	run_mpmc(1024);
 }
+
+/* A push in two steps, as a producer preempted between them leaves it:
+ * the claimed cell counts in the size, pops stop there until it is filled,
+ * and spans pushed behind it keep their order. */
+Test(queue, claimed_cell_holds_up_pops_until_filled)
+{
+	struct osh_queue q;
+	uint64_t pos;
+
+	cr_assert_eq(osh_queue_init(&q, 8), 0);
+	cr_assert(osh_queue_push(&q, fake(1)));
+	cr_assert(osh_queue_claim(&q, &pos));
+	cr_assert_eq(pos, 1);
+	cr_assert(osh_queue_push(&q, fake(3)));
+	cr_assert_eq(osh_queue_size(&q), 3);
+	cr_assert_eq(unfake(osh_queue_pop(&q)), 1);
+	cr_assert_null(osh_queue_pop(&q), "the claimed cell is not filled yet");
+	cr_assert_null(osh_queue_pop(&q));
+	cr_assert_eq(osh_queue_size(&q), 2);
+	osh_queue_fill(&q, pos, fake(2));
+	cr_assert_eq(unfake(osh_queue_pop(&q)), 2);
+	cr_assert_eq(unfake(osh_queue_pop(&q)), 3);
+	cr_assert_null(osh_queue_pop(&q));
+	osh_queue_finish(&q);
+}
