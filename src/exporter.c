@@ -83,6 +83,14 @@ static void (*test_capture)(struct osh_span *span);
  * exporter_main): however fast they come, the thread wakes itself at most
  * ~5,000 times a second. */
 #define NAP_MIN_NS 200000u
+/* A nap lasts about the time this many chunks took to arrive: each of the
+ * thread's wakes costs the CPU it lands on a switch there and back and the
+ * lines it pushes out (under nginx, with wrk on the exporter's vCPU: 650
+ * switches a second and 0.48 us of the thread's CPU a span at one chunk,
+ * 230 and 0.34 us at four, no further gain at eight; docs/BENCHMARKS.md),
+ * while the records in flight grow with the nap (~250 at 40k spans/s,
+ * ~0.8 MB). */
+#define NAP_CHUNKS 4
 /* A nap that ends with nothing queued is doubled up to this before the
  * thread stops napping: a flow that only paused (a slow peer, a collection
  * in the program) keeps sparing its threads the wakes. */
@@ -476,20 +484,19 @@ static void *exporter_main(void *arg)
 	 * else a whole batch. */
 	size_t wake_at = eager(&sk) && batch > EAGER_CHUNK ? EAGER_CHUNK : batch;
 	/* While spans keep coming on the eager path, the thread naps between
-	 * drains for about the time a chunk takes to arrive and wakes itself,
-	 * and producers wake it only at this larger stride (half the queue):
-	 * a futex wake of a thread asleep on another core cost the producer
-	 * ~5 us here (an inter-processor interrupt through the hypervisor),
-	 * against ~0.9 us for a plain system call, once every chunk
-	 * (docs/BENCHMARKS.md). Woken during a nap, the thread drains if a
-	 * chunk is queued: between two such wakes at most a stride and a
-	 * chunk pile up, three quarters of the queue at most, so napping is
-	 * for queues of four chunks or more. A nap that ends with nothing
-	 * queued is doubled; past NAP_MAX_NS the flow has stopped, and
-	 * producers wake the thread at every chunk again. A wake a producer
-	 * skips, reading the old stride, only
-	 * delays spans until the schedule, as a chunk's remainder always
-	 * waits. */
+	 * drains for about the time NAP_CHUNKS chunks take to arrive and
+	 * wakes itself, and producers wake it only at this larger stride
+	 * (half the queue): a futex wake of a thread asleep on another core
+	 * cost the producer ~5 us here (an inter-processor interrupt through
+	 * the hypervisor), against ~0.9 us for a plain system call, once
+	 * every chunk (docs/BENCHMARKS.md). Woken during a nap, the thread
+	 * drains if a chunk is queued: between two such wakes at most a
+	 * stride and a chunk pile up, three quarters of the queue at most, so
+	 * napping is for queues of four chunks or more. A nap that ends with
+	 * nothing queued is doubled; past NAP_MAX_NS the flow has stopped,
+	 * and producers wake the thread at every chunk again. A wake a
+	 * producer skips, reading the old stride, only delays spans until the
+	 * schedule, as a chunk's remainder always waits. */
 	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
 	bool can_nap = eager(&sk) && valve >= 2 * (uint64_t)wake_at;
 	bool napping = false;
@@ -556,7 +563,7 @@ static void *exporter_main(void *arg)
 			 * flow's first nap is the shortest: the time since the
 			 * last drain may be an idle spell, and a nap that long
 			 * would leave up to half the queue's records in flight. */
-			uint64_t nap = napping ? (t - last_drain) * wake_at / n : 0;
+			uint64_t nap = napping ? (t - last_drain) * wake_at * NAP_CHUNKS / n : 0;
 
 			last_drain = t;
 			nap_ns = nap > NAP_MIN_NS ? nap : NAP_MIN_NS;
