@@ -88,8 +88,8 @@ static void (*test_capture)(struct osh_span *span);
  * lines it pushes out (under nginx, with wrk on the exporter's vCPU: 650
  * switches a second and 0.48 us of the thread's CPU a span at one chunk,
  * 230 and 0.34 us at four, no further gain at eight; docs/BENCHMARKS.md),
- * while the records in flight grow with the nap (~250 at 40k spans/s,
- * ~0.8 MB). */
+ * while the records in flight grow with the nap (four chunks' worth at
+ * any steady rate: ~256 records, ~0.8 MB). */
 #define NAP_CHUNKS 4
 /* A nap that ends with nothing queued is doubled up to this before the
  * thread stops napping: a flow that only paused (a slow peer, a collection
@@ -102,6 +102,11 @@ static void (*test_capture)(struct osh_span *span);
  * spinning on a CPU the preempted producer may need to finish. */
 #define STALL_MIN_NS 50000u
 #define STALL_MAX_NS 20000000u
+/* A flush (exec, exit) finding the oldest span so held up waits for its
+ * producer this long at most before it reports done without the spans
+ * behind it: a thread that never comes back (killed mid-push) must not
+ * hold up an exit for its whole budget. */
+#define FLUSH_HOLD_NS 50000000u
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
 static _Atomic uint64_t wake_every;
@@ -296,7 +301,8 @@ static void export_batch(struct sink *sk, struct osh_span **spans, size_t n)
 /* The OTLP path builds each batch while spans arrive: records are encoded
  * a chunk at a time and go straight back to the pool, and only the encoded
  * bytes wait for a full batch or the schedule. A busy process then keeps
- * tens of records in flight instead of a batch's worth: on these VMs the
+ * a few chunks of records in flight (the naps: NAP_CHUNKS) instead of a
+ * whole queue's worth: on these VMs the
  * memory behind ~500 records in flight (fresh pages, cold lines) cost more
  * than encoding them (docs/BENCHMARKS.md). Not with the console fallback,
  * which needs the records of a batch that failed. */
@@ -414,6 +420,19 @@ static size_t drain(struct sink *sk, struct osh_span **spans, size_t batch, bool
 	return total;
 }
 
+/* Wait on the exporter's word for the next step of a stall's backoff
+ * (*stall_ns, doubled up to STALL_MAX_NS), at most @cap ns. A producer's
+ * wake or a flush request ends it early. */
+static void stall_wait(uint64_t *stall_ns, uint64_t cap)
+{
+	uint32_t w = atomic_load(&wake_word);
+
+	*stall_ns = *stall_ns ? *stall_ns * 2 : STALL_MIN_NS;
+	if (*stall_ns > STALL_MAX_NS)
+		*stall_ns = STALL_MAX_NS;
+	futex_wait(&wake_word, w, cap < *stall_ns ? cap : *stall_ns);
+}
+
 static void *exporter_main(void *arg)
 {
 	struct sink sk = { .kind = osh_cfg.exporter };
@@ -499,8 +518,11 @@ static void *exporter_main(void *arg)
 	 * schedule, as a chunk's remainder always waits. */
 	uint64_t valve = pow2_floor(osh_cfg.bsp_max_queue / 2);
 	bool can_nap = eager(&sk) && valve >= 2 * (uint64_t)wake_at;
+	/* Naps of NAP_CHUNKS chunks, fewer for a queue so small that the
+	 * valve would end every such nap: a wake the program pays for. */
+	uint64_t nap_chunks = valve / wake_at / 2 < NAP_CHUNKS ? valve / wake_at / 2 : NAP_CHUNKS;
 	bool napping = false;
-	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0, stall_ns = 0;
+	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0, stall_ns = 0, flush_hold_until = 0;
 
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
@@ -520,6 +542,10 @@ static void *exporter_main(void *arg)
 				if (nap_ns < NAP_MAX_NS) {
 					nap_ns *= 2;
 					nap_until = now + nap_ns;
+					/* The next rate is measured from here:
+					 * an idle spell counted in it would
+					 * make the next nap far too long. */
+					last_drain = now;
 				} else {
 					napping = false;
 					atomic_store(&wake_every, wake_at);
@@ -542,19 +568,25 @@ static void *exporter_main(void *arg)
 		}
 		due = flush || now >= next;
 		n = drain(&sk, spans, batch, due);
+		/* Nothing taken while spans are counted: the oldest one's
+		 * producer is between the two steps of its push. */
 		if (!n && !due && osh_queue_size(&queue)) {
-			uint32_t w = atomic_load(&wake_word);
-
-			stall_ns = stall_ns ? stall_ns * 2 : STALL_MIN_NS;
-			if (stall_ns > STALL_MAX_NS)
-				stall_ns = STALL_MAX_NS;
 			now = osh_clock_monotonic_ns();
-			/* A flush asked for meanwhile bumped the word: the wait
-			 * returns at once. */
+			/* A flush asked for from here on bumps the word: the
+			 * wait returns at once. */
 			if (now < next && atomic_load(&flush_req) == flushed)
-				futex_wait(&wake_word, w,
-					   next - now < stall_ns ? next - now : stall_ns);
+				stall_wait(&stall_ns, next - now);
 			continue;
+		}
+		/* A flush waits for such a producer too, within its hold. */
+		if (flush && osh_queue_head_unfilled(&queue)) {
+			now = osh_clock_monotonic_ns();
+			if (!flush_hold_until)
+				flush_hold_until = now + FLUSH_HOLD_NS;
+			if (now < flush_hold_until) {
+				stall_wait(&stall_ns, flush_hold_until - now);
+				continue;
+			}
 		}
 		stall_ns = 0;
 		if (n && can_nap) {
@@ -563,8 +595,13 @@ static void *exporter_main(void *arg)
 			 * flow's first nap is the shortest: the time since the
 			 * last drain may be an idle spell, and a nap that long
 			 * would leave up to half the queue's records in flight. */
-			uint64_t nap = napping ? (t - last_drain) * wake_at * NAP_CHUNKS / n : 0;
+			uint64_t nap = napping ? (t - last_drain) * wake_at * nap_chunks / n : 0;
 
+			/* At most twice the last: one long cycle (a stall, a
+			 * slow POST) must not leave a stride of records in
+			 * flight. */
+			if (napping && nap > 2 * nap_ns)
+				nap = 2 * nap_ns;
 			last_drain = t;
 			nap_ns = nap > NAP_MIN_NS ? nap : NAP_MIN_NS;
 			nap_until = t + nap_ns;
@@ -576,6 +613,7 @@ static void *exporter_main(void *arg)
 		if (due || !eager(&sk))
 			next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
 		if (flush) {
+			flush_hold_until = 0;
 			flushed = req;
 			atomic_store(&flush_done, req);
 			futex_wake(&flush_done, INT_MAX);

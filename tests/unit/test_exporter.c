@@ -12,6 +12,8 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +81,26 @@ static clockid_t thread_clock(pid_t tid)
 	return (clockid_t)((~(unsigned)tid << 3) | 6);
 }
 
+/* The scheduler's state letter of thread @tid (R, S, D, ...); '?' when
+ * unreadable. */
+static char thread_state_of(pid_t tid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	char *rp;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && rp[2] ? rp[2] : '?';
+}
+
 static void sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -112,9 +134,15 @@ Test(exporter, half_pushed_cell_does_not_spin_the_thread)
 	while (!(tid = exporter_tid()) && now_ns(CLOCK_MONOTONIC) < deadline)
 		sleep_ms(1);
 	cr_assert_gt(tid, 0, "the exporter thread started");
-	/* Let it start up (resource probe) and reach the stalled cell; the
-	 * submission that crossed a batch woke it. */
-	sleep_ms(100);
+	/* Let it start up (resource probe) and reach the stalled cell (the
+	 * submission that crossed a batch woke it): asleep there, or after 2 s
+	 * whatever it does. A thread that spins never sleeps. */
+	deadline = now_ns(CLOCK_MONOTONIC) + 2000000000ull;
+	while (now_ns(CLOCK_MONOTONIC) < deadline) {
+		sleep_ms(10);
+		if (thread_state_of(tid) == 'S')
+			break;
+	}
 
 	cpu0 = now_ns(thread_clock(tid));
 	sleep_ms(400);
@@ -137,4 +165,62 @@ Test(exporter, half_pushed_cell_does_not_spin_the_thread)
 	cr_assert_eq(st.exported + st.failed, BEHIND + 1, "taken: %llu",
 		     (unsigned long long)(st.exported + st.failed));
 	cr_assert_eq(osh_queue_size(q), 0);
+}
+
+struct filler {
+	struct osh_queue *q;
+	uint64_t pos;
+	uint64_t taken_before;	/* spans queued ahead of the stalled cell */
+	bool filled;
+};
+
+/* The preempted producer: comes back once the flush has taken everything
+ * ahead of its cell (the exporter is then holding the flush for it). */
+static void *fill_when_reached(void *arg)
+{
+	struct filler *fl = arg;
+	uint64_t deadline = now_ns(CLOCK_MONOTONIC) + 10000000000ull;
+	struct osh_exporter_stats st;
+
+	do {
+		osh_exporter_stats(&st);
+		if (st.exported + st.failed >= fl->taken_before) {
+			osh_queue_fill(fl->q, fl->pos, osh_span_create());
+			fl->filled = true;
+			break;
+		}
+		sched_yield();
+	} while (now_ns(CLOCK_MONOTONIC) < deadline);
+	return NULL;
+}
+
+/* A flush (exec, exit) that finds the oldest span held up by its producer
+ * waits for that producer, briefly, instead of reporting done without the
+ * spans behind it. */
+Test(exporter, flush_waits_for_a_half_pushed_cell)
+{
+	struct osh_queue *q;
+	struct osh_exporter_stats st;
+	struct filler fl = { 0 };
+	pthread_t th;
+
+	set_up();
+	q = osh_exporter_queue_for_tests();
+	cr_assert_not_null(q);
+	for (int i = 0; i < 5; i++)
+		osh_exporter_submit(osh_span_create());
+	cr_assert(osh_queue_claim(q, &fl.pos));
+	for (int i = 0; i < 5; i++)
+		osh_exporter_submit(osh_span_create());
+	fl.q = q;
+	fl.taken_before = 5;
+	cr_assert_eq(pthread_create(&th, NULL, fill_when_reached, &fl), 0);
+
+	cr_assert(osh_exporter_flush_sync(), "a flush ran");
+	osh_exporter_stats(&st);
+	pthread_join(th, NULL);
+	osh_exporter_resume();
+	cr_assert(fl.filled);
+	cr_assert_eq(st.exported + st.failed, 11, "taken by the flush: %llu of 11",
+		     (unsigned long long)(st.exported + st.failed));
 }
