@@ -779,23 +779,31 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
     with tempfile.TemporaryDirectory() as tmp:
         split = build_record_split(tmp)
         groups = CpuGroups()
-        sink_p, sink_port = start_sink(pinned=True)
-        export = dict(OTEL_SERVICE_NAME='bench-nginx', OTEL_TRACES_SAMPLER='always_on',
-                      OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
-                      OTEL_LOG_LEVEL='warn')
+        # (label, environment, library, whether spans must reach the receiver): the
+        # switches' arms must send none, or the switch did not take (nginx clears its
+        # environment before the first request; the patch reads them at load).
         arms = [('the shim parsing, no records (OTEL_TRACES_EXPORTER=none)',
-                 clean_env(LD_PRELOAD=SHIM, OTEL_TRACES_EXPORTER='none')),
+                 dict(OTEL_TRACES_EXPORTER='none'), SHIM, False),
                 ('records built and dropped on the worker (OSH_BENCH_SELFDROP)',
-                 clean_env(LD_PRELOAD=split, OSH_BENCH_SELFDROP='1', **export)),
+                 dict(OSH_BENCH_SELFDROP='1'), split, False),
                 ('records handed to the exporter thread, dropped there (OSH_BENCH_DISCARD)',
-                 clean_env(LD_PRELOAD=split, OSH_BENCH_DISCARD='1', **export)),
-                ('the shim exporting', clean_env(LD_PRELOAD=SHIM, **export))]
+                 dict(OSH_BENCH_DISCARD='1'), split, False),
+                ('the shim exporting', {}, SHIM, True)]
         try:
-            for label, env in arms:
-                cost, _ = pair_series(groups, env, seconds, rounds)
+            for label, extra, lib, sends in arms:
+                sink_p, sink_port = start_sink(pinned=True)
+                try:
+                    env = clean_env(LD_PRELOAD=lib, OTEL_SERVICE_NAME='bench-nginx',
+                                    OTEL_TRACES_SAMPLER='always_on', OTEL_LOG_LEVEL='warn',
+                                    OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                                    **extra)
+                    cost, _ = pair_series(groups, env, seconds, rounds)
+                finally:
+                    got = int(stop_sink(sink_p).get('otlp_spans', 0))
+                if (got > 0) != sends:
+                    raise RuntimeError('server_records: %s: the receiver got %d spans' % (label, got))
                 rows.append(side_row('server_records', label, cost))
         finally:
-            stop_sink(sink_p)
             groups.remove()
     return rows
 

@@ -48,8 +48,8 @@ static size_t env_subset_n;
 
 /* Whether an environment entry's name can matter to us: OTEL*, OTLP_*,
  * K8S_*, CLOUD_*, SERVICE_*, ENVIRONMENT, HOSTNAME, TRACEPARENT, TRACESTATE,
- * BAGGAGE, LOG_FORMAT. Dispatch on the first letter, so most entries cost
- * one compare. */
+ * BAGGAGE, LOG_FORMAT and the proxy variables. Dispatch on the first
+ * letter, so most entries cost one compare. */
 static bool env_relevant(const char *v)
 {
 	switch (v[0]) {
@@ -64,7 +64,17 @@ static bool env_relevant(const char *v)
 	case 'E':
 		return STARTS(v, "ENVIRONMENT=");
 	case 'H':
-		return STARTS(v, "HOSTNAME=");
+		return STARTS(v, "HOSTNAME=") || STARTS(v, "HTTPS_PROXY=");
+	case 'h':
+		return STARTS(v, "http_proxy=") || STARTS(v, "https_proxy=");
+	case 'a':
+		return STARTS(v, "all_proxy=");
+	case 'A':
+		return STARTS(v, "ALL_PROXY=");
+	case 'n':
+		return STARTS(v, "no_proxy=");
+	case 'N':
+		return STARTS(v, "NO_PROXY=");
 	case 'T':
 		return STARTS(v, "TRACEPARENT=") || STARTS(v, "TRACESTATE=");
 	case 'B':
@@ -643,6 +653,13 @@ static void load_otlp(struct osh_config *cfg, getenv_fn get)
 	cfg->fallback = OSH_EXPORTER_NONE;
 	if (env_enum(get, "OTEL_FALLBACK_EXPORTER", fallbacks, N(fallbacks), &v))
 		cfg->fallback = v;
+
+	cfg->otlp_transport = dup_env(get, "OTELSHIM_OTLP_TRANSPORT");
+	cfg->otlp_module = dup_env(get, "OTELSHIM_OTLP_MODULE");
+	cfg->http_proxy = dup_env(get, "http_proxy");
+	cfg->https_proxy = dup_env2(get, "https_proxy", "HTTPS_PROXY");
+	cfg->all_proxy = dup_env2(get, "all_proxy", "ALL_PROXY");
+	cfg->no_proxy = dup_env2(get, "no_proxy", "NO_PROXY");
 }
 
 static void load_limits(struct osh_config *cfg, getenv_fn get)
@@ -750,6 +767,12 @@ void osh_config_finish(struct osh_config *cfg)
 		&cfg->otlp_certificate,
 		&cfg->otlp_client_key,
 		&cfg->otlp_client_certificate,
+		&cfg->otlp_transport,
+		&cfg->otlp_module,
+		&cfg->http_proxy,
+		&cfg->https_proxy,
+		&cfg->all_proxy,
+		&cfg->no_proxy,
 		&cfg->llm_providers_path,
 		&cfg->llm_pricing_path,
 		&cfg->service_name,

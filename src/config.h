@@ -65,6 +65,17 @@ struct osh_config {
 	char *otlp_client_key;
 	char *otlp_client_certificate;
 	enum osh_exporter_kind fallback; /* OTEL_FALLBACK_EXPORTER (console or none) */
+	char *otlp_transport;		/* OTELSHIM_OTLP_TRANSPORT: curl or builtin (else by URL) */
+	char *otlp_module;		/* OTELSHIM_OTLP_MODULE: the OTLP module's path */
+	/* The proxy variables libcurl would read (an empty one is unset):
+	 * captured at load like everything else, because a program may
+	 * rewrite its environment before the first export (nginx keeps only
+	 * TZ), and the exporter thread must not read an environment the
+	 * program may be writing at that moment. */
+	char *http_proxy;		/* http_proxy (libcurl ignores HTTP_PROXY) */
+	char *https_proxy;		/* https_proxy, else HTTPS_PROXY */
+	char *all_proxy;		/* all_proxy, else ALL_PROXY */
+	char *no_proxy;			/* no_proxy, else NO_PROXY */
 
 	uint32_t exit_timeout_ms;	/* OTELSHIM_EXIT_TIMEOUT_MS: flush budget at exit (2000) */
 	uint32_t exporter_nice;		/* OTELSHIM_EXPORTER_NICE: a nice value, 1-19, for the

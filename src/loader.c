@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "diag.h"
 #include "export/module.h"
 #include "loader.h"
@@ -33,7 +34,7 @@ static const struct osh_otlp_module *try_load(const char *path)
 
 const struct osh_otlp_module *osh_loader_otlp(void)
 {
-	const char *env = getenv("OTELSHIM_OTLP_MODULE");
+	const char *env = osh_cfg.otlp_module;
 	const struct osh_otlp_module *m = NULL;
 	char path[PATH_MAX];
 	Dl_info info;

@@ -1668,6 +1668,18 @@ static int curl_headers(struct osh_otlp_http *h)
 	return 0;
 }
 
+/* The proxy for the collector's URL, from the variables the configuration
+ * captured at load (the same as libcurl reads, which ignores HTTP_PROXY in
+ * upper case, see its "httpoxy" notes), before no_proxy: NULL for none. */
+static const char *proxy_for(const struct osh_config *cfg, bool https)
+{
+	const char *p = https ? cfg->https_proxy : cfg->http_proxy;
+
+	if (!p || !*p)
+		p = cfg->all_proxy;
+	return p && *p ? p : NULL;
+}
+
 static bool set_str(CURL *e, CURLoption opt, const char *value)
 {
 	if (!value || !*value)
@@ -1703,6 +1715,18 @@ static int curl_options(struct osh_otlp_http *h)
 	ok &= set_str(e, CURLOPT_CAINFO, cfg->otlp_certificate);
 	ok &= set_str(e, CURLOPT_SSLCERT, cfg->otlp_client_certificate);
 	ok &= set_str(e, CURLOPT_SSLKEY, cfg->otlp_client_key);
+	/* The proxy as the environment said at load, given explicitly: libcurl
+	 * would otherwise read the variables on this thread at each transfer,
+	 * from an environment the program may have rewritten since, or be
+	 * writing. An empty proxy is none, an empty no_proxy excludes no host. */
+	{
+		const char *proxy = proxy_for(cfg, cfg->traces_url &&
+							  strncasecmp(cfg->traces_url, "https:", 6) == 0);
+
+		ok &= curl.easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "") == CURLE_OK;
+		ok &= curl.easy_setopt(e, CURLOPT_NOPROXY,
+				       cfg->no_proxy ? cfg->no_proxy : "") == CURLE_OK;
+	}
 	return ok ? 0 : -EINVAL;
 }
 
@@ -2011,33 +2035,20 @@ static bool no_proxy_covers(const char *list, const char *host)
 }
 
 /* Would libcurl send a request for http://@host/ through a proxy? The
- * built-in client only talks to the collector directly, so a proxy from
- * the environment sends the URL to libcurl. The same variables as libcurl
- * (which ignores HTTP_PROXY in upper case, see its "httpoxy" notes). */
-static bool env_proxy_applies(const char *host)
+ * built-in client only talks to the collector directly, so a proxy sends
+ * the URL to libcurl. */
+static bool env_proxy_applies(const struct osh_config *cfg, const char *host)
 {
-	static const char *const vars[] = { "http_proxy", "all_proxy", "ALL_PROXY" };
-	const char *np;
-	bool set = false;
-
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]) && !set; i++) {
-		const char *v = getenv(vars[i]);
-
-		set = v && *v;
-	}
-	if (!set)
+	if (!proxy_for(cfg, false))
 		return false;
-	np = getenv("no_proxy");
-	if (!np || !*np)
-		np = getenv("NO_PROXY");
-	return !(np && no_proxy_covers(np, host));
+	return !(cfg->no_proxy && no_proxy_covers(cfg->no_proxy, host));
 }
 
 enum choice { CHOICE_AUTO, CHOICE_CURL, CHOICE_BUILTIN };
 
 static enum choice transport_choice(struct osh_otlp_http *h)
 {
-	const char *v = getenv("OTELSHIM_OTLP_TRANSPORT");
+	const char *v = h->cfg->otlp_transport;
 
 	if (!v || !*v)
 		return CHOICE_AUTO;
@@ -2070,7 +2081,7 @@ static int pick_engine(struct osh_otlp_http *h, const char *url)
 			    h->url);
 		return 0;
 	}
-	h->builtin = c == CHOICE_BUILTIN || !env_proxy_applies(h->bi.host);
+	h->builtin = c == CHOICE_BUILTIN || !env_proxy_applies(h->cfg, h->bi.host);
 	return 0;
 }
 

@@ -113,6 +113,25 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(req['headers']['x-tenant'], 't1')
         self.assertEqual(attrs(s)['http.request.method'], 'GET')
 
+    def test_settings_survive_the_program_clearing_its_environment(self):
+        """A program may rewrite its environment before its first span (nginx
+        keeps only TZ). The exporter uses the proxy the environment named at
+        load, not what it reads later: here the collector's host does not
+        resolve, and only the proxy (the receiver, standing in for it) can
+        deliver the span."""
+        prog = ('import os,sys,urllib.request\n'
+                'os.environ.clear()\n'  # unsetenv each: the C environment is empty
+                'urllib.request.urlopen(sys.argv[1]).read()\n')
+        run_under_shim([PY, '-c', prog, self.server.url + '/c'], receiver=self.receiver,
+                       check=True, env_extra={
+                           'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://collector.invalid:4318',
+                           'http_proxy': self.receiver.endpoint,
+                           'no_proxy': None, 'NO_PROXY': None})
+        (s,) = self.receiver.wait_for_spans(1)
+        self.assertEqual(attrs(s)['url.path'], '/c')
+        (req,) = self.receiver.requests()
+        self.assertEqual(req['target'], 'http://collector.invalid:4318/v1/traces')
+
     def test_traces_endpoint_used_as_is(self):
         self.curl(env={'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9',
                        'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT': self.receiver.endpoint + '/v1/traces'})

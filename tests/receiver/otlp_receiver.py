@@ -318,6 +318,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             header_list.append((name.lower(), value))
             headers[name.lower()] = value
         path = self.path.split('?', 1)[0]
+        # A client sending through a proxy names the whole URL (absolute
+        # form, RFC 9112 3.2.2): this receiver then stands in for the proxy
+        # and the collector behind it; 'target' keeps what was sent.
+        if path.startswith(('http://', 'https://')):
+            rest = path.split('://', 1)[1]
+            path = rest[rest.find('/'):] if '/' in rest else '/'
         record = {
             'index': None,
             'time': time.monotonic(),

@@ -867,6 +867,33 @@ Test(config, otlp_strings_per_signal_win)
 	cr_assert_str_eq(cfg.otlp_client_certificate, "/g/cert.pem");
 }
 
+/* The transport's settings and the proxy variables are captured at load
+ * with the rest: lower case first, as libcurl reads them, empty as unset,
+ * HTTP_PROXY never. */
+Test(config, transport_and_proxies_are_captured)
+{
+	LOAD("OTELSHIM_OTLP_TRANSPORT", "curl", "OTELSHIM_OTLP_MODULE", "/m.so", "http_proxy",
+	     "http://p:1", "HTTP_PROXY", "http://upper:1", "HTTPS_PROXY", "http://s:2",
+	     "all_proxy", "", "ALL_PROXY", "socks5://a:3", "NO_PROXY", "example.com");
+	cr_assert_str_eq(cfg.otlp_transport, "curl");
+	cr_assert_str_eq(cfg.otlp_module, "/m.so");
+	cr_assert_str_eq(cfg.http_proxy, "http://p:1");
+	cr_assert_str_eq(cfg.https_proxy, "http://s:2");
+	cr_assert_str_eq(cfg.all_proxy, "socks5://a:3");
+	cr_assert_str_eq(cfg.no_proxy, "example.com");
+	osh_config_finish(&cfg);
+	cr_assert_null(cfg.http_proxy);
+
+	LOAD("HTTP_PROXY", "http://upper:1", "https_proxy", "http://lower:2", "HTTPS_PROXY",
+	     "http://upper:2", "no_proxy", "a", "NO_PROXY", "b");
+	cr_assert_null(cfg.http_proxy, "libcurl ignores HTTP_PROXY");
+	cr_assert_str_eq(cfg.https_proxy, "http://lower:2");
+	cr_assert_str_eq(cfg.no_proxy, "a");
+	cr_assert_null(cfg.all_proxy);
+	cr_assert_null(cfg.otlp_transport);
+	cr_assert_null(cfg.otlp_module);
+}
+
 /* ---- resource inputs and carriers ---- */
 
 Test(config, resource_inputs)
@@ -952,7 +979,16 @@ Test(config, load_reads_the_real_environment)
 	setenv("OTEL_SERVICE_NAME", "llm.from-env", 1);
 	setenv("OTEL_BSP_MAX_QUEUE_SIZE", "77", 1);
 	setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://real:4318", 1);
+	setenv("https_proxy", "http://real-proxy:3128", 1);
+	setenv("ALL_PROXY", "http://all:3128", 1);
+	setenv("NO_PROXY", "real.example", 1);
+	setenv("http_proxy", "http://plain:3128", 1);
 	osh_config_load(&cfg);
+	/* The load-time filter keeps the proxy variables too. */
+	cr_assert_str_eq(cfg.https_proxy, "http://real-proxy:3128");
+	cr_assert_str_eq(cfg.all_proxy, "http://all:3128");
+	cr_assert_str_eq(cfg.no_proxy, "real.example");
+	cr_assert_str_eq(cfg.http_proxy, "http://plain:3128");
 	cr_assert_str_eq(cfg.service_name, "llm.from-env");
 	cr_assert_eq(cfg.bsp_max_queue, 77);
 	cr_assert_str_eq(cfg.traces_url, "http://real:4318/v1/traces");

@@ -922,6 +922,28 @@ static char *req_header(struct server *s, size_t i, const char *name)
 
 static uint8_t payload[] = "\x0a\x03" "abc" "not really protobuf, the transport does not care";
 
+/* The variable @a, else @b, as the configuration reads them: empty is
+ * unset. */
+static char *env_either(const char *a, const char *b)
+{
+	char *v = getenv(a);
+
+	if (!v || !*v)
+		v = b ? getenv(b) : NULL;
+	return v && *v ? v : NULL;
+}
+
+/* What the configuration captures at load (config.c) for the transport,
+ * read from the test's environment as it is now. */
+static void capture_env(struct osh_config *cfg)
+{
+	cfg->otlp_transport = env_either("OTELSHIM_OTLP_TRANSPORT", NULL);
+	cfg->http_proxy = env_either("http_proxy", NULL);
+	cfg->https_proxy = env_either("https_proxy", "HTTPS_PROXY");
+	cfg->all_proxy = env_either("all_proxy", "ALL_PROXY");
+	cfg->no_proxy = env_either("no_proxy", "NO_PROXY");
+}
+
 static struct osh_config config_for(const char *url)
 {
 	struct osh_config cfg = { 0 };
@@ -929,6 +951,7 @@ static struct osh_config config_for(const char *url)
 	cfg.traces_url = (char *)url;
 	cfg.retry_initial_ms = 20;
 	cfg.otlp_timeout_ms = 10000;
+	capture_env(&cfg);
 	return cfg;
 }
 
@@ -2136,6 +2159,7 @@ Test(otlp_http_auto, proxy_from_the_environment_means_libcurl, .init = setup)
 		setenv(cases[i].var, cases[i].proxy, 1);
 		if (cases[i].no_proxy)
 			setenv(i % 2 ? "no_proxy" : "NO_PROXY", cases[i].no_proxy, 1);
+		capture_env(&cfg);
 		h = osh_otlp_http_create(&cfg, &host);
 		cr_assert_not_null(h, "case %zu", i);
 		cr_assert_eq(osh_otlp_http_is_builtin(h), cases[i].builtin, "case %zu (%s=%s, %s)",
@@ -2179,6 +2203,7 @@ Test(otlp_http_auto, transport_override, .init = setup)
 
 		n_logs = 0;
 		setenv("OTELSHIM_OTLP_TRANSPORT", cases[i].env, 1);
+		capture_env(&cfg);
 		h = osh_otlp_http_create(&cfg, &host);
 		cr_assert_not_null(h, "case %zu", i);
 		cr_assert_eq(osh_otlp_http_is_builtin(h), cases[i].builtin, "case %zu", i);
