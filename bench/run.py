@@ -770,9 +770,11 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
     """Where the export path's cost lies, side by side as in server_pair (needs root for
     the cgroups, and git, meson and ninja: it builds a patched copy of this tree). nginx
     alone against: the shim parsing without records (OTEL_TRACES_EXPORTER=none); records
-    built and dropped on the worker (OSH_BENCH_SELFDROP); records handed to the exporter
-    thread, which drops them (OSH_BENCH_DISCARD); the shim exporting. The steps between
-    them price building a record, handing it over, and deriving, encoding and posting."""
+    built and dropped on the worker (OSH_BENCH_SELFDROP: the same record every time), or
+    dropped 256 records later (OSH_BENCH_SELFDROP_RING=256: many records, no thread);
+    records handed to the exporter thread, which drops them (OSH_BENCH_DISCARD); the shim
+    exporting. The steps between them price building a record, going through many of
+    them, handing them over, and deriving, encoding and posting."""
     if not shutil.which('nginx') or not shutil.which('wrk'):
         raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
     rows = []
@@ -786,6 +788,10 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
                  dict(OTEL_TRACES_EXPORTER='none'), SHIM, False),
                 ('records built and dropped on the worker (OSH_BENCH_SELFDROP)',
                  dict(OSH_BENCH_SELFDROP='1'), split, False),
+                ('records built and dropped on the worker 256 records later '
+                 '(OSH_BENCH_SELFDROP_RING=256: as many distinct records as the exporter '
+                 'keeps in flight)',
+                 dict(OSH_BENCH_SELFDROP_RING='256'), split, False),
                 ('records handed to the exporter thread, dropped there (OSH_BENCH_DISCARD)',
                  dict(OSH_BENCH_DISCARD='1'), split, False),
                 ('the shim exporting', {}, SHIM, True)]
