@@ -45,9 +45,15 @@ SHIM = os.path.join(BUILD, 'libotelshim.so')
 BENCH = os.path.join(BUILD, 'bench')
 
 
+# A proxy named by the bench host's environment would carry the shim's exports.
+PROXY_NAMES = ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'all_proxy',
+               'ALL_PROXY', 'no_proxy', 'NO_PROXY')
+
+
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(('OTEL_', 'OTELSHIM_')) and k != 'LD_PRELOAD'}
+           if not k.startswith(('OTEL_', 'OTELSHIM_')) and k != 'LD_PRELOAD'
+           and k not in PROXY_NAMES}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

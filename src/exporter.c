@@ -522,7 +522,11 @@ static void *exporter_main(void *arg)
 	 * valve would end every such nap: a wake the program pays for. */
 	uint64_t nap_chunks = valve / wake_at / 2 < NAP_CHUNKS ? valve / wake_at / 2 : NAP_CHUNKS;
 	bool napping = false;
-	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0, stall_ns = 0, flush_hold_until = 0;
+	uint64_t nap_until = 0, nap_ns = 0, last_drain = 0, stall_ns = 0;
+	/* A flush's hold: until when, and below which queue position (the
+	 * spans claimed when the flush began; later ones are not its to wait
+	 * for). */
+	uint64_t flush_hold_until = 0, flush_hold_below = 0;
 
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
@@ -578,12 +582,20 @@ static void *exporter_main(void *arg)
 				stall_wait(&stall_ns, next - now);
 			continue;
 		}
-		/* A flush waits for such a producer too, within its hold. */
-		if (flush && osh_queue_head_unfilled(&queue)) {
+		/* A flush waits for such a producer too, within its hold and
+		 * the exit's budget. */
+		if (flush) {
 			now = osh_clock_monotonic_ns();
-			if (!flush_hold_until)
+			if (!flush_hold_until) {
+				uint64_t sd = atomic_load(&shutdown_deadline);
+
 				flush_hold_until = now + FLUSH_HOLD_NS;
-			if (now < flush_hold_until) {
+				if (sd && sd < flush_hold_until)
+					flush_hold_until = sd;
+				flush_hold_below = osh_queue_claimed(&queue);
+			}
+			if (now < flush_hold_until &&
+			    osh_queue_head_unfilled(&queue, flush_hold_below)) {
 				stall_wait(&stall_ns, flush_hold_until - now);
 				continue;
 			}

@@ -155,12 +155,17 @@ uint64_t osh_queue_size(const struct osh_queue *q)
 	return tail > head ? tail - head : 0;
 }
 
-bool osh_queue_head_unfilled(const struct osh_queue *q)
+uint64_t osh_queue_claimed(const struct osh_queue *q)
+{
+	return atomic_load_explicit(&q->tail, memory_order_relaxed);
+}
+
+bool osh_queue_head_unfilled(const struct osh_queue *q, uint64_t below)
 {
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 
-	if (tail <= head)
+	if (tail <= head || head >= below)
 		return false;
 	return atomic_load_explicit(&cell_at(q, head)->seq, memory_order_acquire) !=
 	       2 * head + 1;

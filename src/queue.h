@@ -42,10 +42,13 @@ bool osh_queue_push(struct osh_queue *q, struct osh_span *span);
 bool osh_queue_claim(struct osh_queue *q, uint64_t *pos);
 void osh_queue_fill(struct osh_queue *q, uint64_t pos, struct osh_span *span);
 
-/* True when spans are queued but the oldest is claimed and not yet filled
- * (its producer is between the two steps of a push): pops return NULL
- * until it is. Racy by nature, like the size. */
-bool osh_queue_head_unfilled(const struct osh_queue *q);
+/* Positions claimed so far (the tail): a mark for osh_queue_head_unfilled. */
+uint64_t osh_queue_claimed(const struct osh_queue *q);
+
+/* True when the oldest queued position is below @below and claimed but not
+ * yet filled (its producer is between the two steps of a push): pops
+ * return NULL until it is. Racy by nature, like the size. */
+bool osh_queue_head_unfilled(const struct osh_queue *q, uint64_t below);
 
 /* Any thread: next span or NULL when none is ready. */
 struct osh_span *osh_queue_pop(struct osh_queue *q);

@@ -1723,9 +1723,14 @@ static int curl_options(struct osh_otlp_http *h)
 		const char *proxy = proxy_for(cfg, cfg->traces_url &&
 							  strncasecmp(cfg->traces_url, "https:", 6) == 0);
 
-		ok &= curl.easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "") == CURLE_OK;
-		ok &= curl.easy_setopt(e, CURLOPT_NOPROXY,
-				       cfg->no_proxy ? cfg->no_proxy : "") == CURLE_OK;
+		/* A libcurl built without proxy support refuses both:
+		 * fatal only when a proxy is asked for. */
+		if (curl.easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "") != CURLE_OK && proxy)
+			ok = false;
+		if (curl.easy_setopt(e, CURLOPT_NOPROXY, cfg->no_proxy ? cfg->no_proxy : "") !=
+			    CURLE_OK &&
+		    proxy && cfg->no_proxy)
+			ok = false;
 	}
 	return ok ? 0 : -EINVAL;
 }

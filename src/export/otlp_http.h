@@ -4,8 +4,9 @@
  * - plain http:// endpoints (nearly every deployment: a local collector) use
  *   a small built-in HTTP/1.1 client over one non-blocking keep-alive TCP
  *   connection;
- * - https:// (and anything the built-in client does not handle: a proxy from
- *   the environment, an unusual URL) uses libcurl, dlopen()ed on first use.
+ * - https:// (and anything the built-in client does not handle: a proxy
+ *   named by the environment at load, an unusual URL) uses libcurl,
+ *   dlopen()ed on first use, and is given that proxy explicitly.
  *   Loading libcurl with OpenSSL costs ~16 ms of CPU (33 libraries), which
  *   every traced process would otherwise pay on its first export.
  * OTELSHIM_OTLP_TRANSPORT=curl|builtin overrides the choice.
@@ -32,7 +33,8 @@ struct osh_otlp_http;
 #define OSH_OTLP_MAX_RESPONSE (4u << 20)
 
 /* A transport for cfg->traces_url. @cfg must outlive it; @host is copied.
- * Reads OTELSHIM_OTLP_TRANSPORT and the proxy variables with getenv().
+ * The transport choice and the proxy come from @cfg (captured at load from
+ * OTELSHIM_OTLP_TRANSPORT and the proxy variables), never from getenv().
  * NULL on failure (reported via host). */
 struct osh_otlp_http *osh_otlp_http_create(const struct osh_config *cfg,
 					   const struct osh_otlp_host *host);

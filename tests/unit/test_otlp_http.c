@@ -2292,3 +2292,80 @@ TRANSPORT_TEST(send_cut_short_is_not_reused)
 	server_stop(&s);
 	free(big);
 }
+
+/* libcurl is given the proxy the configuration captured, and nothing from
+ * the environment as it is now: here the environment names no proxy and
+ * excludes every host, the configuration names the test server as the
+ * proxy. A plain http:// export then reaches it in absolute form. */
+Test(otlp_http_curl, proxy_from_the_configuration_not_the_environment, .init = setup_curl,
+     .timeout = 30)
+{
+	static const struct reply script[] = { { RESPOND, 200, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	char proxy[64];
+
+	server_start(&s, script, 1);
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s.port);
+	setenv("no_proxy", "*", 1);
+	cfg = config_for("http://collector.invalid:4318/v1/traces");
+	cfg.http_proxy = proxy;
+	cfg.no_proxy = NULL;
+	h = make(&cfg);
+	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		     OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 1);
+	{
+		static const char line[] = "POST http://collector.invalid:4318/v1/traces HTTP/1.1\r\n";
+
+		cr_assert(strncmp(s.reqs[0].head, line, sizeof(line) - 1) == 0, "%.60s",
+			  s.reqs[0].head);
+	}
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}
+
+/* An https:// collector goes through https_proxy (a CONNECT), and a proxy
+ * the environment names now but did not at load is not used. */
+Test(otlp_http_curl, https_goes_through_https_proxy, .init = setup_curl, .timeout = 30)
+{
+	static const struct reply script[] = { { RESPOND, 403, NULL, NULL, 0 } };
+	struct server s;
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	char proxy[64];
+
+	server_start(&s, script, 1);
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s.port);
+	cfg = config_for("https://collector.invalid:4318/v1/traces");
+	cfg.https_proxy = proxy;
+	cfg.http_proxy = (char *)"http://127.0.0.1:9"; /* not for https:// */
+	h = make(&cfg);
+	cr_assert_neq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		      OSH_EXPORT_OK);
+	cr_assert_geq(server_count(&s), 1);
+	{
+		static const char line[] = "CONNECT collector.invalid:4318 HTTP/1.1\r\n";
+
+		cr_assert(strncmp(s.reqs[0].head, line, sizeof(line) - 1) == 0, "%.60s",
+			  s.reqs[0].head);
+	}
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+
+	/* Set in the environment after load: ignored. The collector's port is
+	 * closed, so the export fails at once, and no request reaches the
+	 * server. */
+	server_start(&s, script, 1);
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s.port);
+	setenv("https_proxy", proxy, 1);
+	cfg = config_for("https://127.0.0.1:9/v1/traces");
+	cfg.https_proxy = NULL;
+	h = make(&cfg);
+	cr_assert_neq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+		      OSH_EXPORT_OK);
+	cr_assert_eq(server_count(&s), 0);
+	osh_otlp_http_destroy(h);
+	server_stop(&s);
+}

@@ -330,20 +330,23 @@ Test(queue, claimed_cell_holds_up_pops_until_filled)
 	uint64_t pos;
 
 	cr_assert_eq(osh_queue_init(&q, 8), 0);
-	cr_assert_not(osh_queue_head_unfilled(&q), "empty");
+	cr_assert_not(osh_queue_head_unfilled(&q, UINT64_MAX), "empty");
 	cr_assert(osh_queue_push(&q, fake(1)));
 	cr_assert(osh_queue_claim(&q, &pos));
 	cr_assert_eq(pos, 1);
 	cr_assert(osh_queue_push(&q, fake(3)));
 	cr_assert_eq(osh_queue_size(&q), 3);
-	cr_assert_not(osh_queue_head_unfilled(&q), "the oldest is filled");
+	cr_assert_not(osh_queue_head_unfilled(&q, UINT64_MAX), "the oldest is filled");
+	cr_assert_eq(osh_queue_claimed(&q), 3);
 	cr_assert_eq(unfake(osh_queue_pop(&q)), 1);
-	cr_assert(osh_queue_head_unfilled(&q));
+	cr_assert(osh_queue_head_unfilled(&q, UINT64_MAX));
+	cr_assert(osh_queue_head_unfilled(&q, 2), "position 1 is below 2");
+	cr_assert_not(osh_queue_head_unfilled(&q, 1), "claimed at or after the mark");
 	cr_assert_null(osh_queue_pop(&q), "the claimed cell is not filled yet");
 	cr_assert_null(osh_queue_pop(&q));
 	cr_assert_eq(osh_queue_size(&q), 2);
 	osh_queue_fill(&q, pos, fake(2));
-	cr_assert_not(osh_queue_head_unfilled(&q));
+	cr_assert_not(osh_queue_head_unfilled(&q, UINT64_MAX));
 	cr_assert_eq(unfake(osh_queue_pop(&q)), 2);
 	cr_assert_eq(unfake(osh_queue_pop(&q)), 3);
 	cr_assert_null(osh_queue_pop(&q));
