@@ -2293,6 +2293,43 @@ TRANSPORT_TEST(send_cut_short_is_not_reused)
 	free(big);
 }
 
+/* Which proxy field of the configuration names the test server. */
+enum proxy_field { PROXY_NONE, PROXY_HTTP, PROXY_HTTPS };
+
+static const struct reply answer_200[] = { { RESPOND, 200, NULL, NULL, 0 } };
+static const struct reply answer_403[] = { { RESPOND, 403, NULL, NULL, 0 } };
+
+/* One export to @url through libcurl, with a test server (@s, started
+ * here, stopped by the caller) answering @script and named as the proxy
+ * by @field of the configuration, not the environment. The export's
+ * result. */
+static int export_via(struct server *s, const struct reply *script, const char *url,
+		      enum proxy_field field)
+{
+	struct osh_config cfg;
+	struct osh_otlp_http *h;
+	char proxy[64];
+	int r;
+
+	server_start(s, script, 1);
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s->port);
+	if (field == PROXY_NONE)
+		setenv("https_proxy", proxy, 1); /* after load: must be ignored */
+	cfg = config_for(url);
+	cfg.no_proxy = NULL;
+	cfg.http_proxy = field == PROXY_HTTP ? proxy : (char *)"http://127.0.0.1:9";
+	cfg.https_proxy = field == PROXY_HTTPS ? proxy : NULL;
+	h = make(&cfg);
+	r = osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false);
+	osh_otlp_http_destroy(h);
+	return r;
+}
+
+static bool head_starts(const struct server *s, const char *line)
+{
+	return strncmp(s->reqs[0].head, line, strlen(line)) == 0;
+}
+
 /* libcurl is given the proxy the configuration captured, and nothing from
  * the environment as it is now: here the environment names no proxy and
  * excludes every host, the configuration names the test server as the
@@ -2300,72 +2337,36 @@ TRANSPORT_TEST(send_cut_short_is_not_reused)
 Test(otlp_http_curl, proxy_from_the_configuration_not_the_environment, .init = setup_curl,
      .timeout = 30)
 {
-	static const struct reply script[] = { { RESPOND, 200, NULL, NULL, 0 } };
 	struct server s;
-	struct osh_config cfg;
-	struct osh_otlp_http *h;
-	char proxy[64];
 
-	server_start(&s, script, 1);
-	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s.port);
 	setenv("no_proxy", "*", 1);
-	cfg = config_for("http://collector.invalid:4318/v1/traces");
-	cfg.http_proxy = proxy;
-	cfg.no_proxy = NULL;
-	h = make(&cfg);
-	cr_assert_eq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+	cr_assert_eq(export_via(&s, answer_200, "http://collector.invalid:4318/v1/traces",
+				PROXY_HTTP),
 		     OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 1);
-	{
-		static const char line[] = "POST http://collector.invalid:4318/v1/traces HTTP/1.1\r\n";
-
-		cr_assert(strncmp(s.reqs[0].head, line, sizeof(line) - 1) == 0, "%.60s",
-			  s.reqs[0].head);
-	}
-	osh_otlp_http_destroy(h);
+	cr_assert(head_starts(&s, "POST http://collector.invalid:4318/v1/traces HTTP/1.1\r\n"),
+		  "%.60s", s.reqs[0].head);
 	server_stop(&s);
 }
 
-/* An https:// collector goes through https_proxy (a CONNECT), and a proxy
- * the environment names now but did not at load is not used. */
+/* An https:// collector goes through https_proxy (a CONNECT), not
+ * http_proxy; and a proxy the environment names now but did not at load
+ * is not used (the collector's port is closed: the export fails at once,
+ * and no request reaches the server). */
 Test(otlp_http_curl, https_goes_through_https_proxy, .init = setup_curl, .timeout = 30)
 {
-	static const struct reply script[] = { { RESPOND, 403, NULL, NULL, 0 } };
 	struct server s;
-	struct osh_config cfg;
-	struct osh_otlp_http *h;
-	char proxy[64];
 
-	server_start(&s, script, 1);
-	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s.port);
-	cfg = config_for("https://collector.invalid:4318/v1/traces");
-	cfg.https_proxy = proxy;
-	cfg.http_proxy = (char *)"http://127.0.0.1:9"; /* not for https:// */
-	h = make(&cfg);
-	cr_assert_neq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+	cr_assert_neq(export_via(&s, answer_403, "https://collector.invalid:4318/v1/traces",
+				 PROXY_HTTPS),
 		      OSH_EXPORT_OK);
 	cr_assert_geq(server_count(&s), 1);
-	{
-		static const char line[] = "CONNECT collector.invalid:4318 HTTP/1.1\r\n";
-
-		cr_assert(strncmp(s.reqs[0].head, line, sizeof(line) - 1) == 0, "%.60s",
-			  s.reqs[0].head);
-	}
-	osh_otlp_http_destroy(h);
+	cr_assert(head_starts(&s, "CONNECT collector.invalid:4318 HTTP/1.1\r\n"), "%.60s",
+		  s.reqs[0].head);
 	server_stop(&s);
 
-	/* Set in the environment after load: ignored. The collector's port is
-	 * closed, so the export fails at once, and no request reaches the
-	 * server. */
-	server_start(&s, script, 1);
-	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", s.port);
-	setenv("https_proxy", proxy, 1);
-	cfg = config_for("https://127.0.0.1:9/v1/traces");
-	cfg.https_proxy = NULL;
-	h = make(&cfg);
-	cr_assert_neq(osh_otlp_http_send(h, payload, sizeof(payload), in_ms(10000), false),
+	cr_assert_neq(export_via(&s, answer_403, "https://127.0.0.1:9/v1/traces", PROXY_NONE),
 		      OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 0);
-	osh_otlp_http_destroy(h);
 	server_stop(&s);
 }
