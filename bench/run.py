@@ -756,7 +756,8 @@ def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROU
 def build_record_split(tmp):
     """This tree's sources (git archive HEAD) with bench/record_split.patch applied,
     built into @tmp: a libotelshim.so that can drop records on the worker
-    (OSH_BENCH_SELFDROP) or in the exporter thread (OSH_BENCH_DISCARD). Its path."""
+    (OSH_BENCH_SELFDROP, OSH_BENCH_SELFDROP_RING) or in the exporter thread
+    (OSH_BENCH_DISCARD), switches it reads at load. Its path."""
     src = os.path.join(tmp, 'src')
     os.makedirs(src)
     archive = subprocess.run(['git', '-C', ROOT, 'archive', 'HEAD'], capture_output=True,

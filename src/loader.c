@@ -34,12 +34,12 @@ static const struct osh_otlp_module *try_load(const char *path)
 
 const struct osh_otlp_module *osh_loader_otlp(void)
 {
-	const char *env = osh_cfg.otlp_module;
+	const char *env = osh_cfg.otlp_module; /* never empty: unset */
 	const struct osh_otlp_module *m = NULL;
 	char path[PATH_MAX];
 	Dl_info info;
 
-	if (env && *env && (m = try_load(env)))
+	if (env && (m = try_load(env)))
 		return m;
 	/* Next to ourselves: the build tree and the install both keep the
 	 * two objects in one directory. */

@@ -1670,14 +1670,13 @@ static int curl_headers(struct osh_otlp_http *h)
 
 /* The proxy for the collector's URL, from the variables the configuration
  * captured at load (the same as libcurl reads, which ignores HTTP_PROXY in
- * upper case, see its "httpoxy" notes), before no_proxy: NULL for none. */
+ * upper case, see its "httpoxy" notes; an empty one is not kept), before
+ * no_proxy: NULL for none. */
 static const char *proxy_for(const struct osh_config *cfg, bool https)
 {
 	const char *p = https ? cfg->https_proxy : cfg->http_proxy;
 
-	if (!p || !*p)
-		p = cfg->all_proxy;
-	return p && *p ? p : NULL;
+	return p ? p : cfg->all_proxy;
 }
 
 static bool set_str(CURL *e, CURLoption opt, const char *value)
@@ -2042,7 +2041,7 @@ static bool no_proxy_covers(const char *list, const char *host)
 /* Would libcurl send a request for http://@host/ through a proxy? The
  * built-in client only talks to the collector directly, so a proxy sends
  * the URL to libcurl. */
-static bool env_proxy_applies(const struct osh_config *cfg, const char *host)
+static bool proxy_applies(const struct osh_config *cfg, const char *host)
 {
 	if (!proxy_for(cfg, false))
 		return false;
@@ -2053,9 +2052,9 @@ enum choice { CHOICE_AUTO, CHOICE_CURL, CHOICE_BUILTIN };
 
 static enum choice transport_choice(struct osh_otlp_http *h)
 {
-	const char *v = h->cfg->otlp_transport;
+	const char *v = h->cfg->otlp_transport; /* never empty: unset */
 
-	if (!v || !*v)
+	if (!v)
 		return CHOICE_AUTO;
 	if (strcmp(v, "curl") == 0)
 		return CHOICE_CURL;
@@ -2086,7 +2085,7 @@ static int pick_engine(struct osh_otlp_http *h, const char *url)
 			    h->url);
 		return 0;
 	}
-	h->builtin = c == CHOICE_BUILTIN || !env_proxy_applies(h->cfg, h->bi.host);
+	h->builtin = c == CHOICE_BUILTIN || !proxy_applies(h->cfg, h->bi.host);
 	return 0;
 }
 
