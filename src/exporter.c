@@ -18,6 +18,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -183,14 +185,89 @@ static void host_log(int level, const char *msg)
 	osh_diag((enum osh_log_level)level, "%s", msg);
 }
 
+/* Set on the exporter thread once it has an fd table of its own. */
+static __thread bool private_fds __attribute__((tls_model("initial-exec")));
+
 static void host_own_fd(int fd, bool owned)
 {
+	/* Numbers in a table of our own say nothing about the host's. */
+	if (private_fds)
+		return;
 	osh_conn_mark_exporter(fd, owned);
+}
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+static int pidfd_of_this_process(void)
+{
+	return (int)syscall(SYS_pidfd_open, getpid(), 0);
+}
+
+/* Can this thread still reach the host's stderr once its table is its own?
+ * Through a pidfd (Linux 5.6), unless a seccomp policy refuses it (Docker's
+ * default does without CAP_SYS_PTRACE). A closed stderr is no obstacle. */
+static bool host_stderr_reachable(void)
+{
+	const struct osh_real *r = osh_real_get();
+	int pidfd = pidfd_of_this_process();
+	int fd, err;
+
+	if (pidfd < 0)
+		return false;
+	fd = (int)syscall(SYS_pidfd_getfd, pidfd, 2, 0);
+	err = errno;
+	if (fd >= 0)
+		r->close(fd);
+	r->close(pidfd);
+	return fd >= 0 || err == EBADF;
+}
+
+/* An fd that goes nowhere, for the numbers 0-2 of our table. */
+static int placeholder_fd(void)
+{
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR | O_CLOEXEC);
+
+	return fd >= 0 ? fd : eventfd(0, EFD_CLOEXEC);
+}
+
+/* The exporter thread leaves the host's fd table for one of its own, empty
+ * (docs/ARCHITECTURE.md, "The exporter's own fd table"): its sockets then
+ * take no number from the host (whose open() returns what it would without
+ * us, whose close-everything loops and dup2() cannot touch them, and whose
+ * fork children do not inherit them), and the host's threads get back the
+ * kernel's fast path for a table nobody shares (no reference taken on the
+ * file at each read, write or send). Not when the console exporter writes
+ * to the host's stderr, nor when diagnostics are on and the host's stderr
+ * cannot be fetched afterwards. */
+static bool host_private_fds(void)
+{
+	bool logs = osh_diag_enabled(OSH_LOG_ERROR);
+
+	if (private_fds)
+		return true;
+	if (osh_cfg.exporter != OSH_EXPORTER_OTLP || (logs && !host_stderr_reachable()))
+		return false;
+	/* Nothing is copied: every number from 0 up is closed in the new
+	 * table as it is made. Refused before Linux 5.9, or by a policy. */
+	if (syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_UNSHARE) != 0)
+		return false;
+	private_fds = true;
+	/* 0, 1 and 2 taken, so that nothing written to them on this thread
+	 * (a library's warning) lands in a socket of ours. */
+	for (int i = 0; i < 3; i++)
+		if (placeholder_fd() < 0)
+			break;
+	if (logs)
+		osh_diag_stderr_via(pidfd_of_this_process());
+	return true;
 }
 
 static const struct osh_otlp_host otlp_host = {
 	.log = host_log,
 	.own_fd = host_own_fd,
+	.private_fds = host_private_fds,
 };
 
 static void atexit_flush(void)

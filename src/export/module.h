@@ -19,7 +19,7 @@ struct osh_config;
 struct osh_resource;
 struct osh_span;
 
-#define OSH_OTLP_ABI 2
+#define OSH_OTLP_ABI 3
 
 enum osh_export_result {
 	OSH_EXPORT_OK = 0,	  /* accepted (possibly partially: see stats) */
@@ -34,6 +34,12 @@ struct osh_otlp_host {
 	void (*log)(int level, const char *msg);
 	/* Mark/unmark an fd as the exporter's own (close() protection). */
 	void (*own_fd)(int fd, bool owned);
+	/* Give the exporter thread an fd table of its own, empty (see
+	 * docs/ARCHITECTURE.md, "The exporter's own fd table"). Only for a
+	 * transport whose every fd is used on that thread alone: another
+	 * thread cannot reach them afterwards (interrupt() then has no fd to
+	 * write). Call before opening any; true if the thread now has one. */
+	bool (*private_fds)(void);
 };
 
 struct osh_otlp_stats {

@@ -58,6 +58,9 @@
 /* Longest single poll. interrupt() wakes every wait through the eventfd, so
  * this only bounds the damage should a wakeup ever be lost. */
 #define MAX_POLL_MS 10000
+/* Without a wake fd (the exporter in an fd table of its own), the longest
+ * a wait takes to notice a deadline interrupt() pulled in. */
+#define PRIVATE_POLL_MS 100
 
 #define NS_PER_MS 1000000ull
 
@@ -886,8 +889,11 @@ void osh_otlp_http_interrupt(struct osh_otlp_http *h, uint64_t deadline_ns)
 	atomic_min(&h->cap, deadline_ns);
 	atomic_min(&h->deadline, deadline_ns);
 	/* glibc's eventfd_write() is a plain write(2) inside libc, which the
-	 * shim's write() hook never sees, whatever thread this is. */
-	(void)eventfd_write(h->wake, 1);
+	 * shim's write() hook never sees, whatever thread this is. None in a
+	 * table of the exporter's own: its waits see the deadline within a
+	 * slice. */
+	if (h->wake >= 0)
+		(void)eventfd_write(h->wake, 1);
 }
 
 static void begin_send(struct osh_otlp_http *h, uint64_t deadline_ns)
@@ -929,7 +935,12 @@ static void drain_wake(struct osh_otlp_http *h)
 static int poll_once(struct osh_otlp_http *h, int fd, short events, uint64_t until)
 {
 	struct pollfd p[2] = { { fd, events, 0 }, { h->wake_dead ? -1 : h->wake, POLLIN, 0 } };
-	int n = poll(p, 2, poll_ms(osh_clock_monotonic_ns(), until));
+	int ms = poll_ms(osh_clock_monotonic_ns(), until);
+	int n;
+
+	if (h->wake < 0 && ms > PRIVATE_POLL_MS)
+		ms = PRIVATE_POLL_MS;
+	n = poll(p, 2, ms);
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -2114,10 +2125,6 @@ struct osh_otlp_http *osh_otlp_http_create(const struct osh_config *cfg,
 
 	if (!cfg->traces_url || !*cfg->traces_url)
 		goto fail;
-	h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (h->wake < 0)
-		goto fail;
-	own(h, h->wake, true);
 	if (h->gzip) {
 		/* windowBits 15 + 16: a gzip wrapper, as Content-Encoding: gzip wants.
 		 * Fastest level: this runs on someone else's CPU. */
@@ -2134,6 +2141,20 @@ struct osh_otlp_http *osh_otlp_http_create(const struct osh_config *cfg,
 		    skipped);
 	if (pick_engine(h, cfg->traces_url) < 0)
 		goto fail;
+	/* The built-in client does all its I/O on this thread, so it can
+	 * live in a table of its own; then no thread but this one can write
+	 * a wake fd, so there is none, and waits poll in short slices
+	 * instead (PRIVATE_POLL_MS). libcurl may resolve names on threads
+	 * of its own, which would run the shim's hooks with numbers from
+	 * this table: it stays in the host's. */
+	if (h->builtin && h->host.private_fds && h->host.private_fds()) {
+		h->wake_dead = true;
+	} else {
+		h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (h->wake < 0)
+			goto fail;
+		own(h, h->wake, true);
+	}
 	return h;
 fail:
 	say(h, OSH_LOG_ERROR, "cannot set up the OTLP/HTTP exporter for %s", h->url);

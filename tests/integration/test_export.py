@@ -132,6 +132,56 @@ class ExportTest(unittest.TestCase):
         (req,) = self.receiver.requests()
         self.assertEqual(req['target'], 'http://collector.invalid:4318/v1/traces')
 
+    # Made one request; once told the span arrived (the exporter is then
+    # connected), reports the fd numbers it gets and sees, closes every fd
+    # above 2 as a daemon would, and makes a second request.
+    FD_PROG = (
+        'import json,os,sys,urllib.request\n'
+        'def lowest():\n'
+        '    fd = os.open("/dev/null", os.O_RDONLY)\n'
+        '    os.close(fd)\n'
+        '    return fd\n'
+        'urllib.request.urlopen(sys.argv[1]).read()\n'
+        'print("requested", flush=True)\n'
+        'sys.stdin.readline()\n'
+        'first = lowest()\n'
+        'listing = sorted(int(x) for x in os.listdir("/proc/self/fd"))\n'
+        'os.closerange(3, 4096)\n'
+        'again = lowest()\n'
+        'urllib.request.urlopen(sys.argv[1]).read()\n'
+        'print(json.dumps([first, listing, again]), flush=True)\n')
+
+    def fd_report(self, env, preload=True):
+        p = subprocess.Popen([PY, '-c', self.FD_PROG, self.server.url + '/fd'],
+                             env=shim_env(env, self.receiver if preload else None, preload),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(p.stdout.readline(), b'requested\n')
+            if preload:
+                self.receiver.wait_for_spans(1)
+            out, err = p.communicate(b'\n', timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        return json.loads(out), err
+
+    def test_exporter_fds_stay_out_of_the_programs_table(self):
+        """The exporter's sockets live in an fd table of its own: the program
+        gets the same numbers from open() as without the shim, does not see
+        them in /proc/self/fd, and its close-everything loop neither touches
+        them nor is refused. With diagnostics off, and on (the exporter then
+        reaches the program's stderr through a pidfd)."""
+        expected, _ = self.fd_report({}, preload=False)
+        for level in (None, 'warn'):
+            with self.subTest(log_level=level):
+                self.receiver.clear()
+                got, err = self.fd_report({'OTEL_LOG_LEVEL': level})
+                self.assertEqual(got, expected, err)
+                self.receiver.wait_for_spans(2)
+
     def test_traces_endpoint_used_as_is(self):
         self.curl(env={'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9',
                        'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT': self.receiver.endpoint + '/v1/traces'})

@@ -82,7 +82,7 @@ static void host_own_fd(int fd, bool owned)
 	}
 }
 
-static const struct osh_otlp_host host = { host_log, host_own_fd };
+static const struct osh_otlp_host host = { .log = host_log, .own_fd = host_own_fd };
 
 static const char *transport = "auto";
 
@@ -1894,8 +1894,9 @@ static void *late_interrupt_main(void *arg)
 }
 
 /* A collector that accepts and never reads: a large request fills the
- * socket buffers and the sender waits to write. */
-TRANSPORT_TEST(interrupt_wakes_a_blocked_send)
+ * socket buffers and the sender waits to write; another thread interrupts
+ * it 300 ms in. How long the send took, in ns. */
+static uint64_t interrupted_blocked_send(const struct osh_otlp_host *with)
 {
 	enum { BIG = 32 << 20 };
 	struct server s;
@@ -1910,18 +1911,26 @@ TRANSPORT_TEST(interrupt_wakes_a_blocked_send)
 	server_start(&s, &ok_200, 1);
 	s.no_read = true;
 	cfg = config_for(s.url);
-	h = make(&cfg);
+	h = with ? osh_otlp_http_create(&cfg, with) : make(&cfg);
+	cr_assert_not_null(h);
 	li = (struct late_interrupt){ h, 300 };
 	cr_assert_eq(pthread_create(&t, NULL, late_interrupt_main, &li), 0);
 	t0 = osh_clock_monotonic_ns();
 	cr_assert_eq(osh_otlp_http_send(h, big, BIG, in_ms(25000), false), OSH_EXPORT_GAVE_UP);
 	spent = osh_clock_monotonic_ns() - t0;
 	pthread_join(t, NULL);
-	cr_assert_lt(spent, 8000000000ull, "returned after %llu ms",
-		     (unsigned long long)(spent / 1000000));
 	osh_otlp_http_destroy(h);
 	server_stop(&s);
 	free(big);
+	return spent;
+}
+
+TRANSPORT_TEST(interrupt_wakes_a_blocked_send)
+{
+	uint64_t spent = interrupted_blocked_send(NULL);
+
+	cr_assert_lt(spent, 8000000000ull, "returned after %llu ms",
+		     (unsigned long long)(spent / 1000000));
 }
 
 /* A listener whose accept queue is full drops further SYNs: connect() hangs
@@ -2369,4 +2378,50 @@ Test(otlp_http_curl, https_goes_through_https_proxy, .init = setup_curl, .timeou
 		      OSH_EXPORT_OK);
 	cr_assert_eq(server_count(&s), 0);
 	server_stop(&s);
+}
+
+/* ---- the exporter in an fd table of its own ---- */
+
+static int private_asked;
+
+static bool host_private_yes(void)
+{
+	private_asked++;
+	return true;
+}
+
+static const struct osh_otlp_host private_host = {
+	.log = host_log,
+	.own_fd = host_own_fd,
+	.private_fds = host_private_yes,
+};
+
+/* Once the built-in client's thread has its own table, no other thread can
+ * reach a wake fd: there is none, and a wait notices a deadline that
+ * interrupt() pulled in within a slice (without slices: the longest poll,
+ * 10 s). */
+Test(otlp_http_builtin, private_table_has_no_wake_fd_and_waits_in_slices,
+     .init = setup_builtin, .timeout = 30)
+{
+	uint64_t spent = interrupted_blocked_send(&private_host);
+
+	cr_assert_eq(private_asked, 1);
+	cr_assert_eq(owned_total - socks_total, 0, "no wake fd");
+	cr_assert_lt(spent, 3000000000ull, "returned after %llu ms",
+		     (unsigned long long)(spent / 1000000));
+}
+
+/* libcurl may resolve names on threads of its own: it is never asked to
+ * leave the host's table. */
+Test(otlp_http_curl, curl_stays_in_the_hosts_table, .init = setup_curl, .timeout = 30)
+{
+	struct osh_config cfg = config_for("http://127.0.0.1:9/v1/traces");
+	struct osh_otlp_http *h;
+
+	private_asked = 0;
+	h = osh_otlp_http_create(&cfg, &private_host);
+	cr_assert_not_null(h);
+	cr_assert_eq(private_asked, 0);
+	cr_assert_eq(owned_total - socks_total, 1, "the wake fd, marked in the host's table");
+	osh_otlp_http_destroy(h);
 }
