@@ -185,7 +185,9 @@ static void host_log(int level, const char *msg)
 	osh_diag((enum osh_log_level)level, "%s", msg);
 }
 
-/* Set on the exporter thread once it has an fd table of its own. */
+/* Set on the exporter thread at its start, and once it has an fd table of
+ * its own. */
+static __thread bool exporter_thread __attribute__((tls_model("initial-exec")));
 static __thread bool private_fds __attribute__((tls_model("initial-exec")));
 
 static void host_own_fd(int fd, bool owned)
@@ -247,6 +249,9 @@ static bool host_private_fds(void)
 
 	if (private_fds)
 		return true;
+	/* Any other thread would lose the program's fds. */
+	if (!exporter_thread)
+		return false;
 	if (osh_cfg.exporter != OSH_EXPORTER_OTLP || (logs && !host_stderr_reachable()))
 		return false;
 	/* Nothing is copied: every number from 0 up is closed in the new
@@ -522,6 +527,7 @@ static void *exporter_main(void *arg)
 	(void)arg;
 	/* Everything this thread does is the shim's own business. */
 	osh_guard_hold_forever();
+	exporter_thread = true;
 	/* SCHED_BATCH: an ordinary thread's share of the CPU, but its
 	 * wake-ups never preempt the thread running there. Woken by a
 	 * producer on the same CPU, it waits for the next scheduling point
