@@ -13,6 +13,10 @@
 #include "diag.h"
 #include "real.h"
 
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438 /* the same on every architecture but alpha */
+#endif
+
 static enum osh_log_level diag_level = OSH_LOG_NONE;
 /* On a thread whose fd table is not the host's (the exporter's, see
  * osh_diag_stderr_via): a pidfd of this process, to fetch its stderr. */

@@ -201,6 +201,17 @@ static void host_own_fd(int fd, bool owned)
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
+/* The same number on every architecture but alpha for system calls this
+ * recent; headers older than the kernel may lack the names. */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 static int pidfd_of_this_process(void)
 {
