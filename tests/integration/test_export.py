@@ -151,15 +151,15 @@ class ExportTest(unittest.TestCase):
         'urllib.request.urlopen(sys.argv[1]).read()\n'
         'print(json.dumps([first, listing, again]), flush=True)\n')
 
-    def fd_report(self, env, preload=True):
-        p = subprocess.Popen([PY, '-c', self.FD_PROG, self.server.url + '/fd'],
+    def fd_report(self, env, preload=True, wrapper=()):
+        p = subprocess.Popen(list(wrapper) + [PY, '-c', self.FD_PROG, self.server.url + '/fd'],
                              env=shim_env(env, self.receiver if preload else None, preload),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         try:
             self.assertEqual(p.stdout.readline(), b'requested\n')
-            if preload:
-                self.receiver.wait_for_spans(1)
+            if preload:  # the exporter has connected
+                wait_until(lambda: self.receiver.requests(), timeout=10, message='an export')
             out, err = p.communicate(b'\n', timeout=20)
         finally:
             if p.poll() is None:
@@ -181,6 +181,31 @@ class ExportTest(unittest.TestCase):
                 got, err = self.fd_report({'OTEL_LOG_LEVEL': level})
                 self.assertEqual(got, expected, err)
                 self.receiver.wait_for_spans(2)
+
+    def test_refused_calls_keep_the_shared_table(self):
+        """Where a policy refuses close_range (an older sandbox), or refuses
+        pidfd_getfd while diagnostics are on (Docker's default seccomp profile
+        without CAP_SYS_PTRACE), the exporter stays in the program's table as
+        before: its fds take the program's numbers, the program's close loop
+        leaves them alone, spans still arrive, and the exporter's diagnostics
+        still reach stderr."""
+        deny = os.environ.get('OTELSHIM_SECCOMP_DENY')
+        if not deny:
+            self.fail('OTELSHIM_SECCOMP_DENY not set (run through meson test)')
+        expected, _ = self.fd_report({}, preload=False)
+        for calls, level in (('close_range', None), ('pidfd_getfd', 'warn')):
+            with self.subTest(deny=calls):
+                self.receiver.clear()
+                # The first export is refused: the exporter thread reports it.
+                self.receiver.script([(400, {})])
+                got, err = self.fd_report({'OTEL_LOG_LEVEL': level},
+                                          wrapper=[deny, calls, '--'])
+                self.assertGreater(got[0], expected[0], err)
+                self.assertGreater(got[2], expected[2], err)
+                (s,) = self.receiver.wait_for_spans(1)
+                self.assertEqual(attrs(s)['url.path'], '/fd')
+                if level:
+                    self.assertIn(b'400', err)
 
     def test_traces_endpoint_used_as_is(self):
         self.curl(env={'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9',
