@@ -132,7 +132,7 @@ class ExportTest(unittest.TestCase):
         (req,) = self.receiver.requests()
         self.assertEqual(req['target'], 'http://collector.invalid:4318/v1/traces')
 
-    # Made one request; once told the span arrived (the exporter is then
+    # Makes one request; once told an export arrived (the exporter is then
     # connected), reports the fd numbers it gets and sees, closes every fd
     # above 2 as a daemon would, and makes a second request.
     FD_PROG = (
