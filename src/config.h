@@ -81,6 +81,9 @@ struct osh_config {
 	uint32_t exporter_nice;		/* OTELSHIM_EXPORTER_NICE: a nice value, 1-19, for the
 					 * exporter thread when above the inherited one (0: as
 					 * inherited) */
+	bool exporter_share_fds;	/* OTELSHIM_EXPORTER_SHARE_FDS: the exporter thread keeps
+					 * the program's fd table (off: a table of its own when
+					 * it can; docs/ARCHITECTURE.md) */
 	bool process_spans;		/* OTELSHIM_PROCESS_SPANS: a span for the process's life
 					 * (off; otelshim-run turns it on) */
 	uint32_t retry_initial_ms;	/* OTELSHIM_RETRY_INITIAL_MS: first backoff step (1000) */

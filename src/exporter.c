@@ -253,7 +253,7 @@ static int placeholder_fd(void)
  * kernel's fast path for a table nobody shares (no reference taken on the
  * file at each read, write or send). Not when the console exporter writes
  * to the host's stderr, nor when diagnostics are on and the host's stderr
- * cannot be fetched afterwards. */
+ * cannot be fetched afterwards, nor when OTELSHIM_EXPORTER_SHARE_FDS asks. */
 static bool host_private_fds(void)
 {
 	bool logs = osh_diag_enabled(OSH_LOG_ERROR);
@@ -263,7 +263,8 @@ static bool host_private_fds(void)
 	/* Any other thread would lose the program's fds. */
 	if (!exporter_thread)
 		return false;
-	if (osh_cfg.exporter != OSH_EXPORTER_OTLP || (logs && !host_stderr_reachable()))
+	if (osh_cfg.exporter != OSH_EXPORTER_OTLP || osh_cfg.exporter_share_fds ||
+	    (logs && !host_stderr_reachable()))
 		return false;
 	/* Nothing is copied: every number from 0 up is closed in the new
 	 * table as it is made. Refused before Linux 5.9, or by a policy. */

@@ -181,6 +181,11 @@ class ExportTest(unittest.TestCase):
                 got, err = self.fd_report({'OTEL_LOG_LEVEL': level})
                 self.assertEqual(got, expected, err)
                 self.receiver.wait_for_spans(2)
+        # The escape hatch: the table shared, as before.
+        self.receiver.clear()
+        got, err = self.fd_report({'OTELSHIM_EXPORTER_SHARE_FDS': 'true'})
+        self.assertGreater(got[0], expected[0], err)
+        self.receiver.wait_for_spans(2)
 
     def test_refused_calls_keep_the_shared_table(self):
         """Where a policy refuses close_range (an older sandbox), or refuses

@@ -147,6 +147,7 @@ static void assert_defaults(void)
 	cr_assert_eq(cfg.fallback, OSH_EXPORTER_NONE);
 	cr_assert_eq(cfg.exit_timeout_ms, 2000);
 	cr_assert_eq(cfg.exporter_nice, 0);
+	cr_assert_not(cfg.exporter_share_fds);
 	cr_assert_eq(cfg.retry_initial_ms, 1000);
 	cr_assert_eq(cfg.attr_value_limit, 0);
 	cr_assert_eq(cfg.attr_count_limit, 128);
@@ -353,6 +354,9 @@ Test(config, durations)
 	osh_config_finish(&cfg);
 	LOAD("OTELSHIM_EXPORTER_NICE", "-3");
 	cr_assert_eq(cfg.exporter_nice, 0, "not a nice value: the default (as inherited)");
+	osh_config_finish(&cfg);
+	LOAD("OTELSHIM_EXPORTER_SHARE_FDS", "true");
+	cr_assert(cfg.exporter_share_fds);
 }
 
 Test(config, timeouts_zero_means_no_limit)
