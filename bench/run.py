@@ -610,6 +610,12 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15')
          '+%.2f us; ratio %.3f' % (
              statistics.median(s - b for s, b in zip(shim_worker, base_worker)) * 1e6,
              statistics.median(b / s for s, b in zip(shim_worker, base_worker)))),
+        ('server: the worker thread\'s busy share (its CPU a request times requests/s; '
+         'steadier than the throughput: below the baseline\'s, the worker waited for wrk)',
+         '%.3f' % statistics.median(w * b[1] for w, b in zip(base_worker, base)),
+         '%.3f' % statistics.median(w * s[1] for w, s in zip(shim_worker, shim)),
+         '%+.3f (median of paired differences)' % statistics.median(
+             ws * s[1] - wb * b[1] for ws, s, wb, b in zip(shim_worker, shim, base_worker, base))),
         ('server: the worker thread, user and system CPU per request apart (medians; the '
          'user part follows the shim\'s instructions, the system part moves with the VM)',
          '%.2f + %.2f us' % tuple(statistics.median(x[i] for x in base_split) * 1e6 for i in (0, 1)),
