@@ -7,20 +7,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "diag.h"
 #include "real.h"
 
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438 /* the same on every architecture but alpha */
-#endif
-
 static enum osh_log_level diag_level = OSH_LOG_NONE;
-/* On a thread whose fd table is not the host's (the exporter's, see
- * osh_diag_stderr_via): a pidfd of this process, to fetch its stderr. */
-static __thread int stderr_pidfd __attribute__((tls_model("initial-exec"))) = -1;
 static bool diag_json;
 static _Atomic uint32_t once_bits;
 
@@ -70,24 +62,6 @@ static size_t json_escape(char *out, size_t outsz, const char *s)
 	return o;
 }
 
-/* To the host's stderr: our fd 2, or on a thread with a table of its own
- * a copy of the host's fetched for this line (not kept: a copy held would
- * keep a daemon's terminal or pipe open after it let go of it). */
-static void write_line(const char *line, size_t n)
-{
-	const struct osh_real *r = osh_real_get();
-	int fd = 2;
-
-	if (stderr_pidfd >= 0) {
-		fd = (int)syscall(SYS_pidfd_getfd, stderr_pidfd, 2, 0);
-		if (fd < 0)
-			return;
-	}
-	(void)!r->write(fd, line, n);
-	if (fd != 2)
-		r->close(fd);
-}
-
 static void emit(enum osh_log_level level, const char *fmt, va_list ap)
 {
 	char msg[1024];
@@ -112,13 +86,8 @@ static void emit(enum osh_log_level level, const char *fmt, va_list ap)
 	}
 	/* One write, through the real symbol; a short or failed write to
 	 * stderr is not worth retrying. */
-	write_line(line, n);
+	(void)!osh_real_get()->write(2, line, n);
 	errno = saved;
-}
-
-void osh_diag_stderr_via(int pidfd)
-{
-	stderr_pidfd = pidfd;
 }
 
 void osh_diag(enum osh_log_level level, const char *fmt, ...)

@@ -33,10 +33,6 @@ enum osh_diag_once {
 };
 
 void osh_diag_set(enum osh_log_level level, bool json);
-/* For the calling thread from now on: its fd table is not the host's, and
- * @pidfd (of this process) fetches the host's stderr for each line; -1
- * drops them. */
-void osh_diag_stderr_via(int pidfd);
 bool osh_diag_enabled(enum osh_log_level level);
 void osh_diag(enum osh_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

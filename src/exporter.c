@@ -201,41 +201,11 @@ static void host_own_fd(int fd, bool owned)
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
-/* The same number on every architecture but alpha for system calls this
- * recent; headers older than the kernel may lack the names. */
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
+/* The same number on every architecture but alpha; headers older than the
+ * kernel may lack the name. */
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-
-static int pidfd_of_this_process(void)
-{
-	return (int)syscall(SYS_pidfd_open, getpid(), 0);
-}
-
-/* Can this thread still reach the host's stderr once its table is its own?
- * Through a pidfd (Linux 5.6), unless a seccomp policy refuses it (Docker's
- * default does without CAP_SYS_PTRACE). A closed stderr is no obstacle. */
-static bool host_stderr_reachable(void)
-{
-	const struct osh_real *r = osh_real_get();
-	int pidfd = pidfd_of_this_process();
-	int fd, err;
-
-	if (pidfd < 0)
-		return false;
-	fd = (int)syscall(SYS_pidfd_getfd, pidfd, 2, 0);
-	err = errno;
-	if (fd >= 0)
-		r->close(fd);
-	r->close(pidfd);
-	return fd >= 0 || err == EBADF;
-}
 
 /* An fd that goes nowhere, for the numbers 0-2 of our table. */
 static int placeholder_fd(void)
@@ -249,22 +219,21 @@ static int placeholder_fd(void)
  * (docs/ARCHITECTURE.md, "The exporter's own fd table"): its sockets then
  * take no number from the host (whose open() returns what it would without
  * us, whose close-everything loops and dup2() cannot touch them, and whose
- * fork children do not inherit them), and the host's threads get back the
- * kernel's fast path for a table nobody shares (no reference taken on the
- * file at each read, write or send). Not when the console exporter writes
- * to the host's stderr, nor when diagnostics are on and the host's stderr
- * cannot be fetched afterwards, nor when OTELSHIM_EXPORTER_SHARE_FDS asks. */
+ * fork children do not inherit them). Not when this thread writes to the
+ * host's stderr (the console exporter, diagnostics): that fd 2 is in the
+ * host's table. (Fetching a copy for each line with pidfd_getfd would
+ * work, but systemd's @system-service filter leaves that call out, and its
+ * default action kills the process.) Nor when OTELSHIM_EXPORTER_SHARE_FDS
+ * asks. */
 static bool host_private_fds(void)
 {
-	bool logs = osh_diag_enabled(OSH_LOG_ERROR);
-
 	if (private_fds)
 		return true;
 	/* Any other thread would lose the program's fds. */
 	if (!exporter_thread)
 		return false;
 	if (osh_cfg.exporter != OSH_EXPORTER_OTLP || osh_cfg.exporter_share_fds ||
-	    (logs && !host_stderr_reachable()))
+	    osh_diag_enabled(OSH_LOG_ERROR))
 		return false;
 	/* Nothing is copied: every number from 0 up is closed in the new
 	 * table as it is made. Refused before Linux 5.9, or by a policy. */
@@ -276,8 +245,6 @@ static bool host_private_fds(void)
 	for (int i = 0; i < 3; i++)
 		if (placeholder_fd() < 0)
 			break;
-	if (logs)
-		osh_diag_stderr_via(pidfd_of_this_process());
 	return true;
 }
 

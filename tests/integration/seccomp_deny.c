@@ -1,10 +1,10 @@
 /* seccomp_deny NAME[,NAME...] -- PROGRAM [ARG...]
  *
  * Runs PROGRAM under a seccomp filter that fails the named system calls
- * with EPERM, as a container policy does (Docker's default profile refuses
- * pidfd_getfd without CAP_SYS_PTRACE; older sandboxes refuse close_range).
- * The filter is inherited by every thread, the shim's exporter included.
- * Names known: close_range, pidfd_getfd, pidfd_open. */
+ * with EPERM, as a container policy does for calls it does not know
+ * (Docker's before close_range was added to it). The filter is inherited
+ * by every thread, the shim's exporter included. Names known: close_range,
+ * pidfd_getfd, pidfd_open. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>
