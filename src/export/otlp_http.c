@@ -180,7 +180,8 @@ struct osh_otlp_http {
 	char *extra_headers;	/* OTEL_EXPORTER_OTLP_HEADERS as "Key: value\r\n" lines */
 	uint32_t retry_initial_ms;
 
-	int wake;		/* eventfd: interrupt() writes, waits watch it */
+	int wake;		/* eventfd: interrupt() writes, waits watch it; -1 in
+				 * a table of the exporter's own (waits poll in slices) */
 	bool wake_dead;		/* POLLNVAL on it: stop watching */
 
 	bool gzip;
@@ -2147,9 +2148,7 @@ struct osh_otlp_http *osh_otlp_http_create(const struct osh_config *cfg,
 	 * instead (PRIVATE_POLL_MS). libcurl may resolve names on threads
 	 * of its own, which would run the shim's hooks with numbers from
 	 * this table: it stays in the host's. */
-	if (h->builtin && h->host.private_fds && h->host.private_fds()) {
-		h->wake_dead = true;
-	} else {
+	if (!(h->builtin && h->host.private_fds && h->host.private_fds())) {
 		h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (h->wake < 0)
 			goto fail;

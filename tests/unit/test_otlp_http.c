@@ -922,26 +922,29 @@ static char *req_header(struct server *s, size_t i, const char *name)
 
 static uint8_t payload[] = "\x0a\x03" "abc" "not really protobuf, the transport does not care";
 
-/* The variable @a, else @b, as the configuration reads them: empty is
- * unset. */
-static char *env_either(const char *a, const char *b)
+static const char *env_get(const char *name)
 {
-	char *v = getenv(a);
-
-	if (!v || !*v)
-		v = b ? getenv(b) : NULL;
-	return v && *v ? v : NULL;
+	return getenv(name);
 }
 
-/* What the configuration captures at load (config.c) for the transport,
- * read from the test's environment as it is now. */
+/* What the configuration captures at load for the transport and the proxy,
+ * by the configuration's own loader from the test's environment as it is
+ * now. The loaded copies stay reachable until the test's process ends (a
+ * transport borrows their strings). */
 static void capture_env(struct osh_config *cfg)
 {
-	cfg->otlp_transport = env_either("OTELSHIM_OTLP_TRANSPORT", NULL);
-	cfg->http_proxy = env_either("http_proxy", NULL);
-	cfg->https_proxy = env_either("https_proxy", "HTTPS_PROXY");
-	cfg->all_proxy = env_either("all_proxy", "ALL_PROXY");
-	cfg->no_proxy = env_either("no_proxy", "NO_PROXY");
+	static struct osh_config loaded[64];
+	static size_t n_loaded;
+	struct osh_config *l;
+
+	cr_assert_lt(n_loaded, sizeof(loaded) / sizeof(loaded[0]));
+	l = &loaded[n_loaded++];
+	osh_config_load_from(l, env_get);
+	cfg->otlp_transport = l->otlp_transport;
+	cfg->http_proxy = l->http_proxy;
+	cfg->https_proxy = l->https_proxy;
+	cfg->all_proxy = l->all_proxy;
+	cfg->no_proxy = l->no_proxy;
 }
 
 static struct osh_config config_for(const char *url)
