@@ -832,6 +832,44 @@ static const char *response_fields(const char *buf, const char *p, const char *e
 	return NULL;
 }
 
+/* The status line at @buf (its end found by the caller: @eol): version
+ * and status into @r. False when it is not one. */
+static bool parse_status_line(struct osh_http_response *r, const char *buf, const char *eol)
+{
+	size_t n = (size_t)(eol - buf);
+
+	/* HTTP-version SP 3DIGIT [SP reason]: the reason may be empty, or
+	 * missing along with its SP (seen in the wild, RFC 9112 4 tolerates). */
+	if (!parse_version(buf, n, &r->minor_version) || n < 12 || buf[8] != ' ')
+		return false;
+	if (buf[9] < '1' || buf[9] > '9' || !is_digit((unsigned char)buf[10]) ||
+	    !is_digit((unsigned char)buf[11]))
+		return false;
+	if (n > 12 && buf[12] != ' ')
+		return false;
+	r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+	return true;
+}
+
+/* A response's framing from its fields (@f), its head ending at @head_end. */
+static int response_framing(struct osh_http_response *r, const struct framing *f,
+			    const char *buf, const char *head_end)
+{
+	r->head_len = (size_t)(head_end - buf);
+	r->connection_close = f->close;
+	if (f->te_seen) {
+		/* Transfer-Encoding overrides Content-Length; a last coding other
+		 * than chunked is delimited by close (RFC 9112, 6.3). */
+		r->body = f->te_chunked ? OSH_BODY_CHUNKED : OSH_BODY_UNTIL_CLOSE;
+	} else if (f->cl_seen) {
+		r->body = OSH_BODY_LENGTH;
+		r->content_length = f->cl;
+	} else {
+		r->body = OSH_BODY_UNTIL_CLOSE;
+	}
+	return (int)r->head_len;
+}
+
 int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size_t len)
 {
 	struct osh_http_response *r = ret;
@@ -841,7 +879,6 @@ int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size
 	const char *eol;
 	const char *next;
 	const char *p;
-	size_t n;
 	int code;
 
 	if (len == 0)
@@ -850,36 +887,134 @@ int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size
 	next = next_line(buf, buf, end, &eol);
 	if (!next)
 		return out_of_bytes(len);
-
-	/* HTTP-version SP 3DIGIT [SP reason]: the reason may be empty, or
-	 * missing along with its SP (seen in the wild, RFC 9112 4 tolerates). */
-	n = (size_t)(eol - buf);
-	if (!parse_version(buf, n, &r->minor_version) || n < 12 || buf[8] != ' ')
+	if (!parse_status_line(r, buf, eol))
 		return OSH_HTTP_INVALID;
-	if (buf[9] < '1' || buf[9] > '9' || !is_digit((unsigned char)buf[10]) ||
-	    !is_digit((unsigned char)buf[11]))
-		return OSH_HTTP_INVALID;
-	if (n > 12 && buf[12] != ' ')
-		return OSH_HTTP_INVALID;
-	r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-
 	p = response_fields(buf, next, end, len, &f, &ctx, &code);
 	if (!p)
 		return code;
-	r->head_len = (size_t)(p - buf);
+	return response_framing(r, &f, buf, p);
+}
 
-	r->connection_close = f.close;
-	if (f.te_seen) {
-		/* Transfer-Encoding overrides Content-Length; a last coding other
-		 * than chunked is delimited by close (RFC 9112, 6.3). */
-		r->body = f.te_chunked ? OSH_BODY_CHUNKED : OSH_BODY_UNTIL_CLOSE;
-	} else if (f.cl_seen) {
-		r->body = OSH_BODY_LENGTH;
-		r->content_length = f.cl;
-	} else {
-		r->body = OSH_BODY_UNTIL_CLOSE;
+/* One field line from @p (starting with c or t, in either case) of a head
+ * the program wrote: framing if it is a framing field.
+ * NULL with *ret_code set when the line is not complete in [@p, @end) or
+ * its framing is invalid; else the line's LF. value_is() rather than
+ * name_is(): names are not validated here, and it keeps control bytes from
+ * passing for letters. */
+static inline const char *framing_line(struct framing *f, const char *lo, const char *p,
+				       const char *end, size_t len, int *ret_code)
+{
+	const char *eol;
+	const char *next = next_line(lo, p, end, &eol);
+	size_t n = (size_t)(eol - p);
+	bool ok = true;
+
+	if (!next) {
+		*ret_code = out_of_bytes(len);
+		return NULL;
 	}
-	return (int)r->head_len;
+	if (((unsigned char)*p | 0x20) == 'c') {
+		if (n > 14 && p[14] == ':' && value_is(p, 14, "content-length", 14))
+			ok = framing_content_length(f, trim_value(p + 15, eol));
+		else if (n > 10 && p[10] == ':' && value_is(p, 10, "connection", 10))
+			framing_connection(f, trim_value(p + 11, eol));
+	} else if (n > 17 && p[17] == ':' && value_is(p, 17, "transfer-encoding", 17)) {
+		framing_transfer_encoding(f, trim_value(p + 18, eol));
+	}
+	if (!ok) {
+		*ret_code = OSH_HTTP_INVALID;
+		return NULL;
+	}
+	return next - 1;
+}
+
+/* The byte after @lf (an LF in [lo, end)) starts a line that matters to
+ * framing: a possible framing field (c, t in either case) or the empty
+ * line (CR or LF). */
+static inline bool line_matters(const char *lf, const char *end)
+{
+	unsigned char c;
+
+	if (lf + 1 >= end)
+		return true;	/* not known yet: the scalar path decides */
+	c = (unsigned char)lf[1];
+	return (c | 0x20) == 'c' || (c | 0x20) == 't' || c == '\r' || c == '\n';
+}
+
+int osh_http_scan_response_head(struct osh_http_response *ret, const char *buf, size_t len)
+{
+	struct osh_http_response *r = ret;
+	struct framing f = { 0 };
+	const char *end = buf + head_limit(len);
+	const char *eol;
+	const char *p;
+	int code;
+
+	if (len == 0)
+		return OSH_HTTP_PARTIAL;
+	memset(r, 0, sizeof(*r));
+	p = next_line(buf, buf, end, &eol);
+	if (!p)
+		return out_of_bytes(len);
+	if (!parse_status_line(r, buf, eol))
+		return OSH_HTTP_INVALID;
+	p--;	/* the status line's LF: every line starts after an LF */
+
+	/* Only the lines after an LF followed by c, t, CR or LF can matter:
+	 * each 16-byte block gives those LFs at once (the block and the same
+	 * block one byte on), and every other line is passed over unread. */
+	while (p < end) {
+#ifdef __SSE2__
+		if (end - p >= 17) {
+			const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+			const __m128i w = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
+			const __m128i wl = _mm_or_si128(w, _mm_set1_epi8(0x20));
+			const __m128i next =
+				_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(wl, _mm_set1_epi8('c')),
+							  _mm_cmpeq_epi8(wl, _mm_set1_epi8('t'))),
+					     _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('\r')),
+							  _mm_cmpeq_epi8(w, _mm_set1_epi8('\n'))));
+
+			unsigned m = (unsigned)_mm_movemask_epi8(
+				_mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')), next));
+			if (!m) {
+				p += 16;
+				continue;
+			}
+			p += __builtin_ctz(m);
+		} else
+#endif
+		{
+			/* The last bytes (and every byte without SSE2): one LF at
+			 * a time. */
+			const char *lf = memchr(p, '\n', (size_t)(end - p));
+
+			if (!lf)
+				break;
+			p = lf;
+			if (!line_matters(p, end)) {
+				p++;
+				continue;
+			}
+		}
+		/* @p is an LF whose next line matters. */
+		if (p + 1 >= end)
+			break;
+		if (p[1] == '\n')
+			return response_framing(r, &f, buf, p + 2);
+		if (p[1] == '\r') {
+			if (p + 2 >= end)
+				break;
+			if (p[2] == '\n')
+				return response_framing(r, &f, buf, p + 3);
+			p++;	/* a stray CR starting a line: not a field */
+			continue;
+		}
+		p = framing_line(&f, buf, p + 1, end, len, &code);
+		if (!p)
+			return code;
+	}
+	return out_of_bytes(len);
 }
 
 enum osh_http_body_kind osh_http_response_body(const struct osh_http_response *resp,

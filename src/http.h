@@ -96,6 +96,14 @@ int osh_http_parse_request(struct osh_http_request *ret, const char *buf, size_t
  * osh_http_response_body() applies the request method and status rules.
  * *ret as for requests: meaningful only when a length is returned. */
 int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size_t len);
+/* The same for a response head the program itself writes (the server
+ * side): the status line, the head's end and its framing (status,
+ * minor_version, head_len, body, content_length, connection_close; the
+ * other fields are left empty). Lines other than framing fields are only
+ * stepped over, not checked: a head the program wrote is not an attack on
+ * it, and its framing is all the server side needs: only the lines that
+ * start with c, t or the end of the head are looked at. */
+int osh_http_scan_response_head(struct osh_http_response *ret, const char *buf, size_t len);
 
 /* Body framing of a response to a request with @method:
  * HEAD, 1xx, 204, 304 -> NONE; CONNECT + 2xx or 101 -> TUNNEL;

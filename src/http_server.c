@@ -1004,7 +1004,7 @@ static void rs_head_done(struct osh_conn *c, const char *head, size_t h)
 {
 	struct osh_http_response resp;
 
-	if (osh_http_parse_response(&resp, head, h) < 0) {
+	if (osh_http_scan_response_head(&resp, head, h) < 0) {
 		rs_kill(c);
 		return;
 	}
@@ -1049,7 +1049,7 @@ static void rs_walk(struct osh_conn *c, const char *p, size_t len)
 			if (!sv->rs_acc.len) {
 				/* The whole head in this write: one parse. */
 				struct osh_http_response resp;
-				int rc = osh_http_parse_response(&resp, p, len);
+				int rc = osh_http_scan_response_head(&resp, p, len);
 
 				if (rc > 0) {
 					rs_head_parsed(c, &resp);

@@ -210,21 +210,51 @@ static void parse_req_invalid(const char *s, size_t len)
 	guard_finish(&g);
 }
 
-static void parse_resp_ok(const char *s, struct osh_http_response *out)
+/* @parse (a response head parser) on every prefix of @s, each placed at a
+ * page's end, asks for more bytes; returns what it gives for all @len
+ * bytes, its result in *@r. */
+static int resp_prefixes_partial(int (*parse)(struct osh_http_response *, const char *, size_t),
+				 const char *s, size_t len, struct osh_http_response *r)
 {
-	size_t len = strlen(s);
-	struct osh_http_response r;
 	struct guard g;
 	int n;
 
 	guard_init(&g, len);
 	for (size_t k = 0; k < len; k++) {
-		n = osh_http_parse_response(&r, guard_place(&g, s, k), k);
+		n = parse(r, guard_place(&g, s, k), k);
 		cr_assert_eq(n, OSH_HTTP_PARTIAL, "prefix %zu of '%s' gave %d", k, s, n);
 	}
-	n = osh_http_parse_response(&r, guard_place(&g, s, len), len);
-	cr_assert_eq(n, (int)len, "whole '%s' gave %d", s, n);
+	n = parse(r, guard_place(&g, s, len), len);
 	guard_finish(&g);
+	return n;
+}
+
+/* The server side's scan of a head (osh_http_scan_response_head) gives
+ * what the full parse gave (@full, of the whole @s) for its framing, and
+ * asks for more bytes at every shorter length. */
+static void scan_agrees(const char *s, size_t len, const struct osh_http_response *full)
+{
+	struct osh_http_response r;
+	int n = resp_prefixes_partial(osh_http_scan_response_head, s, len, &r);
+
+	cr_assert_eq(n, (int)full->head_len, "scan of '%s' gave %d", s, n);
+	cr_assert_eq(r.head_len, full->head_len);
+	cr_assert_eq(r.status, full->status, "%s", s);
+	cr_assert_eq(r.minor_version, full->minor_version, "%s", s);
+	cr_assert_eq(r.body, full->body, "%s", s);
+	cr_assert_eq(r.content_length, full->content_length, "%s", s);
+	cr_assert_eq(r.connection_close, full->connection_close, "%s", s);
+	cr_assert_eq(r.content_type.len, 0);
+	cr_assert_eq(r.request_id.len, 0);
+}
+
+static void parse_resp_ok(const char *s, struct osh_http_response *out)
+{
+	size_t len = strlen(s);
+	struct osh_http_response r;
+	int n = resp_prefixes_partial(osh_http_parse_response, s, len, &r);
+
+	cr_assert_eq(n, (int)len, "whole '%s' gave %d", s, n);
 	check_head_end(s, len, (ssize_t)len);
 
 	memset(out, 0xa5, sizeof(*out));
@@ -232,6 +262,7 @@ static void parse_resp_ok(const char *s, struct osh_http_response *out)
 	cr_assert_eq(n, (int)len);
 	cr_assert_eq(out->head_len, len);
 	cr_assert_eq(osh_http_sniff_response(s, len), 1);
+	scan_agrees(s, len, out);
 }
 
 static void parse_resp_invalid(const char *s, size_t len)
@@ -1248,6 +1279,146 @@ Test(http_response, field_lines_that_are_not)
 	RESP_INVALID("HTTP/1.1 200 OK\r\nX: 1\r\nab\r\n\r\n");
 }
 
+/* What the server side's scan still rejects: a status line that is not
+ * one, and framing that cannot be trusted. */
+Test(http_response_scan, rejects_what_framing_cannot_use)
+{
+	static const char *const bad[] = {
+		"HTTP/1.1 20 OK\r\n\r\n",
+		"HTTP/2.0 200 OK\r\n\r\n",
+		"http/1.1 200 OK\r\n\r\n",
+		"HTTP/1.1 099 Low\r\n\r\n",
+		"\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-Pad: 0123456789abcdef0123456789\r\nContent-Length: abc\r\n\r\n",
+	};
+	struct osh_http_response r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t len = strlen(bad[i]);
+
+		for (size_t k = 0; k < len; k++) {
+			int n = osh_http_scan_response_head(&r, bad[i], k);
+
+			cr_assert(n == OSH_HTTP_PARTIAL || n == OSH_HTTP_INVALID, "%s at %zu", bad[i], k);
+		}
+		cr_assert_eq(osh_http_scan_response_head(&r, bad[i], len), OSH_HTTP_INVALID, "%s",
+			     bad[i]);
+	}
+	/* Too long a head with no end is not waited for forever. */
+	{
+		size_t len = OSH_HTTP_MAX_HEAD + 64;
+		char *big = malloc(len);
+
+		cr_assert_not_null(big);
+		memset(big, 'x', len);
+		memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 21);
+		cr_assert_eq(osh_http_scan_response_head(&r, big, len), OSH_HTTP_INVALID);
+		cr_assert_eq(osh_http_scan_response_head(&r, big, 4000), OSH_HTTP_PARTIAL);
+		free(big);
+	}
+}
+
+/* Where the scan is looser than the full parse, on purpose: lines that are
+ * no field lines are passed over, and the framing of the valid ones used
+ * (the program wrote the head; it is not input to defend against). */
+Test(http_response_scan, steps_over_lines_it_does_not_need)
+{
+	static const struct {
+		const char *head;
+		enum osh_http_body_kind body;
+		uint64_t cl;
+		bool close;
+	} cases[] = {
+		{ "HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 3\r\n\r\n", OSH_BODY_LENGTH, 3, false },
+		{ "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nConnection: close\r\n\r\n",
+		  OSH_BODY_UNTIL_CLOSE, 0, true },
+		{ "HTTP/1.1 200 OK\r\nX\xc3\xa9: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		  OSH_BODY_CHUNKED, 0, false },
+		/* A control byte never passes for a letter of a framing name. */
+		{ "HTTP/1.1 200 OK\r\nContent\rLength: 3\r\n\r\n", OSH_BODY_UNTIL_CLOSE, 0, false },
+		/* Nor does a name with a space before its colon. */
+		{ "HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\n", OSH_BODY_UNTIL_CLOSE, 0, false },
+		/* A line starting with a stray CR is passed over too. */
+		{ "HTTP/1.1 200 OK\r\n\rX\r\ncontent-length: 7\r\n\r\n", OSH_BODY_LENGTH, 7, false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *h = cases[i].head;
+		size_t len = strlen(h);
+		struct osh_http_response r;
+
+		cr_assert_eq(osh_http_parse_response(&r, h, len), OSH_HTTP_INVALID, "%s", h);
+		cr_assert_eq(osh_http_scan_response_head(&r, h, len), (int)len, "%s", h);
+		cr_assert_eq(r.status, 200);
+		cr_assert_eq(r.body, cases[i].body, "%s", h);
+		cr_assert_eq(r.content_length, cases[i].cl, "%s", h);
+		cr_assert_eq(r.connection_close, cases[i].close, "%s", h);
+	}
+}
+
+/* Random heads (field lines picked from framing fields in any letter case,
+ * lines the scan steps over, LF or CRLF line ends, padding that moves every
+ * line across the 16-byte steps, body bytes after the head): wherever the
+ * full parse finds a head, the scan finds the same end and framing. */
+Test(http_response_scan, agrees_with_the_full_parse)
+{
+	static const char *const lines[] = {
+		"Content-Length: 12", "content-length: 12", "CONTENT-LENGTH:12",
+		"Content-Length: 0", "Content-Length: 5", "Transfer-Encoding: chunked",
+		"transfer-encoding: gzip", "Transfer-Encoding: gzip, chunked", "Connection: close",
+		"connection: keep-alive", "Connection: Upgrade, close", "Content-Type: text/html",
+		"Cache-Control: no-cache", "Date: Mon, 07 Dec 2026 18:42:27 GMT",
+		"Server: nginx/1.22.1", "ETag: \"6571a2-1a4\"", "Accept-Ranges: bytes",
+		"Connectionx: close", "Content-Lengthy: 9", "Trailer: x", "C: 1", "t: 2",
+		"X-Content-Length: 3", "Transfer-Encodings: chunked",
+	};
+	static const char *const status[] = { "HTTP/1.1 200 OK", "HTTP/1.0 404 Not Found",
+					       "HTTP/1.1 204", "HTTP/1.1 500 " };
+	char head[1024];
+	int agreed = 0;
+
+	rng_state = 0x243F6A8885A308D3ull;
+	for (int iter = 0; iter < 20000; iter++) {
+		const char *eol = rng() % 3 ? "\r\n" : "\n";
+		size_t len = (size_t)snprintf(head, sizeof(head), "%s%s",
+					      status[rng() % (sizeof(status) / sizeof(status[0]))],
+					      eol);
+		int nlines = (int)(rng() % 8);
+		struct osh_http_response full, scan;
+		int nf, ns;
+
+		for (int i = 0; i < nlines; i++) {
+			if (rng() % 4 == 0)
+				len += (size_t)snprintf(head + len, sizeof(head) - len, "X-Pad: %.*s%s",
+							(int)(rng() % 40), "0123456789012345678901234567890123456789",
+							eol);
+			len += (size_t)snprintf(head + len, sizeof(head) - len, "%s%s",
+						lines[rng() % (sizeof(lines) / sizeof(lines[0]))], eol);
+		}
+		len += (size_t)snprintf(head + len, sizeof(head) - len, "%sBODY", eol);
+		/* Sometimes cut short, sometimes cut inside the head. */
+		if (rng() % 4 == 0)
+			len = (size_t)(rng() % (len + 1));
+		nf = osh_http_parse_response(&full, head, len);
+		ns = osh_http_scan_response_head(&scan, head, len);
+		if (nf == OSH_HTTP_PARTIAL)
+			cr_assert_eq(ns, OSH_HTTP_PARTIAL, "'%.*s'", (int)len, head);
+		if (nf <= 0)
+			continue;
+		cr_assert_eq(ns, nf, "'%.*s'", (int)len, head);
+		cr_assert_eq(scan.status, full.status);
+		cr_assert_eq(scan.minor_version, full.minor_version);
+		cr_assert_eq(scan.body, full.body, "'%.*s'", (int)len, head);
+		cr_assert_eq(scan.content_length, full.content_length, "'%.*s'", (int)len, head);
+		cr_assert_eq(scan.connection_close, full.connection_close, "'%.*s'", (int)len, head);
+		agreed++;
+	}
+	/* Most heads were complete and valid: the comparison ran. */
+	cr_assert_gt(agreed, 10000, "%d", agreed);
+}
+
 Test(http_response, body_rules)
 {
 	static const struct {
@@ -1706,6 +1877,7 @@ Test(http_guard, empty_null_buffer)
 	cr_assert_eq(osh_http_sniff_response(NULL, 0), OSH_HTTP_PARTIAL);
 	cr_assert_eq(osh_http_parse_request(&req, NULL, 0), OSH_HTTP_PARTIAL);
 	cr_assert_eq(osh_http_parse_response(&resp, NULL, 0), OSH_HTTP_PARTIAL);
+	cr_assert_eq(osh_http_scan_response_head(&resp, NULL, 0), OSH_HTTP_PARTIAL);
 	osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
 	cr_assert_eq(osh_http_body_feed(&b, NULL, 0), 0);
 	osh_http_body_start(&b, OSH_BODY_LENGTH, 5);
@@ -1763,6 +1935,7 @@ Test(http_guard, heads_at_page_end)
 		(void)osh_http_sniff_response(p, len);
 		(void)osh_http_parse_request(&req, p, len);
 		(void)osh_http_parse_response(&resp, p, len);
+		(void)osh_http_scan_response_head(&resp, p, len);
 		osh_http_body_start(&b, OSH_BODY_CHUNKED, 0);
 		(void)osh_http_body_feed(&b, p, len);
 	}
