@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -292,6 +293,23 @@ def bench_encode():
              '%s ns/span, %s bytes/span' % (kv['ns_per_span'], kv['bytes_per_span']))]
 
 
+def bench_wake(n=20000, rounds=5):
+    """What one wake-up of a thread whose vCPU is idle costs the thread that sends it
+    (bench/wake_cost.c), against the same write nobody waits for: the price nginx's
+    worker pays each time wrk had run dry in the server bench."""
+    remote, none = [], []
+    for _ in range(rounds):
+        out = subprocess.run([os.path.join(BENCH, 'wake_cost'), str(n), '1', '0'],
+                             capture_output=True, text=True, check=True).stdout
+        kv = dict(x.split('=') for x in out.split())
+        remote.append(float(kv['remote_us']))
+        none.append(float(kv['none_us']))
+    return [('wake: the waker\'s CPU for one eventfd write that wakes a thread on the other, '
+             'idle vCPU, against the same write with no waiter (median of %d runs of %d)'
+             % (rounds, n), '%.2f us' % statistics.median(none), '%.2f us' % statistics.median(remote),
+             '%+.2f us a wake-up' % (statistics.median(remote) - statistics.median(none)))]
+
+
 def bench_llm():
     """The LLM tracker's CPU per call on top of the HTTP span (bench/llm_bench.c): each
     round of LLM calls is followed by the plain HTTP engine's walk of the same response
@@ -459,10 +477,9 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
                              preexec_fn=pin_to(0))
         try:
             wait_port(port)
-            out = subprocess.run(['wrk'] + list(wrk_args) + ['-d%ds' % seconds, '--latency',
-                                  'http://127.0.0.1:%d/index.html' % port],
-                                 capture_output=True, text=True, check=True,
-                                 timeout=seconds + 30, preexec_fn=loader_pin()).stdout
+            out, wrk_ru = run_with_rusage(['wrk'] + list(wrk_args) + ['-d%ds' % seconds, '--latency',
+                                           'http://127.0.0.1:%d/index.html' % port],
+                                          seconds + 30, loader_pin())
             cpu = proc_cpu(p.pid)
             worker = thread_cpu(p.pid, p.pid)
             nginx_run.worker_vcpu = last_vcpu(p.pid, p.pid)
@@ -473,9 +490,30 @@ def nginx_run(tmp, port, env, seconds, wrk_args=('-t1', '-c8')):
         nginx_run.cpu_per_request = cpu / n if n else 0.0
         nginx_run.worker_per_request = sum(worker) / n if n else 0.0
         nginx_run.worker_split = (worker[0] / n, worker[1] / n) if n else (0.0, 0.0)
+        # wrk's sleeps: each is a wake-up nginx's worker later sends to an idle vCPU
+        # (bench/run.py wake: what one costs the waker here).
+        nginx_run.wrk_sleeps = wrk_ru.ru_nvcsw / n if n else 0.0
         with open(os.path.join(tmp, 'error.log'), 'rb') as log:
             text = err.read() + log.read()
         return n, rps, p99, text.decode(errors='replace')
+
+
+def run_with_rusage(argv, timeout, preexec_fn):
+    """Run @argv to its end (killed after @timeout s); its stdout and its own rusage
+    (wait4), which subprocess.run does not give. Fails as check=True would."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         preexec_fn=preexec_fn)
+    timer = threading.Timer(timeout, p.kill)
+    timer.start()
+    try:
+        out = p.stdout.read()
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        timer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, argv, out)
+    return out, ru
 
 
 def stop_nginx(p):
@@ -536,6 +574,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15')
     base_worker, shim_worker = [], []
     base_split, shim_split = [], []     # the worker's (user, system) per request
     vcpus = []                          # where the worker ran at the end of each run
+    base_sleeps, shim_sleeps = [], []   # wrk's sleeps a request
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         os.makedirs(os.path.join(tmp, 'www'))
@@ -550,6 +589,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15')
             base_cpu.append(nginx_run.cpu_per_request)
             base_worker.append(nginx_run.worker_per_request)
             base_split.append(nginx_run.worker_split)
+            base_sleeps.append(nginx_run.wrk_sleeps)
 
         def run_shim():
             sink, sink_port = start_sink(loader=True)
@@ -563,6 +603,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15')
             shim_cpu.append(nginx_run.cpu_per_request)
             shim_worker.append(nginx_run.worker_per_request)
             shim_split.append(nginx_run.worker_split)
+            shim_sleeps.append(nginx_run.wrk_sleeps)
             vcpus.append(nginx_run.worker_vcpu)
             m = re.search(r'(\d+) spans dropped', err)
             shim.append((n, rps, p99, int(counts.get('otlp_spans', 0)), int(m.group(1)) if m else 0))
@@ -623,6 +664,12 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15')
          'user %+.2f us, system %+.2f us (paired medians)' % tuple(
              statistics.median(s[i] - b[i] for s, b in zip(shim_split, base_split)) * 1e6
              for i in (0, 1))),
+        ('server: wrk\'s sleeps a request (its voluntary context switches): each is a wake-up '
+         'of an idle vCPU that nginx\'s worker sends and pays for in system time (bench/run.py '
+         'wake), so a slower worker, which lets wrk run dry more often, also pays more of them',
+         '%.3f' % statistics.median(base_sleeps), '%.3f' % statistics.median(shim_sleeps),
+         '%+.3f (median of paired differences)' % statistics.median(
+             s - b for s, b in zip(shim_sleeps, base_sleeps))),
         ('server: p99 latency', '%.3f ms' % statistics.median(x[2] for x in base),
          '%.3f ms' % statistics.median(x[2] for x in shim), '%+.3f ms' % p99d),
         ('server: spans the sink received / requests wrk made, per round', '-', spans,
