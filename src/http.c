@@ -906,13 +906,14 @@ static inline const char *framing_line(struct framing *f, const char *lo, const 
 {
 	const char *eol;
 	const char *next = next_line(lo, p, end, &eol);
-	size_t n = (size_t)(eol - p);
+	size_t n;
 	bool ok = true;
 
 	if (!next) {
 		*ret_code = out_of_bytes(len);
 		return NULL;
 	}
+	n = (size_t)(eol - p);
 	if (((unsigned char)*p | 0x20) == 'c') {
 		if (n > 14 && p[14] == ':' && value_is(p, 14, "content-length", 14))
 			ok = framing_content_length(f, trim_value(p + 15, eol));

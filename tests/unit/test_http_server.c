@@ -524,6 +524,36 @@ Test(server, server_errors_are_errors)
 	}
 }
 
+/* The program's response heads are only scanned for their framing: a line
+ * the full parse would reject (no colon, a control byte) does not stop the
+ * server side from following the response to its end. */
+Test(server, response_framing_past_lines_that_are_not_fields)
+{
+	static const char *const heads[] = {
+		"HTTP/1.1 200 OK\r\nX-No-Colon\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nX\x01Y: 1\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Length: 2\r\n\r\nok",
+	};
+
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		struct srv s;
+
+		srv_open(&s);
+		rx_str(&s, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+		tx_str(&s, heads[i]);
+		cr_assert_eq(n_captured, 1, "%s: the response was not followed to its end", heads[i]);
+		assert_attr_int(captured[0], "http.response.status_code", 200);
+		assert_attr_int(captured[0], "http.response.body.size", 2);
+		/* The next exchange on the connection is traced too. */
+		rx_str(&s, "GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+		tx_str(&s, "HTTP/1.1 204 No Content\r\n\r\n");
+		cr_assert_eq(n_captured, 2, "%s", heads[i]);
+		assert_attr_int(captured[1], "http.response.status_code", 204);
+		srv_close(&s);
+		drop_captured();
+	}
+}
+
 /* ---- extraction (W3C) ----------------------------------------------------------- */
 
 static struct osh_span *one_exchange(const char *head_fields)
