@@ -76,6 +76,7 @@ static struct {
 static struct {
 	_Alignas(64) _Atomic uint64_t exported;
 	_Atomic uint64_t failed;
+	_Atomic uint64_t steps_aside;	/* yields between chunks (step_aside) */
 } exp_st;
 static void (*test_capture)(struct osh_span *span);
 
@@ -435,6 +436,25 @@ static void send_pending(struct sink *sk)
 
 /* Encode what is queued into the batch under way, sending each batch that
  * fills; @all: also send the last, partial one (schedule, flush, exit). */
+/* Between two chunks of a drain, while spans are left but the queue is
+ * under a quarter full, the thread gives its CPU to whichever host thread
+ * is waiting for it (sched_yield: its fair share is kept, only the turn is
+ * given up). A drain of a nap's spans takes ~90 us; without this, a host
+ * thread woken meanwhile on this CPU (another nginx worker, the program's
+ * event loop, wrk in the server bench) waits for all of it. Behind (a
+ * quarter full or more) it no longer steps aside, so on a host whose CPUs
+ * are all busy it cannot fall behind far enough to drop spans for having
+ * been polite (docs/BENCHMARKS.md, "Results, fifteenth session"). */
+static void step_aside(void)
+{
+	uint64_t queued = osh_queue_size(&queue);
+
+	if (queued && queued * 4 < (uint64_t)osh_cfg.bsp_max_queue) {
+		atomic_fetch_add(&exp_st.steps_aside, 1);
+		sched_yield();
+	}
+}
+
 static size_t drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
 {
 	void *exp = atomic_load(&module_exp);
@@ -443,6 +463,10 @@ static size_t drain_eager(struct sink *sk, struct osh_span **spans, size_t batch
 	for (;;) {
 		size_t room = batch - module->pending(exp), n, took;
 
+		/* A chunk at a time, stepping aside between chunks while
+		 * keeping up (see step_aside). */
+		if (!all && room > EAGER_CHUNK)
+			room = EAGER_CHUNK;
 		n = pop_batch(spans, room);
 		if (!n)
 			break;
@@ -459,6 +483,8 @@ static size_t drain_eager(struct sink *sk, struct osh_span **spans, size_t batch
 		 * the cell line an app thread is about to write. */
 		if (n < room && !all)
 			break;
+		if (!all)
+			step_aside();
 	}
 	if (all)
 		send_pending(sk);
@@ -893,6 +919,7 @@ void osh_exporter_stats(struct osh_exporter_stats *ret)
 	ret->dropped_queue_full = atomic_load(&app_st.dropped);
 	ret->exported = atomic_load(&exp_st.exported);
 	ret->failed = atomic_load(&exp_st.failed);
+	ret->steps_aside = atomic_load(&exp_st.steps_aside);
 }
 
 void osh_exporter_set_capture(void (*capture)(struct osh_span *span))

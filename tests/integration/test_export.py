@@ -333,6 +333,58 @@ class ExportTest(unittest.TestCase):
         # longer than a second would add one.
         self.assertLessEqual(len(wakes), 20, '\n'.join(wakes))
 
+    def yields_of(self, n, env, hold_first_post):
+        """Run a Python program making @n requests under strace (only
+        sched_yield traced, through seccomp: the program runs at full speed),
+        the first export held until the program is done when
+        @hold_first_post; returns the sched_yield calls made (the program's
+        own thread makes none) once it exited and all n spans arrived."""
+        script = ('import sys,urllib.request\n'
+                  'for i in range(int(sys.argv[2])): urllib.request.urlopen(sys.argv[1]+"/y%d"%i).read()\n'
+                  'print("requested", flush=True)\n'
+                  'sys.stdin.readline()\n')
+        env = dict(env, OTEL_EXPORTER_OTLP_TIMEOUT='60000', OTEL_BSP_EXPORT_TIMEOUT='60000',
+                   OTEL_BSP_SCHEDULE_DELAY='60000', OTEL_BSP_MAX_QUEUE_SIZE='2048')
+        self.receiver.clear()
+        if hold_first_post:
+            self.receiver.script(['hang'])
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, 'strace.log')
+            p = subprocess.Popen(['strace', '--seccomp-bpf', '-f', '-qq', '-e', 'trace=sched_yield',
+                                  '-o', log, PY, '-c', script, self.server.url, str(n)],
+                                 env=shim_env(env, self.receiver), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                self.assertEqual(p.stdout.readline(), b'requested\n')
+                if hold_first_post:
+                    wait_until(lambda: self.receiver.requests(), message='the held export')
+                    self.receiver.release()
+            finally:
+                # The exit flush sends the last batch (the schedule is a minute).
+                self.finish(p)
+            self.assertEqual(len(self.receiver.wait_for_spans(n, timeout=30)), n)
+            with open(log) as f:
+                return [l for l in f.read().splitlines() if 'sched_yield' in l]
+
+    def test_exporter_steps_aside_between_chunks_only_while_keeping_up(self):
+        """Between chunks of 64 spans the exporter thread gives up its CPU turn
+        (sched_yield), so that a host thread woken on its CPU during a drain
+        runs first instead of waiting ~90 us for all of it; but only while the
+        queue is under a quarter full, so that on a host whose CPUs are all
+        busy it never falls behind far enough to drop spans for it."""
+        # Keeping up: drains of about four chunks (the naps), each followed by
+        # a turn given up while spans are left.
+        keeping_up = self.yields_of(1500, {}, hold_first_post=False)
+        self.assertGreaterEqual(len(keeping_up), 5, keeping_up)
+        # Behind: the first export (one chunk, the batch size) is held until
+        # the program has queued all its spans, ~1,800 of the queue's 2,048.
+        # The drain that follows gives up its turn only once fewer than 512
+        # are left: after each of the last ~7 chunks, where stepping aside at
+        # every chunk would make ~28.
+        behind = self.yields_of(1900, {'OTEL_BSP_MAX_EXPORT_BATCH_SIZE': '64'},
+                                hold_first_post=True)
+        self.assertLessEqual(len(behind), 12, behind)
+
     def test_silent_by_default(self):
         res = self.curl(env={'OTEL_LOG_LEVEL': None, 'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9'})
         self.assertEqual(res.stderr, b'')
