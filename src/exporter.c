@@ -76,7 +76,6 @@ static struct {
 static struct {
 	_Alignas(64) _Atomic uint64_t exported;
 	_Atomic uint64_t failed;
-	_Atomic uint64_t steps_aside;	/* yields between chunks (step_aside) */
 } exp_st;
 static void (*test_capture)(struct osh_span *span);
 
@@ -434,8 +433,6 @@ static void send_pending(struct sink *sk)
 		atomic_fetch_add(&exp_st.failed, n);
 }
 
-/* Encode what is queued into the batch under way, sending each batch that
- * fills; @all: also send the last, partial one (schedule, flush, exit). */
 /* Between two chunks of a drain, while spans are left but the queue is
  * under a quarter full, the thread gives its CPU to whichever host thread
  * is waiting for it (sched_yield: its fair share is kept, only the turn is
@@ -449,12 +446,12 @@ static void step_aside(void)
 {
 	uint64_t queued = osh_queue_size(&queue);
 
-	if (queued && queued * 4 < (uint64_t)osh_cfg.bsp_max_queue) {
-		atomic_fetch_add(&exp_st.steps_aside, 1);
+	if (queued && queued * 4 < (uint64_t)osh_cfg.bsp_max_queue)
 		sched_yield();
-	}
 }
 
+/* Encode what is queued into the batch under way, sending each batch that
+ * fills; @all: also send the last, partial one (schedule, flush, exit). */
 static size_t drain_eager(struct sink *sk, struct osh_span **spans, size_t batch, bool all)
 {
 	void *exp = atomic_load(&module_exp);
@@ -919,7 +916,6 @@ void osh_exporter_stats(struct osh_exporter_stats *ret)
 	ret->dropped_queue_full = atomic_load(&app_st.dropped);
 	ret->exported = atomic_load(&exp_st.exported);
 	ret->failed = atomic_load(&exp_st.failed);
-	ret->steps_aside = atomic_load(&exp_st.steps_aside);
 }
 
 void osh_exporter_set_capture(void (*capture)(struct osh_span *span))

@@ -44,7 +44,6 @@ struct osh_exporter_stats {
 	uint64_t dropped_queue_full;
 	uint64_t exported;
 	uint64_t failed;
-	uint64_t steps_aside;	/* CPU turns the exporter thread gave up between chunks */
 };
 
 void osh_exporter_stats(struct osh_exporter_stats *ret);
