@@ -832,23 +832,41 @@ static const char *response_fields(const char *buf, const char *p, const char *e
 	return NULL;
 }
 
-/* The status line at @buf (its end found by the caller: @eol): version
- * and status into @r. False when it is not one. */
-static bool parse_status_line(struct osh_http_response *r, const char *buf, const char *eol)
+/* The start of a response head at @buf (@len bytes, looked at up to
+ * @end): *@r cleared in place (as for requests), then its version and
+ * status from the status line. The byte after that line, or NULL with
+ * *@ret_code set (PARTIAL: no whole line yet; INVALID: not a status line). */
+static inline __attribute__((always_inline)) const char *
+response_start(struct osh_http_response *r, const char *buf, size_t len,
+	       const char *end, int *ret_code)
 {
-	size_t n = (size_t)(eol - buf);
+	const char *eol;
+	const char *next;
+	size_t n;
 
+	*ret_code = OSH_HTTP_PARTIAL;
+	/* An empty write may come with a NULL buffer. */
+	if (len == 0)
+		return NULL;
+	memset(r, 0, sizeof(*r));
+	next = next_line(buf, buf, end, &eol);
+	if (!next) {
+		*ret_code = out_of_bytes(len);
+		return NULL;
+	}
 	/* HTTP-version SP 3DIGIT [SP reason]: the reason may be empty, or
 	 * missing along with its SP (seen in the wild, RFC 9112 4 tolerates). */
+	n = (size_t)(eol - buf);
+	*ret_code = OSH_HTTP_INVALID;
 	if (!parse_version(buf, n, &r->minor_version) || n < 12 || buf[8] != ' ')
-		return false;
+		return NULL;
 	if (buf[9] < '1' || buf[9] > '9' || !is_digit((unsigned char)buf[10]) ||
 	    !is_digit((unsigned char)buf[11]))
-		return false;
+		return NULL;
 	if (n > 12 && buf[12] != ' ')
-		return false;
+		return NULL;
 	r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-	return true;
+	return next;
 }
 
 /* A response's framing from its fields (@f), its head ending at @head_end. */
@@ -876,19 +894,13 @@ int osh_http_parse_response(struct osh_http_response *ret, const char *buf, size
 	struct response_ctx ctx = { .r = r };
 	struct framing f = { 0 };
 	const char *end = buf + head_limit(len);
-	const char *eol;
 	const char *next;
 	const char *p;
 	int code;
 
-	if (len == 0)
-		return OSH_HTTP_PARTIAL;
-	memset(r, 0, sizeof(*r));	/* in place, as for requests */
-	next = next_line(buf, buf, end, &eol);
+	next = response_start(r, buf, len, end, &code);
 	if (!next)
-		return out_of_bytes(len);
-	if (!parse_status_line(r, buf, eol))
-		return OSH_HTTP_INVALID;
+		return code;
 	p = response_fields(buf, next, end, len, &f, &ctx, &code);
 	if (!p)
 		return code;
@@ -947,18 +959,12 @@ int osh_http_scan_response_head(struct osh_http_response *ret, const char *buf, 
 	struct osh_http_response *r = ret;
 	struct framing f = { 0 };
 	const char *end = buf + head_limit(len);
-	const char *eol;
 	const char *p;
 	int code;
 
-	if (len == 0)
-		return OSH_HTTP_PARTIAL;
-	memset(r, 0, sizeof(*r));
-	p = next_line(buf, buf, end, &eol);
+	p = response_start(r, buf, len, end, &code);
 	if (!p)
-		return out_of_bytes(len);
-	if (!parse_status_line(r, buf, eol))
-		return OSH_HTTP_INVALID;
+		return code;
 	p--;	/* the status line's LF: every line starts after an LF */
 
 	/* Only the lines after an LF followed by c, t, CR or LF can matter:
