@@ -109,6 +109,7 @@ static void (*test_capture)(struct osh_span *span);
  * behind it: a thread that never comes back (killed mid-push) must not
  * hold up an exit for its whole budget. */
 #define FLUSH_HOLD_NS 50000000u
+static uint64_t flush_hold_ns = FLUSH_HOLD_NS;
 /* Queued spans that wake the exporter (set by its thread; until then a
  * batch, as configured). */
 static _Atomic uint64_t wake_every;
@@ -674,7 +675,7 @@ static void *exporter_main(void *arg)
 			if (!flush_hold_until) {
 				uint64_t sd = atomic_load(&shutdown_deadline);
 
-				flush_hold_until = now + FLUSH_HOLD_NS;
+				flush_hold_until = now + flush_hold_ns;
 				if (sd && sd < flush_hold_until)
 					flush_hold_until = sd;
 				flush_hold_below = osh_queue_claimed(&queue);
@@ -921,6 +922,11 @@ void osh_exporter_stats(struct osh_exporter_stats *ret)
 void osh_exporter_set_capture(void (*capture)(struct osh_span *span))
 {
 	test_capture = capture;
+}
+
+void osh_exporter_set_flush_hold_for_tests(uint64_t ns)
+{
+	flush_hold_ns = ns ? ns : FLUSH_HOLD_NS;
 }
 
 struct osh_queue *osh_exporter_queue_for_tests(void)

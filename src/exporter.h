@@ -56,3 +56,8 @@ void osh_exporter_set_capture(void (*capture)(struct osh_span *span));
  * preempted producer does. NULL when it cannot be made. */
 struct osh_queue;
 struct osh_queue *osh_exporter_queue_for_tests(void);
+
+/* Tests: how long a flush waits for a half-pushed cell (0: the product's
+ * 50 ms). A test that plays the late producer lengthens it, so that a
+ * loaded machine descheduling that producer cannot end the hold first. */
+void osh_exporter_set_flush_hold_for_tests(uint64_t ns);
