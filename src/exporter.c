@@ -680,9 +680,14 @@ static void *exporter_main(void *arg)
 					flush_hold_until = sd;
 				flush_hold_below = osh_queue_claimed(&queue);
 			}
+			/* Spans the flush began with still queued: wait
+			 * for a producer still between its two steps, or,
+			 * when it filled its cell between the drain and
+			 * this look, drain again at once. */
 			if (now < flush_hold_until &&
-			    osh_queue_head_unfilled(&queue, flush_hold_below)) {
-				stall_wait(&stall_ns, flush_hold_until - now);
+			    osh_queue_holds_below(&queue, flush_hold_below)) {
+				if (osh_queue_head_unfilled(&queue, flush_hold_below))
+					stall_wait(&stall_ns, flush_hold_until - now);
 				continue;
 			}
 		}

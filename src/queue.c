@@ -160,6 +160,14 @@ uint64_t osh_queue_claimed(const struct osh_queue *q)
 	return atomic_load_explicit(&q->tail, memory_order_relaxed);
 }
 
+bool osh_queue_holds_below(const struct osh_queue *q, uint64_t below)
+{
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+
+	return tail > head && head < below;
+}
+
 bool osh_queue_head_unfilled(const struct osh_queue *q, uint64_t below)
 {
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);

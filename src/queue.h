@@ -50,6 +50,10 @@ uint64_t osh_queue_claimed(const struct osh_queue *q);
  * return NULL until it is. Racy by nature, like the size. */
 bool osh_queue_head_unfilled(const struct osh_queue *q, uint64_t below);
 
+/* True when a position below @below is still queued, filled or not (a
+ * flush's mark: it still owes those spans). Racy, like the size. */
+bool osh_queue_holds_below(const struct osh_queue *q, uint64_t below);
+
 /* Any thread: next span or NULL when none is ready. */
 struct osh_span *osh_queue_pop(struct osh_queue *q);
 

@@ -331,6 +331,7 @@ Test(queue, claimed_cell_holds_up_pops_until_filled)
 
 	cr_assert_eq(osh_queue_init(&q, 8), 0);
 	cr_assert_not(osh_queue_head_unfilled(&q, UINT64_MAX), "empty");
+	cr_assert_not(osh_queue_holds_below(&q, UINT64_MAX), "empty");
 	cr_assert(osh_queue_push(&q, fake(1)));
 	cr_assert(osh_queue_claim(&q, &pos));
 	cr_assert_eq(pos, 1);
@@ -342,13 +343,19 @@ Test(queue, claimed_cell_holds_up_pops_until_filled)
 	cr_assert(osh_queue_head_unfilled(&q, UINT64_MAX));
 	cr_assert(osh_queue_head_unfilled(&q, 2), "position 1 is below 2");
 	cr_assert_not(osh_queue_head_unfilled(&q, 1), "claimed at or after the mark");
+	cr_assert(osh_queue_holds_below(&q, 2), "unfilled, still queued");
+	cr_assert_not(osh_queue_holds_below(&q, 1), "queued at or after the mark");
 	cr_assert_null(osh_queue_pop(&q), "the claimed cell is not filled yet");
 	cr_assert_null(osh_queue_pop(&q));
 	cr_assert_eq(osh_queue_size(&q), 2);
 	osh_queue_fill(&q, pos, fake(2));
 	cr_assert_not(osh_queue_head_unfilled(&q, UINT64_MAX));
+	cr_assert(osh_queue_holds_below(&q, 2), "filled now, and still owed to a flush marked at 2");
 	cr_assert_eq(unfake(osh_queue_pop(&q)), 2);
+	cr_assert_not(osh_queue_holds_below(&q, 2), "popped");
+	cr_assert(osh_queue_holds_below(&q, 3));
 	cr_assert_eq(unfake(osh_queue_pop(&q)), 3);
 	cr_assert_null(osh_queue_pop(&q));
+	cr_assert_not(osh_queue_holds_below(&q, UINT64_MAX), "empty again");
 	osh_queue_finish(&q);
 }
