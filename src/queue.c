@@ -160,12 +160,16 @@ uint64_t osh_queue_claimed(const struct osh_queue *q)
 	return atomic_load_explicit(&q->tail, memory_order_relaxed);
 }
 
+/* The oldest queued position, @head, is below a flush's mark @below. */
+static inline bool queued_below(uint64_t head, uint64_t tail, uint64_t below)
+{
+	return tail > head && head < below;
+}
+
 bool osh_queue_holds_below(const struct osh_queue *q, uint64_t below)
 {
-	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-
-	return tail > head && head < below;
+	return queued_below(atomic_load_explicit(&q->head, memory_order_relaxed),
+			    atomic_load_explicit(&q->tail, memory_order_relaxed), below);
 }
 
 bool osh_queue_head_unfilled(const struct osh_queue *q, uint64_t below)
@@ -173,7 +177,7 @@ bool osh_queue_head_unfilled(const struct osh_queue *q, uint64_t below)
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 
-	if (tail <= head || head >= below)
+	if (!queued_below(head, tail, below))
 		return false;
 	return atomic_load_explicit(&cell_at(q, head)->seq, memory_order_acquire) !=
 	       2 * head + 1;
