@@ -5,13 +5,14 @@ noisy (2 shared cores). Results go to stdout as Markdown rows for
 docs/BENCHMARKS.md.
 
     bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server] [server_pair] [tls]
-                 [llm] [server_floor] [server_records] [server_lines]
+                 [llm] [server_floor] [server_records] [server_lines] [server_offload]
                  (default: all but the server_* side-by-side runs, which need root for
-                 their cgroups, and server_lines, which needs valgrind)
+                 their cgroups, server_lines, which needs valgrind, and server_offload,
+                 which builds a patched copy of the tree)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
-OSH_BENCH_ROUNDS sets the server rounds (15 by default, ~6 minutes: a round's
+OSH_BENCH_ROUNDS sets the server rounds (15 by default; server_offload 12, ~6 minutes: a round's
 ratio moves by ~6 % with the VM's speed, so 7 rounds were good to only ~±3 %),
 OSH_BENCH_PAIR_ROUNDS the side-by-side rounds (8 by default, per series).
 
@@ -410,6 +411,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def nginx_site(tmp):
+    """nginx's configuration for the server benches in @tmp: a free loopback port and
+    a small static file (~400 bytes) under tmp/www. The port."""
+    port = free_port()
+    os.makedirs(os.path.join(tmp, 'www'))
+    with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
+        f.write('<html><body>otelshim bench</body></html>\n' * 10)
+    with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
+        f.write(NGINX_CONF.format(tmp=tmp, port=port))
+    return port
+
+
 def wait_port(port, deadline_s=10.0):
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -576,12 +589,7 @@ def bench_server(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '15')
     vcpus = []                          # where the worker ran at the end of each run
     base_sleeps, shim_sleeps = [], []   # wrk's sleeps a request
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        os.makedirs(os.path.join(tmp, 'www'))
-        with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
-            f.write('<html><body>otelshim bench</body></html>\n' * 10)  # ~400 bytes
-        with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
-            f.write(NGINX_CONF.format(tmp=tmp, port=port))
+        port = nginx_site(tmp)
         def run_base():
             n, rps, p99, _ = nginx_run(tmp, port, clean_env(), seconds)
             base.append((n, rps, p99))
@@ -806,17 +814,15 @@ def bench_server_floor(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROU
     return rows
 
 
-def build_record_split(tmp):
-    """This tree's sources (git archive HEAD) with bench/record_split.patch applied,
-    built into @tmp: a libotelshim.so that can drop records on the worker
-    (OSH_BENCH_SELFDROP, OSH_BENCH_SELFDROP_RING) or in the exporter thread
-    (OSH_BENCH_DISCARD), switches it reads at load. Its path."""
+def build_patched(tmp, patch):
+    """This tree's sources (git archive HEAD) with bench/@patch applied, built into
+    @tmp (the shim and its OTLP module, no tests). The library's path."""
     src = os.path.join(tmp, 'src')
     os.makedirs(src)
     archive = subprocess.run(['git', '-C', ROOT, 'archive', 'HEAD'], capture_output=True,
                              check=True).stdout
     subprocess.run(['tar', '-x', '-C', src], input=archive, check=True)
-    with open(os.path.join(ROOT, 'bench', 'record_split.patch'), 'rb') as f:
+    with open(os.path.join(ROOT, 'bench', patch), 'rb') as f:
         subprocess.run(['git', 'apply', '-'], stdin=f, cwd=src, check=True)
     build = os.path.join(tmp, 'build')
     subprocess.run(['meson', 'setup', '-Dtests=disabled', build, src], capture_output=True,
@@ -824,6 +830,13 @@ def build_record_split(tmp):
     subprocess.run(['ninja', '-C', build, 'libotelshim.so', 'libotelshim-otlp.so'],
                    capture_output=True, check=True)
     return os.path.join(build, 'libotelshim.so')
+
+
+def build_record_split(tmp):
+    """bench/record_split.patch built (build_patched): a libotelshim.so that can drop
+    records on the worker (OSH_BENCH_SELFDROP, OSH_BENCH_SELFDROP_RING) or in the
+    exporter thread (OSH_BENCH_DISCARD), switches it reads at load. Its path."""
+    return build_patched(tmp, 'record_split.patch')
 
 
 def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_ROUNDS', '8'))):
@@ -874,6 +887,53 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
     return rows
 
 
+def bench_server_offload(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '12'))):
+    """What taking the server path off the program's thread would give, in the issue's
+    own sequential setting (wrk and the receiver on vCPU 0; needs git, meson and ninja:
+    it builds a patched copy of this tree). bench/server_offload.patch makes the hooks
+    only log each call's bytes and time; a thread of the shim replays the log through
+    the unchanged engine. Rounds rotate nginx alone, the shim as it is, and the patched
+    shim; each shim arm must deliver a span for every request."""
+    if not shutil.which('nginx') or not shutil.which('wrk'):
+        raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
+    with tempfile.TemporaryDirectory() as tmp:
+        offload = build_patched(tmp, 'server_offload.patch')
+        arms = [('nginx alone', None), ('the shim', SHIM), ('the shim, offloaded', offload)]
+        res = {label: [] for label, _ in arms}
+        lost = {label: 0 for label, _ in arms}
+        port = nginx_site(tmp)
+        for r in range(rounds):
+            order = arms[r % 3:] + arms[:r % 3]
+            for label, lib in (order if r % 2 == 0 else order[::-1]):
+                if lib is None:
+                    n, rps, _, _ = nginx_run(tmp, port, clean_env(), seconds)
+                else:
+                    sink, sink_port = start_sink(loader=True)
+                    try:
+                        n, rps, _, _ = nginx_run(tmp, port, clean_env(
+                            LD_PRELOAD=lib, OTEL_SERVICE_NAME='bench-nginx',
+                            OTEL_TRACES_SAMPLER='always_on', OTEL_LOG_LEVEL='warn',
+                            OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port), seconds)
+                    finally:
+                        got = int(stop_sink(sink).get('otlp_spans', 0))
+                    lost[label] += max(0, n - got)
+                res[label].append((rps, nginx_run.wrk_sleeps))
+    base = res['nginx alone']
+    rows = []
+    for label, lib in arms[1:]:
+        x = res[label]
+        ratios = [a[0] / b[0] for a, b in zip(x, base)]
+        rows.append(('server_offload: %s against nginx alone, sequential, %s; %d rounds of %d s: %s'
+                     % (label, placement_text(), rounds, seconds,
+                        ', '.join('%.3f' % v for v in ratios)),
+                     '%.0f' % statistics.median(b[0] for b in base),
+                     '%.0f' % statistics.median(a[0] for a in x),
+                     'ratio %.3f (mean %.3f); wrk sleeps a request %+.3f; spans lost %d' % (
+                         statistics.median(ratios), statistics.mean(ratios),
+                         statistics.median(a[1] - b[1] for a, b in zip(x, base)), lost[label])))
+    return rows
+
+
 def bench_server_lines(requests=300, skip=50):
     """The server path's footprint, which is what it pays for on machines where a
     system call leaves the caches cold (server_floor): nginx under valgrind's lackey,
@@ -916,12 +976,7 @@ def lackey_run(env, requests, skip):
     """nginx with @env under lackey, @requests keep-alive GETs: lackey_lines() of the
     shim's part of the trace."""
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        os.makedirs(os.path.join(tmp, 'www'))
-        with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
-            f.write('<html><body>otelshim bench</body></html>\n' * 10)
-        with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
-            f.write(NGINX_CONF.format(tmp=tmp, port=port))
+        port = nginx_site(tmp)
         log = os.path.join(tmp, 'lackey.log')
         p = subprocess.Popen(['valgrind', '--tool=lackey', '--trace-mem=yes', '--log-file=' + log,
                               'nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
@@ -1045,12 +1100,7 @@ def pair_round(groups, envs, seconds, swap):
     try:
         for i, env in enumerate(envs):
             tmp = tempfile.mkdtemp()
-            os.makedirs(os.path.join(tmp, 'www'))
-            with open(os.path.join(tmp, 'www', 'index.html'), 'w') as f:
-                f.write('<html><body>otelshim bench</body></html>\n' * 10)
-            port = free_port()
-            with open(os.path.join(tmp, 'nginx.conf'), 'w') as f:
-                f.write(NGINX_CONF.format(tmp=tmp, port=port))
+            port = nginx_site(tmp)
             procs.append(subprocess.Popen(['nginx', '-p', tmp, '-c', os.path.join(tmp, 'nginx.conf'),
                                            '-e', os.path.join(tmp, 'error.log')],
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
