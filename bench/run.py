@@ -12,8 +12,8 @@ docs/BENCHMARKS.md.
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
-OSH_BENCH_ROUNDS sets the server rounds (15 by default; server_offload 12, ~6 minutes: a round's
-ratio moves by ~6 % with the VM's speed, so 7 rounds were good to only ~±3 %),
+OSH_BENCH_ROUNDS sets the server rounds (15 by default, ~6 minutes; 12 for server_offload:
+a round's ratio moves by ~6 % with the VM's speed, so 7 rounds were good to only ~±3 %),
 OSH_BENCH_PAIR_ROUNDS the side-by-side rounds (8 by default, per series).
 
 The server bench runs wrk and the receiver on vCPU 0 (OSH_BENCH_WRK_CPU; empty
@@ -893,7 +893,8 @@ def bench_server_offload(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS
     it builds a patched copy of this tree). bench/server_offload.patch makes the hooks
     only log each call's bytes and time; a thread of the shim replays the log through
     the unchanged engine. Rounds rotate nginx alone, the shim as it is, and the patched
-    shim; each shim arm must deliver a span for every request."""
+    shim; the report gives each shim arm's spans lost (requests the receiver got no
+    span for)."""
     if not shutil.which('nginx') or not shutil.which('wrk'):
         raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
     with tempfile.TemporaryDirectory() as tmp:
@@ -920,7 +921,7 @@ def bench_server_offload(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS
                 res[label].append((rps, nginx_run.wrk_sleeps))
     base = res['nginx alone']
     rows = []
-    for label, lib in arms[1:]:
+    for label, _ in arms[1:]:
         x = res[label]
         ratios = [a[0] / b[0] for a, b in zip(x, base)]
         rows.append(('server_offload: %s against nginx alone, sequential, %s; %d rounds of %d s: %s'
