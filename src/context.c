@@ -21,6 +21,20 @@ struct record {
 
 static __thread struct record tls __attribute__((tls_model("initial-exec")));
 
+/* While a thread of the shim replays calls another thread logged
+ * (http_server.c, deferred observation), enter and leave act on the
+ * logging thread's record instead of its own. */
+static __thread struct record *redirect __attribute__((tls_model("initial-exec")));
+
+/* Run at a thread's exit, before its record goes away (see
+ * osh_context_on_exit). */
+static void (*exit_hook)(void);
+
+static inline struct record *rec(void)
+{
+	return redirect ? redirect : &tls;
+}
+
 /* The buffer is freed by a key destructor when the thread exits (threads
  * that serve one connection each come and go). */
 static pthread_key_t buf_key;
@@ -28,6 +42,9 @@ static bool key_ok;
 
 static void free_buf(void *p)
 {
+	/* Nothing may still be about to write into this record. */
+	if (exit_hook)
+		exit_hook();
 	/* The thread is going; its record must not point at freed memory if a
 	 * later destructor round still runs hooks on it. */
 	if (tls.buf == p) {
@@ -81,7 +98,8 @@ void osh_context_enter(const struct osh_context_anchor *anchor, uint64_t seq,
 		       const struct osh_trace_ctx *span, struct osh_str tracestate,
 		       struct osh_str baggage, struct osh_str request_id)
 {
-	struct osh_context *ctx = &tls.ctx;
+	struct record *r = rec();
+	struct osh_context *ctx = &r->ctx;
 	bool ts = tracestate.len && osh_tracestate_valid(tracestate.p, tracestate.len);
 	bool bg = baggage.len > 0;
 	bool rid = request_id_ok(request_id);
@@ -89,12 +107,14 @@ void osh_context_enter(const struct osh_context_anchor *anchor, uint64_t seq,
 
 	/* Published last: a signal handler that runs a hook in between sees
 	 * either no context or a complete one. */
-	tls.anchor = NULL;
+	r->anchor = NULL;
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->span = *span;
 	ctx->span.valid = true;
 	ctx->span.remote = false;
-	if ((ts || bg || rid) && (b = thread_buf()) != NULL) {
+	/* A redirected record has its buffer already (osh_context_self), or
+	 * keeps no strings. */
+	if ((ts || bg || rid) && (b = (r == &tls ? thread_buf() : r->buf)) != NULL) {
 		char *p = b;
 
 		if (ts) {
@@ -117,16 +137,18 @@ void osh_context_enter(const struct osh_context_anchor *anchor, uint64_t seq,
 			ctx->request_id_len = request_id.len;
 		}
 	}
-	tls.gen = atomic_load_explicit(&anchor->gen, memory_order_acquire);
-	tls.seq = seq;
+	r->gen = atomic_load_explicit(&anchor->gen, memory_order_acquire);
+	r->seq = seq;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	tls.anchor = anchor;
+	r->anchor = anchor;
 }
 
 void osh_context_leave(const struct osh_context_anchor *anchor, uint64_t seq)
 {
-	if (tls.anchor == anchor && tls.seq == seq)
-		tls.anchor = NULL;
+	struct record *r = rec();
+
+	if (r->anchor == anchor && r->seq == seq)
+		r->anchor = NULL;
 }
 
 void osh_context_clear(void)
@@ -136,7 +158,8 @@ void osh_context_clear(void)
 
 const struct osh_context *osh_context_current(void)
 {
-	const struct osh_context_anchor *a = tls.anchor;
+	struct record *r = rec();
+	const struct osh_context_anchor *a = r->anchor;
 	uint64_t done;
 
 	if (__builtin_expect(!a, 1))
@@ -144,9 +167,28 @@ const struct osh_context *osh_context_current(void)
 	/* done first: a reset stores the new generation before zeroing it
 	 * (osh_context_anchor_reset). */
 	done = atomic_load_explicit(&a->done, memory_order_acquire);
-	if (atomic_load_explicit(&a->gen, memory_order_acquire) != tls.gen || done > tls.seq) {
-		tls.anchor = NULL;
+	if (atomic_load_explicit(&a->gen, memory_order_acquire) != r->gen || done > r->seq) {
+		r->anchor = NULL;
 		return NULL;
 	}
-	return &tls.ctx;
+	return &r->ctx;
+}
+
+struct osh_context_record *osh_context_self(void)
+{
+	/* The buffer now, on the owning thread: its key destructor must be
+	 * this thread's, and it is what runs the exit hook. */
+	if (!thread_buf())
+		return NULL;
+	return (struct osh_context_record *)&tls;
+}
+
+void osh_context_redirect(struct osh_context_record *r)
+{
+	redirect = r == (struct osh_context_record *)&tls ? NULL : (struct record *)r;
+}
+
+void osh_context_on_exit(void (*hook)(void))
+{
+	exit_hook = hook;
 }

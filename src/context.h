@@ -76,6 +76,27 @@ const struct osh_context *osh_context_current(void);
 /* Forget the calling thread's context. */
 void osh_context_clear(void);
 
+/* A thread's record, as a handle another thread can act on (deferred
+ * observation: the thread that replays a logged call enters the context of
+ * the thread that made it). */
+struct osh_context_record;
+
+/* The calling thread's record; allocates its string buffer now, so that a
+ * context entered into it from elsewhere keeps its strings, and so that the
+ * exit hook runs when the thread ends. NULL without memory: nothing may then
+ * be redirected to this thread. App thread. */
+struct osh_context_record *osh_context_self(void);
+
+/* Until called again with NULL (or the caller's own record), enter, leave
+ * and current on the calling thread act on @r. The caller must make sure
+ * @r's thread neither runs them nor exits meanwhile (a lock both take). */
+void osh_context_redirect(struct osh_context_record *r);
+
+/* @hook runs on a thread that exits with a string buffer, before its
+ * record goes away: whatever could still be redirected to the record must
+ * be done by then. */
+void osh_context_on_exit(void (*hook)(void));
+
 /* The connection's exchanges before @done are over (release: a reader on
  * another thread that sees it also sees everything before). */
 static inline void osh_context_anchor_done(struct osh_context_anchor *a, uint64_t done)

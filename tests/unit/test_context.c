@@ -5,6 +5,8 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -336,4 +338,107 @@ Test(context, thread_buffer_freed_at_exit)
 		cr_assert_eq(pthread_join(th, &ok), 0);
 		cr_assert_not_null(ok);
 	}
+}
+
+/* ---- redirection: another thread enters this thread's context ----------- */
+
+struct handoff {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int step;	/* 1: record published; 2: context entered for it */
+	struct osh_context_record *rec;
+	struct osh_context_anchor anchor;
+	bool saw;	/* the thread found the context with its strings */
+};
+
+static void wait_step(struct handoff *h, int step)
+{
+	pthread_mutex_lock(&h->mu);
+	while (h->step < step)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void set_step(struct handoff *h, int step)
+{
+	pthread_mutex_lock(&h->mu);
+	h->step = step;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void *serving_thread(void *arg)
+{
+	struct handoff *h = arg;
+	const struct osh_context *c;
+
+	h->rec = osh_context_self();
+	set_step(h, 1);
+	wait_step(h, 2);
+	c = osh_context_current();
+	h->saw = c && c->span.trace_id[0] == 0xa7 && c->request_id_len == 5 &&
+		 memcmp(c->request_id, "rq-42", 5) == 0 && c->baggage_len == 9;
+	return NULL;
+}
+
+Test(context, entered_for_another_thread)
+{
+	struct handoff h = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct osh_trace_ctx t = span_ctx(0xa7, 1);
+	pthread_t th;
+
+	cr_assert_eq(pthread_create(&th, NULL, serving_thread, &h), 0);
+	wait_step(&h, 1);
+	cr_assert_not_null(h.rec);
+	osh_context_redirect(h.rec);
+	osh_context_enter(&h.anchor, 0, &t, none, S("tenant=ab"), S("rq-42"));
+	cr_assert_not_null(osh_context_current(), "current follows the redirection");
+	osh_context_redirect(NULL);
+	cr_assert_null(osh_context_current(), "the replaying thread's own context is untouched");
+	set_step(&h, 2);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert(h.saw, "the serving thread did not find the context entered for it");
+}
+
+Test(context, left_for_another_thread)
+{
+	struct handoff h = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct osh_trace_ctx t = span_ctx(0xa7, 1);
+	pthread_t th;
+
+	cr_assert_eq(pthread_create(&th, NULL, serving_thread, &h), 0);
+	wait_step(&h, 1);
+	osh_context_redirect(h.rec);
+	osh_context_enter(&h.anchor, 3, &t, none, S("tenant=ab"), S("rq-42"));
+	osh_context_leave(&h.anchor, 3);
+	osh_context_redirect(NULL);
+	set_step(&h, 2);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_not(h.saw, "a context left for the thread was still live there");
+}
+
+static _Atomic int exit_hook_calls;
+
+static void count_exit(void)
+{
+	atomic_fetch_add(&exit_hook_calls, 1);
+}
+
+static void *publish_and_exit(void *arg)
+{
+	(void)arg;
+	return osh_context_self();
+}
+
+Test(context, exit_hook_runs_when_a_published_thread_ends)
+{
+	pthread_t th;
+	void *rec = NULL;
+
+	osh_context_on_exit(count_exit);
+	cr_assert_eq(pthread_create(&th, NULL, publish_and_exit, NULL), 0);
+	cr_assert_eq(pthread_join(th, &rec), 0);
+	osh_context_on_exit(NULL);
+	cr_assert_not_null(rec);
+	cr_assert_eq(atomic_load(&exit_hook_calls), 1);
 }
