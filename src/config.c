@@ -668,6 +668,9 @@ static void load_limits(struct osh_config *cfg, getenv_fn get)
 	env_uint(get, "OTELSHIM_EXIT_TIMEOUT_MS", 0, &cfg->exit_timeout_ms);
 	env_uint(get, "OTELSHIM_EXPORTER_NICE", 0, &cfg->exporter_nice);
 	cfg->exporter_share_fds = env_bool(get, "OTELSHIM_EXPORTER_SHARE_FDS");
+	/* On unless set to false (or to something that is not a boolean). */
+	cfg->server_defer = !get_set(get, "OTELSHIM_SERVER_DEFER") ||
+			    env_bool(get, "OTELSHIM_SERVER_DEFER");
 	if (cfg->exporter_nice > 19)
 		cfg->exporter_nice = 19;
 	/* Off by default: with it every preloaded process exports a span, and

@@ -84,6 +84,9 @@ struct osh_config {
 	bool exporter_share_fds;	/* OTELSHIM_EXPORTER_SHARE_FDS: the exporter thread keeps
 					 * the program's fd table (off: a table of its own when
 					 * it can; docs/ARCHITECTURE.md) */
+	bool server_defer;		/* OTELSHIM_SERVER_DEFER: server connections' calls are
+					 * logged on the program's threads and observed on the
+					 * exporter thread (on) */
 	bool process_spans;		/* OTELSHIM_PROCESS_SPANS: a span for the process's life
 					 * (off; otelshim-run turns it on) */
 	uint32_t retry_initial_ms;	/* OTELSHIM_RETRY_INITIAL_MS: first backoff step (1000) */

@@ -170,7 +170,10 @@ static void reset_state(struct osh_conn *c)
  * generation and stop). */
 static void evict(struct osh_conn *c)
 {
-	uint8_t r = atomic_load(&c->role);
+	uint8_t r;
+
+	osh_server_replay();
+	r = atomic_load(&c->role);
 
 	if (r == OSH_ROLE_NONE || r == OSH_ROLE_EXPORTER)
 		return;
@@ -479,7 +482,11 @@ static void release_alias(struct osh_conn *a, int why)
 
 void osh_conn_release(struct osh_conn *c, int why)
 {
-	uint8_t r = atomic_load(&c->role);
+	uint8_t r;
+
+	/* Logged calls first: the state they belong to is about to go. */
+	osh_server_replay();
+	r = atomic_load(&c->role);
 
 	if (r == OSH_ROLE_ALIAS) {
 		release_alias(c, why);

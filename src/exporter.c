@@ -31,6 +31,7 @@
 #include "export/console.h"
 #include "export/module.h"
 #include "exporter.h"
+#include "http_server.h"
 #include "guard.h"
 #include "init.h"
 #include "loader.h"
@@ -177,6 +178,12 @@ static void wake_exporter(void)
 {
 	atomic_fetch_add(&wake_word, 1);
 	futex_wake(&wake_word, 1);
+}
+
+void osh_exporter_wake(void)
+{
+	if (atomic_load_explicit(&thread_state, memory_order_relaxed) == T_RUNNING)
+		wake_exporter();
 }
 
 /* ---- exporter thread ----------------------------------------------------- */
@@ -616,8 +623,17 @@ static void *exporter_main(void *arg)
 
 	atomic_store(&wake_every, wake_at);
 	next = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.bsp_delay_ms);
+	/* From now on this thread observes server connections' calls, which
+	 * the program's threads only log (http_server.c). */
+	if (sk.kind != OSH_EXPORTER_NONE && osh_cfg.server_defer)
+		(void)osh_server_defer_start();
 	for (;;) {
-		uint32_t req = atomic_load(&flush_req);
+		uint32_t req;
+
+		/* Before looking at the queue: the calls logged so far become
+		 * spans on it. */
+		osh_server_replay();
+		req = atomic_load(&flush_req);
 		bool flush = req != flushed;
 		uint64_t now = osh_clock_monotonic_ns();
 		bool due;

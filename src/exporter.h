@@ -20,6 +20,9 @@ void osh_exporter_submit(struct osh_span *span);
  * process that did not start the exporter thread (fork, vfork children). */
 void osh_exporter_shutdown(void);
 
+/* Wake the exporter thread if it runs (logged server calls are waiting). */
+void osh_exporter_wake(void);
+
 /* Before exec and _exit, which skip the exit handlers: flush what is queued
  * as at exit and wait within OTELSHIM_EXIT_TIMEOUT_MS. Returns true when it
  * flushed, i.e. this process runs the exporter and had new spans; call

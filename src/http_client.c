@@ -26,6 +26,7 @@
 #include "diag.h"
 #include "exporter.h"
 #include "http_client.h"
+#include "http_server.h"
 #include "http_util.h"
 #include "ids.h"
 #include "procspan.h"
@@ -240,9 +241,12 @@ static void set_request_attrs(struct osh_span *rec, const struct osh_conn *c,
  * (OTELSHIM_PROCESS_SPANS), then the environment carrier, or nothing. */
 const struct osh_trace_ctx *osh_client_current_parent(void)
 {
-	const struct osh_context *t = osh_context_current();
+	const struct osh_context *t;
 	const struct osh_trace_ctx *proc;
 
+	/* The thread's context may still be in the server log. */
+	osh_server_before_context();
+	t = osh_context_current();
 	if (t)
 		return &t->span;
 	proc = osh_procspan_parent();

@@ -11,6 +11,7 @@
 #include "buildconf.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +31,15 @@
 #include "route.h"
 #include "sampler.h"
 #include "span.h"
+
+/* When the call being observed returned: now, or, while a logged call is
+ * replayed, the time it was logged with (deferred observation, below). */
+static __thread uint64_t replay_time __attribute__((tls_model("initial-exec")));
+
+static inline uint64_t call_time(void)
+{
+	return replay_time ? replay_time : osh_clock_realtime_ns();
+}
 
 enum rq_state {
 	RQ_IDLE = 0,	/* between requests */
@@ -526,7 +536,7 @@ static void finish(struct osh_conn *c, struct osh_srv_exchange *ex, int status,
 	osh_context_leave(&c->anchor, ex->seq);
 	if (!rec)
 		return;
-	rec->end_ns = osh_clock_realtime_ns();
+	rec->end_ns = call_time();
 	/* The common end (a response below 500) is stored as facts for the
 	 * exporter thread when the request's are. */
 	if (status > 0 && status < 500 && !error_type &&
@@ -921,7 +931,8 @@ static void rq_walk(struct osh_conn *c, const char *p, size_t len, uint64_t now)
 	}
 }
 
-void osh_server_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+static void server_rx_now(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret,
+			  int err)
 {
 	struct osh_conn *o;
 	struct osh_server *sv;
@@ -936,7 +947,7 @@ void osh_server_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssiz
 	sv = &o->server;
 	if (ret > 0) {
 		size_t left = (size_t)ret;
-		uint64_t now = osh_clock_realtime_ns();
+		uint64_t now = call_time();
 
 		for (int i = 0; i < iovcnt && left > 0 && sv->rq_state != RQ_DEAD; i++) {
 			size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
@@ -1095,7 +1106,8 @@ static void rs_walk(struct osh_conn *c, const char *p, size_t len)
 	}
 }
 
-void osh_server_tx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+static void server_tx_now(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret,
+			  int err)
 {
 	struct osh_conn *o;
 	struct osh_server *sv;
@@ -1124,7 +1136,7 @@ void osh_server_tx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssiz
 	unlock_and_settle(o);
 }
 
-void osh_server_tx_opaque(struct osh_conn *c, size_t n)
+static void server_tx_opaque_now(struct osh_conn *c, size_t n)
 {
 	struct osh_conn *o;
 	struct osh_server *sv;
@@ -1160,7 +1172,11 @@ void osh_server_tx_opaque(struct osh_conn *c, size_t n)
 
 void osh_server_rx_lost(struct osh_conn *c)
 {
-	struct osh_conn *o = osh_conn_lock_server(c);
+	struct osh_conn *o;
+
+	/* After the calls logged before it. */
+	osh_server_replay();
+	o = osh_conn_lock_server(c);
 
 	if (!o)
 		return;
@@ -1170,7 +1186,11 @@ void osh_server_rx_lost(struct osh_conn *c)
 
 void osh_server_shutdown(struct osh_conn *c)
 {
-	struct osh_conn *o = osh_conn_lock_server(c);
+	struct osh_conn *o;
+
+	/* After the calls logged before it (the response it ends). */
+	osh_server_replay();
+	o = osh_conn_lock_server(c);
 
 	if (!o)
 		return;
@@ -1178,4 +1198,287 @@ void osh_server_shutdown(struct osh_conn *c)
 	o->server.rq_state = RQ_DEAD;
 	o->server.rs_state = RS_DEAD;
 	unlock_and_settle(o);
+}
+
+/* ---- deferred observation ----------------------------------------------
+ *
+ * docs/BENCHMARKS.md, "Results, seventeenth session": a pure server's thread
+ * only logs what went through each call, with its time, and the exporter
+ * thread replays the log through the engine above, off the program's
+ * thread. The log is one ring for the process: a call's entry is appended
+ * before its hook returns, so before anything the program does next, and
+ * each connection's calls replay in the order they happened. A replayed
+ * call enters and leaves contexts in the record of the thread that made it
+ * (context.h, osh_context_redirect). No thread reads its own record while
+ * the process defers: the first one about to (an outgoing request,
+ * osh_server_before_context) ends deferral for good, after replaying the
+ * log under the replay lock, which orders every write into its record
+ * before its read.
+ *
+ * Whatever cannot be logged (an alias, a call larger than an entry, a full
+ * log, an error, a thread without a record) is observed at once, as
+ * before, after the log is replayed on the calling thread. */
+
+enum {
+	LOG_BYTES = 1 << 20,
+	LOG_ENTRY_MAX = 2048,	/* bytes of one call kept in the log */
+	LOG_WAKE_EVERY = 256,	/* entries between wakes of the exporter */
+	LOG_ALIGN = 64,
+};
+
+enum log_kind { LOG_RX, LOG_TX, LOG_TX_OPAQUE };
+
+enum defer_mode { DEFER_OFF, DEFER_ON, DEFER_ENDED };
+
+/* One call, followed by its bytes. Entries take multiples of LOG_ALIGN
+ * bytes, at least the header's size, so that a wrap marker always fits at
+ * the ring's end. */
+struct log_entry {
+	struct osh_conn *conn;
+	struct osh_context_record *thread;	/* the calling thread's record */
+	uint64_t time;
+	int64_t ret;
+	uint16_t size;		/* of the entry with its bytes */
+	uint8_t kind;
+	uint8_t wrap;		/* the rest of the ring is unused */
+};
+
+_Static_assert(sizeof(struct log_entry) <= LOG_ALIGN, "a wrap marker must fit in LOG_ALIGN");
+_Static_assert(LOG_BYTES % LOG_ALIGN == 0, "the ring's end falls on an entry boundary");
+
+static char *log_ring;
+static struct {
+	_Alignas(64) _Atomic uint64_t v;
+} log_head, log_tail;
+static uint64_t log_tail_seen;	/* producers' last look at log_tail */
+static uint64_t log_entries;	/* under log_producers */
+static pthread_mutex_t log_producers = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t log_replay = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int defer_mode;
+static __thread bool replaying __attribute__((tls_model("initial-exec")));
+static __thread struct osh_context_record *my_record __attribute__((tls_model("initial-exec")));
+static __thread bool my_record_failed __attribute__((tls_model("initial-exec")));
+
+static bool log_pending(void)
+{
+	return atomic_load_explicit(&log_head.v, memory_order_acquire) !=
+	       atomic_load_explicit(&log_tail.v, memory_order_acquire);
+}
+
+static void replay_entry(struct log_entry *e)
+{
+	struct iovec v = { (char *)(e + 1), e->ret > 0 ? (size_t)e->ret : 0 };
+
+	replay_time = e->time;
+	osh_context_redirect(e->thread);
+	switch (e->kind) {
+	case LOG_RX:
+		server_rx_now(e->conn, &v, 1, e->ret, 0);
+		break;
+	case LOG_TX:
+		server_tx_now(e->conn, &v, 1, e->ret, 0);
+		break;
+	default:
+		server_tx_opaque_now(e->conn, (size_t)e->ret);
+		break;
+	}
+	osh_context_redirect(NULL);
+	replay_time = 0;
+}
+
+void osh_server_replay(void)
+{
+	uint64_t t, h;
+
+	/* A release during a replay comes back here: already under way. */
+	if (replaying || !log_pending())
+		return;
+	pthread_mutex_lock(&log_replay);
+	replaying = true;
+	t = atomic_load_explicit(&log_tail.v, memory_order_relaxed);
+	h = atomic_load_explicit(&log_head.v, memory_order_acquire);
+	while (t < h) {
+		struct log_entry *e = (struct log_entry *)(log_ring + t % LOG_BYTES);
+
+		if (e->wrap) {
+			t += LOG_BYTES - t % LOG_BYTES;
+		} else {
+			replay_entry(e);
+			t += e->size;
+		}
+		/* Room for the producers as it is made. */
+		atomic_store_explicit(&log_tail.v, t, memory_order_release);
+	}
+	replaying = false;
+	pthread_mutex_unlock(&log_replay);
+}
+
+void osh_server_before_context(void)
+{
+	int m = atomic_load_explicit(&defer_mode, memory_order_relaxed);
+
+	if (__builtin_expect(m == DEFER_OFF, 1))
+		return;
+	if (m == DEFER_ON)
+		atomic_store(&defer_mode, DEFER_ENDED);
+	osh_server_replay();
+}
+
+/* Never waits for the replay: false when the entry does not fit now. */
+static bool log_append(struct osh_conn *c, enum log_kind kind, const struct iovec *iov,
+		       int iovcnt, ssize_t ret)
+{
+	size_t need = kind != LOG_TX_OPAQUE ? (size_t)ret : 0;
+	size_t size = (sizeof(struct log_entry) + need + LOG_ALIGN - 1) & ~(size_t)(LOG_ALIGN - 1);
+	struct log_entry *e;
+	uint64_t h, room;
+	size_t off = 0;
+	bool wake;
+
+	if (need > LOG_ENTRY_MAX)
+		return false;
+	pthread_mutex_lock(&log_producers);
+	h = atomic_load_explicit(&log_head.v, memory_order_relaxed);
+	room = LOG_BYTES - h % LOG_BYTES;
+	if (room < size) {
+		/* Skip the ring's end (a marker fills it). */
+		if (h + room + size - log_tail_seen > LOG_BYTES)
+			log_tail_seen = atomic_load_explicit(&log_tail.v, memory_order_acquire);
+		if (h + room + size - log_tail_seen > LOG_BYTES) {
+			pthread_mutex_unlock(&log_producers);
+			return false;
+		}
+		((struct log_entry *)(log_ring + h % LOG_BYTES))->wrap = 1;
+		h += room;
+	} else if (h + size - log_tail_seen > LOG_BYTES) {
+		log_tail_seen = atomic_load_explicit(&log_tail.v, memory_order_acquire);
+		if (h + size - log_tail_seen > LOG_BYTES) {
+			pthread_mutex_unlock(&log_producers);
+			return false;
+		}
+	}
+	e = (struct log_entry *)(log_ring + h % LOG_BYTES);
+	e->conn = c;
+	e->thread = my_record;
+	e->time = osh_clock_realtime_ns();
+	e->ret = ret;
+	e->kind = (uint8_t)kind;
+	e->wrap = 0;
+	e->size = (uint16_t)size;
+	for (int i = 0; i < iovcnt && need > 0; i++) {
+		size_t n = iov[i].iov_len < need ? iov[i].iov_len : need;
+
+		memcpy((char *)(e + 1) + off, iov[i].iov_base, n);
+		off += n;
+		need -= n;
+	}
+	atomic_store_explicit(&log_head.v, h + size, memory_order_release);
+	wake = ++log_entries % LOG_WAKE_EVERY == 0;
+	pthread_mutex_unlock(&log_producers);
+	if (wake)
+		osh_exporter_wake();
+	return true;
+}
+
+/* Log the call when the process defers and this one can be; else observe
+ * it now, after whatever is logged. */
+static bool deferred(struct osh_conn *c, enum log_kind kind, const struct iovec *iov,
+		     int iovcnt, ssize_t ret)
+{
+	int m = atomic_load_explicit(&defer_mode, memory_order_relaxed);
+
+	if (__builtin_expect(m == DEFER_OFF, 1))
+		return false;
+	if (m == DEFER_ENDED || replaying) {
+		/* Calls logged just before deferral ended go first. */
+		osh_server_replay();
+		return false;
+	}
+	if (ret > 0 && atomic_load_explicit(&c->role, memory_order_relaxed) == OSH_ROLE_SERVER) {
+		if (__builtin_expect(!my_record && !my_record_failed, 0)) {
+			my_record = osh_context_self();
+			my_record_failed = !my_record;
+		}
+		if (my_record && log_append(c, kind, iov, iovcnt, ret))
+			return true;
+	}
+	osh_server_replay();
+	return false;
+}
+
+void osh_server_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+{
+	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT))
+		return;
+	if (!deferred(c, LOG_RX, iov, iovcnt, ret))
+		server_rx_now(c, iov, iovcnt, ret, err);
+}
+
+void osh_server_tx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
+{
+	if (ret == 0 ||
+	    (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT)))
+		return;
+	if (!deferred(c, LOG_TX, iov, iovcnt, ret))
+		server_tx_now(c, iov, iovcnt, ret, err);
+}
+
+void osh_server_tx_opaque(struct osh_conn *c, size_t n)
+{
+	if (n && !deferred(c, LOG_TX_OPAQUE, NULL, 0, (ssize_t)n))
+		server_tx_opaque_now(c, n);
+}
+
+/* Fork: the log is replayed first, so that parent and child start from the
+ * same, complete connection states (a fork child reports what it then
+ * answers, as without deferral). Calls another thread logs in between stay
+ * the parent's: the child drops them, and its copies of those connections
+ * miss them. */
+static void log_fork_prepare(void)
+{
+	osh_server_replay();
+	pthread_mutex_lock(&log_replay);
+	pthread_mutex_lock(&log_producers);
+}
+
+static void log_fork_parent(void)
+{
+	pthread_mutex_unlock(&log_producers);
+	pthread_mutex_unlock(&log_replay);
+}
+
+/* The child has no exporter thread yet: it observes at once until its own
+ * starts and defers again. */
+static void log_fork_child(void)
+{
+	int m = atomic_load(&defer_mode);
+
+	if (m == DEFER_ON)
+		atomic_store(&defer_mode, DEFER_OFF);
+	atomic_store(&log_tail.v, atomic_load(&log_head.v));
+	pthread_mutex_init(&log_producers, NULL);
+	pthread_mutex_init(&log_replay, NULL);
+}
+
+bool osh_server_defer_start(void)
+{
+	/* The exporter thread calls this, one at a time (again in a fork
+	 * child, whose handlers are the parent's). */
+	static bool armed;
+	int off = DEFER_OFF;
+
+	if (!log_ring) {
+		char *r = calloc(1, LOG_BYTES);
+
+		if (!r)
+			return false;
+		log_ring = r;
+	}
+	if (!armed) {
+		if (pthread_atfork(log_fork_prepare, log_fork_parent, log_fork_child) != 0)
+			return false;
+		osh_context_on_exit(osh_server_replay);
+		armed = true;
+	}
+	return atomic_compare_exchange_strong(&defer_mode, &off, DEFER_ON);
 }

@@ -99,6 +99,20 @@ void osh_server_tx_opaque(struct osh_conn *c, size_t n);
  * read still end with their responses. */
 void osh_server_rx_lost(struct osh_conn *c);
 
+/* Deferred observation (docs/ARCHITECTURE.md, "Server connections"): from
+ * now on, calls on server connections are logged and replayed later by the
+ * exporter thread. Called once, by the exporter thread at its start; false
+ * when it cannot be (no memory). */
+bool osh_server_defer_start(void);
+
+/* Replay what is logged, on the calling thread: the exporter thread before
+ * each drain, and anyone about to change or end a connection's state. */
+void osh_server_replay(void);
+
+/* A thread is about to read its context (an outgoing request): the process
+ * stops deferring, and what is logged is replayed first. */
+void osh_server_before_context(void);
+
 /* The program shut down its sending side: a response delimited by the
  * close is complete; anything else in flight ends unanswered. */
 void osh_server_shutdown(struct osh_conn *c);

@@ -8,11 +8,17 @@
  * 3. One connection with a writer thread sending requests through the
  *    engine (prepare / "kernel" / commit) and a reader thread feeding the
  *    responses at the same time: every request yields exactly one span.
+ * 4. Deferred observation: three server threads, each with a connection,
+ *    log requests and responses while another thread replays the log as
+ *    the exporter thread does; one of them makes an outgoing request
+ *    halfway, which ends deferral for all: every exchange yields exactly
+ *    one span, whoever parsed it.
  * Exit status 0 on success; prints what failed otherwise. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +29,7 @@
 #include "conn.h"
 #include "exporter.h"
 #include "http_client.h"
+#include "http_server.h"
 #include "propagation.h"
 #include "queue.h"
 #include "span.h"
@@ -201,9 +208,95 @@ static int engine_stress(void)
 	return 0;
 }
 
+#define SERVERS 3
+
+struct server_state {
+	struct osh_conn *c;
+	int fd, peer;
+	bool call_out;		/* make an outgoing request halfway */
+};
+
+static _Atomic int servers_left;
+
+static void *serve(void *arg)
+{
+	struct server_state *st = arg;
+	static const char req[] = "GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	struct iovec rq = { (void *)req, sizeof(req) - 1 }, rs = { (void *)resp, sizeof(resp) - 1 };
+
+	for (int i = 0; i < REQUESTS; i++) {
+		if (st->call_out && i == REQUESTS / 2)
+			(void)osh_client_current_parent();
+		osh_server_rx(st->c, &rq, 1, (ssize_t)rq.iov_len, 0);
+		osh_server_tx(st->c, &rs, 1, (ssize_t)rs.iov_len, 0);
+	}
+	atomic_fetch_sub(&servers_left, 1);
+	return NULL;
+}
+
+static void *replayer(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&servers_left) > 0)
+		osh_server_replay();
+	osh_server_replay();
+	return NULL;
+}
+
+static int deferred_stress(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in cli = { .sin_family = AF_INET, .sin_port = htons(40000) };
+	struct server_state st[SERVERS];
+	socklen_t sl = sizeof(sin);
+	pthread_t th[SERVERS], rp;
+	int before = atomic_load(&spans_done);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int got;
+
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	cli.sin_addr = sin.sin_addr;
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(lfd, 4) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)&sin, &sl) != 0)
+		return 1;
+	for (int i = 0; i < SERVERS; i++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+			return 1;
+		osh_conn_track_server(sv[0], lfd, (struct sockaddr *)&cli, sizeof(cli));
+		st[i] = (struct server_state){ osh_conn_get(sv[0]), sv[0], sv[1], i == 1 };
+		if (!st[i].c)
+			return 1;
+	}
+	if (!osh_server_defer_start())
+		return 1;
+	atomic_store(&servers_left, SERVERS);
+	for (int i = 0; i < SERVERS; i++)
+		pthread_create(&th[i], NULL, serve, &st[i]);
+	pthread_create(&rp, NULL, replayer, NULL);
+	for (int i = 0; i < SERVERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_join(rp, NULL);
+	osh_server_replay();
+	got = atomic_load(&spans_done) - before;
+	if (got != SERVERS * REQUESTS) {
+		fprintf(stderr, "deferred: %d spans for %d exchanges\n", got, SERVERS * REQUESTS);
+		return 1;
+	}
+	for (int i = 0; i < SERVERS; i++) {
+		osh_conn_release(st[i].c, OSH_END_CLOSED);
+		close(st[i].fd);
+		close(st[i].peer);
+	}
+	close(lfd);
+	return 0;
+}
+
 int main(void)
 {
-	int bad = queue_stress() | pool_stress() | engine_stress();
+	int bad = queue_stress() | pool_stress() | engine_stress() | deferred_stress();
 
 	printf("%s\n", bad ? "FAIL" : "ok");
 	return bad;

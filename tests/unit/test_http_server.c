@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -2034,4 +2035,151 @@ Test(server, client_sendfile_inside_chunks)
 	cr_assert_eq(n_captured, 3);
 	cr_assert_null(osh_conn_get(c.fd));
 	cli_close(&c);
+}
+
+/* ---- deferred observation: calls logged, replayed later ------------------ */
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The span is made at the replay, with the times of the calls. */
+Test(server, deferred_calls_become_a_span_at_replay_with_their_times)
+{
+	struct timespec nap = { 0, 20 * 1000 * 1000 };
+	uint64_t before, after;
+	struct srv s;
+
+	srv_open(&s);
+	cr_assert(osh_server_defer_start());
+	before = realtime_ns();
+	rx_str(&s, get_req);
+	tx_str(&s, ok_resp);
+	after = realtime_ns();
+	cr_assert_eq(n_captured, 0, "observed on the calling thread");
+	nanosleep(&nap, NULL);
+	osh_server_replay();
+	cr_assert_eq(n_captured, 1);
+	check_get_span(captured[0]);
+	cr_assert_geq(captured[0]->start_ns, before);
+	cr_assert_leq(captured[0]->end_ns, after, "the end is the replay's time, not the call's");
+	srv_close(&s);
+}
+
+/* A close ends the connection's state: what was logged goes first. */
+Test(server, close_replays_what_was_logged)
+{
+	struct srv s;
+
+	srv_open(&s);
+	cr_assert(osh_server_defer_start());
+	rx_str(&s, get_req);
+	tx_str(&s, ok_resp);
+	cr_assert_eq(n_captured, 0);
+	srv_close(&s);
+	cr_assert_eq(n_captured, 1);
+	check_get_span(captured[0]);
+}
+
+/* shutdown(SHUT_WR) after a logged response: the response is complete, not
+ * cut short by the shutdown. */
+Test(server, shutdown_comes_after_the_logged_response)
+{
+	struct srv s;
+
+	srv_open(&s);
+	cr_assert(osh_server_defer_start());
+	rx_str(&s, get_req);
+	tx_str(&s, ok_resp);
+	osh_server_shutdown(conn(&s));
+	cr_assert_eq(n_captured, 1);
+	check_get_span(captured[0]);
+	srv_close(&s);
+}
+
+struct serving {
+	struct srv *s;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int step;		/* 1: request read; 2: replayed elsewhere */
+	struct osh_trace_ctx parent;
+	bool had_parent;
+};
+
+static void serving_step(struct serving *v, int step, bool wait)
+{
+	pthread_mutex_lock(&v->mu);
+	if (wait) {
+		while (v->step < step)
+			pthread_cond_wait(&v->cv, &v->mu);
+	} else {
+		v->step = step;
+		pthread_cond_broadcast(&v->cv);
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
+static void *read_then_call_out(void *arg)
+{
+	struct serving *v = arg;
+	const struct osh_trace_ctx *p;
+
+	rx_str(v->s, "GET /x HTTP/1.1\r\nHost: h\r\n" TP_LINE "\r\n");
+	serving_step(v, 1, false);
+	serving_step(v, 2, true);
+	/* What a client request started here asks for. */
+	p = osh_client_current_parent();
+	if ((v->had_parent = p != NULL))
+		v->parent = *p;
+	return NULL;
+}
+
+/* The request was logged on one thread and replayed on another (as by the
+ * exporter thread): the SERVER span is still the reading thread's context
+ * when it calls out, and never the replaying thread's. */
+Test(server, replayed_request_is_the_reading_threads_context)
+{
+	struct serving v = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct srv s;
+	pthread_t th;
+	uint8_t tid[16];
+
+	srv_open(&s);
+	v.s = &s;
+	cr_assert(osh_server_defer_start());
+	cr_assert_eq(pthread_create(&th, NULL, read_then_call_out, &v), 0);
+	serving_step(&v, 1, true);
+	osh_server_replay();
+	cr_assert_null(osh_context_current(), "the replaying thread took the context");
+	serving_step(&v, 2, false);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert(v.had_parent, "the reading thread has no context");
+	hex_to(T, tid, 16);
+	cr_assert_eq(memcmp(v.parent.trace_id, tid, 16), 0, "not the caller's trace");
+	/* The response then ends the span as usual. */
+	tx_str(&s, ok_resp);
+	cr_assert_eq(n_captured, 1, "after an outgoing request, observed at once");
+	cr_assert_eq(memcmp(captured[0]->span_id, v.parent.span_id, 8), 0,
+		     "the context was not the SERVER span");
+	srv_close(&s);
+}
+
+/* The first outgoing request ends deferral for the process: calls are then
+ * observed at once again. */
+Test(server, an_outgoing_request_ends_deferral)
+{
+	struct srv s;
+
+	srv_open(&s);
+	cr_assert(osh_server_defer_start());
+	rx_str(&s, get_req);
+	(void)osh_client_current_parent();
+	tx_str(&s, ok_resp);
+	cr_assert_eq(n_captured, 1);
+	check_get_span(captured[0]);
+	srv_close(&s);
 }
