@@ -7,8 +7,7 @@ docs/BENCHMARKS.md.
     bench/run.py [startup] [requests] [curve] [encode] [callgrind] [server] [server_pair] [tls]
                  [llm] [server_floor] [server_records] [server_lines] [server_offload]
                  (default: all but the server_* side-by-side runs, which need root for
-                 their cgroups, server_lines, which needs valgrind, and server_offload,
-                 which builds a patched copy of the tree)
+                 their cgroups, server_lines, which needs valgrind, and server_offload)
 
 Needs a built tree (scripts/setup --bench) and, for `startup`, hyperfine
 (used when present; a spawn loop otherwise), and for `server` nginx and wrk.
@@ -888,33 +887,34 @@ def bench_server_records(seconds=10, rounds=int(os.environ.get('OSH_BENCH_PAIR_R
 
 
 def bench_server_offload(seconds=10, rounds=int(os.environ.get('OSH_BENCH_ROUNDS', '12'))):
-    """What taking the server path off the program's thread would give, in the issue's
-    own sequential setting (wrk and the receiver on vCPU 0; needs git, meson and ninja:
-    it builds a patched copy of this tree). bench/server_offload.patch makes the hooks
-    only log each call's bytes and time; a thread of the shim replays the log through
-    the unchanged engine. Rounds rotate nginx alone, the shim as it is, and the patched
-    shim; the report gives each shim arm's spans lost (requests the receiver got no
-    span for)."""
+    """What deferred observation gives, in the issue's own sequential setting (wrk and
+    the receiver on vCPU 0): the program's thread only logs each call on a server
+    connection, and the exporter thread parses (docs/ARCHITECTURE.md, "Deferred
+    observation"). Rounds rotate nginx alone, the shim parsing on nginx's thread
+    (OTELSHIM_SERVER_DEFER=false), and the shim as it is; the report gives each shim
+    arm's spans lost (requests the receiver got no span for)."""
     if not shutil.which('nginx') or not shutil.which('wrk'):
         raise RuntimeError('server bench needs nginx and wrk (scripts/setup --bench)')
+    arms = [('nginx alone', None), ('the shim, parsing on the worker', 'false'),
+            ('the shim, deferred', None)]
+    res = {label: [] for label, _ in arms}
+    lost = {label: 0 for label, _ in arms}
     with tempfile.TemporaryDirectory() as tmp:
-        offload = build_patched(tmp, 'server_offload.patch')
-        arms = [('nginx alone', None), ('the shim', SHIM), ('the shim, offloaded', offload)]
-        res = {label: [] for label, _ in arms}
-        lost = {label: 0 for label, _ in arms}
         port = nginx_site(tmp)
         for r in range(rounds):
             order = arms[r % 3:] + arms[:r % 3]
-            for label, lib in (order if r % 2 == 0 else order[::-1]):
-                if lib is None:
+            for label, defer in (order if r % 2 == 0 else order[::-1]):
+                if label == 'nginx alone':
                     n, rps, _, _ = nginx_run(tmp, port, clean_env(), seconds)
                 else:
                     sink, sink_port = start_sink(loader=True)
+                    extra = dict(OTELSHIM_SERVER_DEFER=defer) if defer else {}
                     try:
                         n, rps, _, _ = nginx_run(tmp, port, clean_env(
-                            LD_PRELOAD=lib, OTEL_SERVICE_NAME='bench-nginx',
+                            LD_PRELOAD=SHIM, OTEL_SERVICE_NAME='bench-nginx',
                             OTEL_TRACES_SAMPLER='always_on', OTEL_LOG_LEVEL='warn',
-                            OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port), seconds)
+                            OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:%d' % sink_port,
+                            **extra), seconds)
                     finally:
                         got = int(stop_sink(sink).get('otlp_spans', 0))
                     lost[label] += max(0, n - got)
