@@ -381,16 +381,23 @@ static void *serving_thread(void *arg)
 	return NULL;
 }
 
+/* A serving thread that has published its record and waits; the calling
+ * thread then acts on that record. */
+static void start_serving(struct handoff *h, pthread_t *th)
+{
+	cr_assert_eq(pthread_create(th, NULL, serving_thread, h), 0);
+	wait_step(h, 1);
+	cr_assert_not_null(h->rec);
+	osh_context_redirect(h->rec);
+}
+
 Test(context, entered_for_another_thread)
 {
 	struct handoff h = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	struct osh_trace_ctx t = span_ctx(0xa7, 1);
 	pthread_t th;
 
-	cr_assert_eq(pthread_create(&th, NULL, serving_thread, &h), 0);
-	wait_step(&h, 1);
-	cr_assert_not_null(h.rec);
-	osh_context_redirect(h.rec);
+	start_serving(&h, &th);
 	osh_context_enter(&h.anchor, 0, &t, none, S("tenant=ab"), S("rq-42"));
 	cr_assert_not_null(osh_context_current(), "current follows the redirection");
 	osh_context_redirect(NULL);
@@ -406,9 +413,7 @@ Test(context, left_for_another_thread)
 	struct osh_trace_ctx t = span_ctx(0xa7, 1);
 	pthread_t th;
 
-	cr_assert_eq(pthread_create(&th, NULL, serving_thread, &h), 0);
-	wait_step(&h, 1);
-	osh_context_redirect(h.rec);
+	start_serving(&h, &th);
 	osh_context_enter(&h.anchor, 3, &t, none, S("tenant=ab"), S("rq-42"));
 	osh_context_leave(&h.anchor, 3);
 	osh_context_redirect(NULL);
