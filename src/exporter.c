@@ -860,6 +860,9 @@ void osh_exporter_shutdown(void)
 
 	if (!own_thread())
 		return;
+	/* Logged server calls become spans first: the counts below must see
+	 * them. */
+	osh_server_replay();
 	if (!atomic_exchange(&shutdown_started, true)) {
 		deadline = osh_clock_monotonic_ns() + ms_to_ns(osh_cfg.exit_timeout_ms);
 		atomic_store(&shutdown_deadline, deadline);
@@ -883,7 +886,10 @@ void osh_exporter_shutdown(void)
 
 bool osh_exporter_flush_sync(void)
 {
-	if (!own_thread() || atomic_load(&app_st.submitted) == atomic_load(&flushed_upto))
+	if (!own_thread())
+		return false;
+	osh_server_replay();
+	if (atomic_load(&app_st.submitted) == atomic_load(&flushed_upto))
 		return false;
 	/* An exec or _exit from an exit handler: the exit flush owns the
 	 * budget. */
