@@ -251,24 +251,30 @@ static bool parse_ratio(const char *s, double *ret)
 	return true;
 }
 
-/* Boolean: only "true" (any case) is true. Unset or empty is false; anything
- * but true/false is reported and read as false. */
-static bool env_bool(getenv_fn get, const char *name)
+/* Boolean: "true" or "false" (any case). Unset or empty is @dflt; anything
+ * else is reported and read as @dflt. */
+static bool env_bool_or(getenv_fn get, const char *name, bool dflt)
 {
 	const char *v = get_set(get, name);
 	const char *s = v;
 	size_t n;
 
 	if (!v)
-		return false;
+		return dflt;
 	n = strlen(s);
 	trim(&s, &n);
 	if (token_is(s, n, "true"))
 		return true;
-	if (!token_is(s, n, "false"))
-		osh_diag(OSH_LOG_WARN, "%s=\"%.*s\" is not a boolean (true or false), using false",
-			 name, QUOTE_MAX, v);
-	return false;
+	if (token_is(s, n, "false"))
+		return false;
+	osh_diag(OSH_LOG_WARN, "%s=\"%.*s\" is not a boolean (true or false), using %s", name,
+		 QUOTE_MAX, v, dflt ? "true" : "false");
+	return dflt;
+}
+
+static bool env_bool(getenv_fn get, const char *name)
+{
+	return env_bool_or(get, name, false);
 }
 
 /* Integer variable of at least @min. Returns true and writes *ret only for a
@@ -668,9 +674,7 @@ static void load_limits(struct osh_config *cfg, getenv_fn get)
 	env_uint(get, "OTELSHIM_EXIT_TIMEOUT_MS", 0, &cfg->exit_timeout_ms);
 	env_uint(get, "OTELSHIM_EXPORTER_NICE", 0, &cfg->exporter_nice);
 	cfg->exporter_share_fds = env_bool(get, "OTELSHIM_EXPORTER_SHARE_FDS");
-	/* On unless set to false (or to something that is not a boolean). */
-	cfg->server_defer = !get_set(get, "OTELSHIM_SERVER_DEFER") ||
-			    env_bool(get, "OTELSHIM_SERVER_DEFER");
+	cfg->server_defer = env_bool_or(get, "OTELSHIM_SERVER_DEFER", true);
 	if (cfg->exporter_nice > 19)
 		cfg->exporter_nice = 19;
 	/* Off by default: with it every preloaded process exports a span, and

@@ -170,10 +170,7 @@ static void reset_state(struct osh_conn *c)
  * generation and stop). */
 static void evict(struct osh_conn *c)
 {
-	uint8_t r;
-
-	osh_server_replay();
-	r = atomic_load(&c->role);
+	uint8_t r = atomic_load(&c->role);
 
 	if (r == OSH_ROLE_NONE || r == OSH_ROLE_EXPORTER)
 		return;
@@ -181,6 +178,8 @@ static void evict(struct osh_conn *c)
 		osh_conn_release(c, OSH_END_DESYNC);
 	if (atomic_load(&c->role) != OSH_ROLE_ZOMBIE)
 		return;
+	/* Logged calls first: the zombie's state is about to go. */
+	osh_server_replay();
 	if (!osh_conn_lock(c)) {
 		atomic_store_explicit(&c->role, OSH_ROLE_NONE, memory_order_release);
 		return;
@@ -482,11 +481,14 @@ static void release_alias(struct osh_conn *a, int why)
 
 void osh_conn_release(struct osh_conn *c, int why)
 {
-	uint8_t r;
+	uint8_t r = atomic_load(&c->role);
 
-	/* Logged calls first: the state they belong to is about to go. */
-	osh_server_replay();
-	r = atomic_load(&c->role);
+	/* Logged calls (http_server.c, deferred observation) first: the
+	 * server state they belong to is about to go. */
+	if (r == OSH_ROLE_SERVER || r == OSH_ROLE_ALIAS) {
+		osh_server_replay();
+		r = atomic_load(&c->role);
+	}
 
 	if (r == OSH_ROLE_ALIAS) {
 		release_alias(c, why);

@@ -937,10 +937,6 @@ static void server_rx_now(struct osh_conn *c, const struct iovec *iov, int iovcn
 	struct osh_conn *o;
 	struct osh_server *sv;
 
-	/* Nothing was read and the connection is fine: a retry, or a bad
-	 * buffer that is the program's own business. */
-	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT))
-		return;
 	o = osh_conn_lock_server(c);
 	if (!o)
 		return;
@@ -1112,9 +1108,6 @@ static void server_tx_now(struct osh_conn *c, const struct iovec *iov, int iovcn
 	struct osh_conn *o;
 	struct osh_server *sv;
 
-	if (ret == 0 ||
-	    (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT)))
-		return;
 	o = osh_conn_lock_server(c);
 	if (!o)
 		return;
@@ -1406,20 +1399,23 @@ static bool deferred(struct osh_conn *c, enum log_kind kind, const struct iovec 
 	return false;
 }
 
+/* A failed call that moved nothing and leaves the connection fine: a retry,
+ * or a bad buffer that is the program's own business. Filtered before the
+ * log, so that a server's EAGAIN reads never make it replay. */
+static bool failed_harmlessly(ssize_t ret, int err)
+{
+	return ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT);
+}
+
 void osh_server_rx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
 {
-	if (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT))
-		return;
-	if (!deferred(c, LOG_RX, iov, iovcnt, ret))
+	if (!failed_harmlessly(ret, err) && !deferred(c, LOG_RX, iov, iovcnt, ret))
 		server_rx_now(c, iov, iovcnt, ret, err);
 }
 
 void osh_server_tx(struct osh_conn *c, const struct iovec *iov, int iovcnt, ssize_t ret, int err)
 {
-	if (ret == 0 ||
-	    (ret < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EFAULT)))
-		return;
-	if (!deferred(c, LOG_TX, iov, iovcnt, ret))
+	if (ret != 0 && !failed_harmlessly(ret, err) && !deferred(c, LOG_TX, iov, iovcnt, ret))
 		server_tx_now(c, iov, iovcnt, ret, err);
 }
 

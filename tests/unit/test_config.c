@@ -359,6 +359,24 @@ Test(config, durations)
 	cr_assert(cfg.exporter_share_fds);
 }
 
+/* Deferred observation of server connections is on unless turned off; a
+ * value that is not a boolean keeps the default. */
+Test(config, server_defer_defaults_on)
+{
+	LOAD_NONE();
+	cr_assert(cfg.server_defer);
+	osh_config_finish(&cfg);
+	LOAD("OTELSHIM_SERVER_DEFER", "FALSE");
+	cr_assert_not(cfg.server_defer);
+	osh_config_finish(&cfg);
+	LOAD("OTELSHIM_SERVER_DEFER", " true ");
+	cr_assert(cfg.server_defer);
+	osh_config_finish(&cfg);
+	LOAD("OTELSHIM_SERVER_DEFER", "off");
+	cr_assert(cfg.server_defer, "not a boolean: the default");
+	osh_config_finish(&cfg);
+}
+
 Test(config, timeouts_zero_means_no_limit)
 {
 	LOAD("OTEL_EXPORTER_OTLP_TIMEOUT", "0", "OTEL_BSP_EXPORT_TIMEOUT", "0");
